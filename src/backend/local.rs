@@ -1,0 +1,723 @@
+//! The embedded store: one SQLite file shared by every session of a machine,
+//! and the store behind `coord serve`. All business rules of the contract
+//! (read state per session, lock exclusivity, idempotency) live here.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params,
+};
+
+use super::Coord;
+use crate::error::{Error, Result};
+use crate::model::*;
+
+/// Bump when the schema changes, and add a step to `MIGRATIONS`.
+const SCHEMA_VERSION: i64 = 1;
+
+/// Step N brings a database from user_version N to N+1.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    from_session TEXT NOT NULL,
+    to_session TEXT NOT NULL,
+    subject TEXT,
+    body TEXT NOT NULL,
+    created_by_user TEXT NOT NULL,
+    created_by_machine TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX messages_to ON messages (to_session, id);
+CREATE TABLE message_reads (
+    message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    session TEXT NOT NULL,
+    read_at INTEGER NOT NULL,
+    PRIMARY KEY (message_id, session)
+) WITHOUT ROWID;
+CREATE TABLE todos (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    text TEXT NOT NULL,
+    user TEXT,
+    project TEXT,
+    parent_id INTEGER,
+    source TEXT,
+    auto INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'pending',
+    created_by_user TEXT NOT NULL,
+    created_by_machine TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    completed_by TEXT,
+    completed_at INTEGER
+);
+CREATE INDEX todos_status ON todos (status, id);
+CREATE TABLE locks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    project TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    note TEXT,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    UNIQUE (project, resource)
+);
+CREATE TABLE components (
+    project TEXT NOT NULL,
+    component TEXT NOT NULL,
+    state TEXT NOT NULL,
+    version TEXT,
+    notes TEXT,
+    updated_by TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (project, component)
+);
+CREATE TABLE workflows (
+    name TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    detail TEXT,
+    updated_by TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE idempotency (
+    key TEXT PRIMARY KEY,
+    status INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX idempotency_age ON idempotency (created_at);
+"#];
+
+/// How long a writer waits for another process before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long idempotency keys are remembered.
+const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+pub const DEFAULT_TTL_HOURS: f64 = 2.0;
+pub const MAX_TTL_HOURS: f64 = 168.0;
+
+pub struct LocalStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+impl LocalStore {
+    /// Opens (creating if needed) and migrates the store at `path`.
+    pub fn open(path: &Path) -> Result<LocalStore> {
+        if path.is_dir() {
+            return Err(Error::Store {
+                path: path.into(),
+                msg: "is a directory, not a database file (set COORD_DB to a file path)".into(),
+            });
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Store {
+                path: path.into(),
+                msg: format!("cannot create folder {}: {e}", dir.display()),
+            })?;
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| store_err(path, e))?;
+        let store = LocalStore {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.retry_busy(|| store.init())?;
+        store.check_version()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn init(&self) -> rusqlite::Result<()> {
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Reading the schema first turns "not a database" into an error here.
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version < SCHEMA_VERSION {
+            self.conn
+                .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        }
+        self.conn
+            .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+        if version < SCHEMA_VERSION {
+            let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+            // Another process may have migrated while we waited for the lock.
+            let mut v: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            while v < SCHEMA_VERSION {
+                tx.execute_batch(MIGRATIONS[v as usize])?;
+                v += 1;
+                tx.pragma_update(None, "user_version", v)?;
+            }
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Checks the schema is one this build understands.
+    fn check_version(&self) -> Result<()> {
+        let v: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| store_err(&self.path, e))?;
+        if v > SCHEMA_VERSION {
+            return Err(Error::Store {
+                path: self.path.clone(),
+                msg: format!(
+                    "schema version {v} is newer than this coord-hook understands ({SCHEMA_VERSION}); upgrade coord-hook"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// SQLite may answer BUSY where the busy handler does not apply (journal
+    /// mode changes on a fresh file); retry those within the busy timeout.
+    fn retry_busy<T>(&self, mut f: impl FnMut() -> rusqlite::Result<T>) -> Result<T> {
+        let start = Instant::now();
+        loop {
+            match f() {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if matches!(
+                        e.code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    ) && start.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                other => return other.map_err(|e| store_err(&self.path, e)),
+            }
+        }
+    }
+
+    fn tx(&self) -> Result<Transaction<'_>> {
+        self.retry_busy(|| Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate))
+    }
+
+    fn db<T>(&self, r: rusqlite::Result<T>) -> Result<T> {
+        r.map_err(|e| store_err(&self.path, e))
+    }
+}
+
+fn store_err(path: &Path, e: rusqlite::Error) -> Error {
+    let msg = match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
+            "is not a coord database (corrupt, or another kind of file)".to_string()
+        }
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::CannotOpen => {
+            "cannot be opened (check the path and its permissions)".to_string()
+        }
+        other => other.to_string(),
+    };
+    Error::Store {
+        path: path.into(),
+        msg,
+    }
+}
+
+// --- row mapping -----------------------------------------------------------
+
+const MESSAGE_COLS: &str = "m.id, m.from_session, m.to_session, m.subject, m.body, \
+     m.created_by_user, m.created_by_machine, m.created_at, r.read_at";
+
+fn message_row(r: &Row) -> rusqlite::Result<Message> {
+    let read_at: Option<i64> = r.get(8)?;
+    Ok(Message {
+        id: r.get(0)?,
+        from_session: r.get(1)?,
+        to_session: r.get(2)?,
+        subject: r.get(3)?,
+        body: r.get(4)?,
+        created_by_user: r.get(5)?,
+        created_by_machine: r.get(6)?,
+        created_at: from_millis(r.get(7)?),
+        read: read_at.is_some(),
+        read_at: read_at.map(from_millis),
+    })
+}
+
+const TODO_COLS: &str = "id, text, user, project, parent_id, source, auto, status, \
+     created_by_user, created_by_machine, created_at, completed_by, completed_at";
+
+fn todo_row(r: &Row) -> rusqlite::Result<Todo> {
+    let status: String = r.get(7)?;
+    Ok(Todo {
+        id: r.get(0)?,
+        text: r.get(1)?,
+        user: r.get(2)?,
+        project: r.get(3)?,
+        parent_id: r.get(4)?,
+        source: r.get(5)?,
+        auto: r.get(6)?,
+        status: if status == "done" {
+            TodoStatus::Done
+        } else {
+            TodoStatus::Pending
+        },
+        created_by_user: r.get(8)?,
+        created_by_machine: r.get(9)?,
+        created_at: from_millis(r.get(10)?),
+        completed_by: r.get(11)?,
+        completed_at: r.get::<_, Option<i64>>(12)?.map(from_millis),
+    })
+}
+
+const LOCK_COLS: &str = "id, project, resource, session_id, note, created_at, expires_at";
+
+fn lock_row(r: &Row) -> rusqlite::Result<Lock> {
+    Ok(Lock {
+        id: r.get(0)?,
+        project: r.get(1)?,
+        resource: r.get(2)?,
+        session_id: r.get(3)?,
+        note: r.get(4)?,
+        created_at: from_millis(r.get(5)?),
+        expires_at: from_millis(r.get(6)?),
+    })
+}
+
+fn component_row(r: &Row) -> rusqlite::Result<Component> {
+    Ok(Component {
+        project: r.get(0)?,
+        component: r.get(1)?,
+        state: r.get(2)?,
+        version: r.get(3)?,
+        notes: r.get(4)?,
+        updated_by: r.get(5)?,
+        updated_at: from_millis(r.get(6)?),
+    })
+}
+
+fn workflow_row(r: &Row) -> rusqlite::Result<Workflow> {
+    Ok(Workflow {
+        name: r.get(0)?,
+        state: r.get(1)?,
+        detail: r.get(2)?,
+        updated_by: r.get(3)?,
+        updated_at: from_millis(r.get(4)?),
+    })
+}
+
+fn required(field: &str, v: &str) -> Result<()> {
+    if v.trim().is_empty() {
+        Err(Error::invalid(format!("{field} must not be empty")))
+    } else {
+        Ok(())
+    }
+}
+
+// --- the operations, each inside the caller's transaction ------------------
+
+/// The HTTP status a write answers with (also stored with its idempotency
+/// key, so a replay answers the same).
+pub fn http_status(w: &Write, out: &Written) -> u16 {
+    match (w, out) {
+        (_, Written::Lock { created: true, .. }) => 201,
+        (Write::SendMessage(_) | Write::AddTodo(_), _) => 201,
+        _ => 200,
+    }
+}
+
+impl LocalStore {
+    fn apply(&self, tx: &Connection, w: &Write, now: i64) -> Result<Written> {
+        match w {
+            Write::SendMessage(m) => {
+                required("to_session", &m.to_session)?;
+                required("body", &m.body)?;
+                required("from_session", &m.from_session)?;
+                self.db(tx.execute(
+                    "INSERT INTO messages (from_session, to_session, subject, body, \
+                     created_by_user, created_by_machine, created_at) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+                    params![
+                        m.from_session,
+                        m.to_session,
+                        m.subject,
+                        m.body,
+                        m.created_by_user,
+                        m.created_by_machine,
+                        now
+                    ],
+                ))?;
+                let id = tx.last_insert_rowid();
+                self.message(tx, id, &m.from_session).map(Written::Message)
+            }
+            Write::MarkRead { id, session } => {
+                required("session", session)?;
+                let to: Option<String> = self.db(tx
+                    .query_row("SELECT to_session FROM messages WHERE id = ?1", [id], |r| {
+                        r.get(0)
+                    })
+                    .optional())?;
+                let to = to.ok_or_else(|| Error::not_found(format!("message {id}")))?;
+                if to != *session && to != ALL_SESSIONS {
+                    return Err(Error::forbidden(format!(
+                        "message {id} is addressed to {to}, not {session}"
+                    )));
+                }
+                self.db(tx.execute(
+                    "INSERT OR IGNORE INTO message_reads (message_id, session, read_at) VALUES (?1,?2,?3)",
+                    params![id, session, now],
+                ))?;
+                self.message(tx, *id, session).map(Written::Message)
+            }
+            Write::AddTodo(t) => {
+                required("text", &t.text)?;
+                if let Some(p) = t.parent_id {
+                    let exists: bool = self.db(tx.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM todos WHERE id = ?1)",
+                        [p],
+                        |r| r.get(0),
+                    ))?;
+                    if !exists {
+                        return Err(Error::invalid(format!("parent todo {p} does not exist")));
+                    }
+                }
+                self.db(tx.execute(
+                    "INSERT INTO todos (text, user, project, parent_id, source, auto, status, \
+                     created_by_user, created_by_machine, created_at) \
+                     VALUES (?1,?2,?3,?4,?5,?6,'pending',?7,?8,?9)",
+                    params![
+                        t.text,
+                        t.user,
+                        t.project,
+                        t.parent_id,
+                        t.source,
+                        t.auto,
+                        t.created_by_user,
+                        t.created_by_machine,
+                        now
+                    ],
+                ))?;
+                self.todo(tx, tx.last_insert_rowid()).map(Written::Todo)
+            }
+            Write::CompleteTodo { id, completed_by } => {
+                required("completed_by", completed_by)?;
+                // Completing twice keeps the first completion: idempotent.
+                self.db(tx.execute(
+                    "UPDATE todos SET status = 'done', completed_by = ?2, completed_at = ?3 \
+                     WHERE id = ?1 AND status <> 'done'",
+                    params![id, completed_by, now],
+                ))?;
+                self.todo(tx, *id).map(Written::Todo)
+            }
+            Write::ClaimLock(l) => self.claim(tx, l, now),
+            Write::ReleaseLock {
+                id,
+                session_id,
+                force,
+            } => {
+                let lock = self
+                    .db(tx
+                        .query_row(
+                            &format!(
+                                "SELECT {LOCK_COLS} FROM locks WHERE id = ?1 AND expires_at > ?2"
+                            ),
+                            params![id, now],
+                            lock_row,
+                        )
+                        .optional())?
+                    .ok_or_else(|| Error::not_found(format!("lock {id} (or it expired)")))?;
+                if lock.session_id != *session_id && !force {
+                    return Err(Error::forbidden(format!(
+                        "lock {id} is held by {}, not {session_id} (use --force to break it)",
+                        lock.session_id
+                    )));
+                }
+                self.db(tx.execute("DELETE FROM locks WHERE id = ?1", [id]))?;
+                Ok(Written::Lock {
+                    lock,
+                    created: false,
+                })
+            }
+            Write::SetComponent {
+                project,
+                component,
+                update,
+            } => {
+                required("project", project)?;
+                required("component", component)?;
+                required("state", &update.state)?;
+                self.db(tx.execute(
+                    "INSERT INTO components (project, component, state, version, notes, updated_by, updated_at) \
+                     VALUES (?1,?2,?3,?4,?5,?6,?7) \
+                     ON CONFLICT (project, component) DO UPDATE SET state = excluded.state, \
+                     version = excluded.version, notes = excluded.notes, \
+                     updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+                    params![
+                        project,
+                        component,
+                        update.state,
+                        update.version,
+                        update.notes,
+                        update.updated_by,
+                        now
+                    ],
+                ))?;
+                self.db(tx.query_row(
+                    "SELECT project, component, state, version, notes, updated_by, updated_at \
+                     FROM components WHERE project = ?1 AND component = ?2",
+                    params![project, component],
+                    component_row,
+                ))
+                .map(Written::Component)
+            }
+            Write::SetWorkflow { name, update } => {
+                required("name", name)?;
+                required("state", &update.state)?;
+                self.db(tx.execute(
+                    "INSERT INTO workflows (name, state, detail, updated_by, updated_at) \
+                     VALUES (?1,?2,?3,?4,?5) \
+                     ON CONFLICT (name) DO UPDATE SET state = excluded.state, \
+                     detail = excluded.detail, updated_by = excluded.updated_by, \
+                     updated_at = excluded.updated_at",
+                    params![name, update.state, update.detail, update.updated_by, now],
+                ))?;
+                self.db(tx.query_row(
+                    "SELECT name, state, detail, updated_by, updated_at FROM workflows WHERE name = ?1",
+                    [name],
+                    workflow_row,
+                ))
+                .map(Written::Workflow)
+            }
+        }
+    }
+
+    fn claim(&self, tx: &Connection, l: &NewLock, now: i64) -> Result<Written> {
+        required("project", &l.project)?;
+        required("resource", &l.resource)?;
+        required("session_id", &l.session_id)?;
+        let ttl = l.ttl_hours.unwrap_or(DEFAULT_TTL_HOURS);
+        if !(ttl > 0.0 && ttl <= MAX_TTL_HOURS) {
+            return Err(Error::invalid(format!(
+                "ttl_hours must be more than 0 and at most {MAX_TTL_HOURS}, not {ttl}"
+            )));
+        }
+        let expires = now + (ttl * 3_600_000.0).round() as i64;
+        self.db(tx.execute(
+            "DELETE FROM locks WHERE project = ?1 AND resource = ?2 AND expires_at <= ?3",
+            params![l.project, l.resource, now],
+        ))?;
+        let held = self.db(tx
+            .query_row(
+                &format!("SELECT {LOCK_COLS} FROM locks WHERE project = ?1 AND resource = ?2"),
+                params![l.project, l.resource],
+                lock_row,
+            )
+            .optional())?;
+        let (id, created) = match held {
+            Some(h) if h.session_id != l.session_id => {
+                return Err(Error::Conflict {
+                    detail: format!(
+                        "{}/{} is held by {} until {}",
+                        h.project,
+                        h.resource,
+                        h.session_id,
+                        format_time(&h.expires_at)
+                    ),
+                    lock: Some(Box::new(h)),
+                });
+            }
+            Some(h) => {
+                self.db(tx.execute(
+                    "UPDATE locks SET expires_at = ?2, note = COALESCE(?3, note) WHERE id = ?1",
+                    params![h.id, expires, l.note],
+                ))?;
+                (h.id, false)
+            }
+            None => {
+                self.db(tx.execute(
+                    "INSERT INTO locks (project, resource, session_id, note, created_at, expires_at) \
+                     VALUES (?1,?2,?3,?4,?5,?6)",
+                    params![l.project, l.resource, l.session_id, l.note, now, expires],
+                ))?;
+                (tx.last_insert_rowid(), true)
+            }
+        };
+        let lock = self.db(tx.query_row(
+            &format!("SELECT {LOCK_COLS} FROM locks WHERE id = ?1"),
+            [id],
+            lock_row,
+        ))?;
+        Ok(Written::Lock { lock, created })
+    }
+
+    fn message(&self, c: &Connection, id: i64, session: &str) -> Result<Message> {
+        self.db(c
+            .query_row(
+                &format!(
+                    "SELECT {MESSAGE_COLS} FROM messages m LEFT JOIN message_reads r \
+                     ON r.message_id = m.id AND r.session = ?2 WHERE m.id = ?1"
+                ),
+                params![id, session],
+                message_row,
+            )
+            .optional())?
+            .ok_or_else(|| Error::not_found(format!("message {id}")))
+    }
+
+    fn todo(&self, c: &Connection, id: i64) -> Result<Todo> {
+        self.db(c
+            .query_row(
+                &format!("SELECT {TODO_COLS} FROM todos WHERE id = ?1"),
+                [id],
+                todo_row,
+            )
+            .optional())?
+            .ok_or_else(|| Error::not_found(format!("todo {id}")))
+    }
+
+    fn collect<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+        f: fn(&Row) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let run = || -> rusqlite::Result<Vec<T>> {
+            let mut st = self.conn.prepare_cached(sql)?;
+            let rows = st.query_map(params, f)?;
+            rows.collect()
+        };
+        self.retry_busy(run)
+    }
+
+    /// Replays the first answer given to `key`, if it was seen in the last
+    /// 24 hours.
+    fn replay(&self, tx: &Connection, w: &Write, key: &str, now: i64) -> Result<Option<Written>> {
+        let row: Option<(u16, String)> = self.db(tx
+            .query_row(
+                "SELECT status, body FROM idempotency WHERE key = ?1 AND created_at > ?2",
+                params![key, now - IDEMPOTENCY_WINDOW_MS],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional())?;
+        let Some((status, body)) = row else {
+            return Ok(None);
+        };
+        let bad = |e: serde_json::Error| Error::Store {
+            path: self.path.clone(),
+            msg: format!("stored answer for idempotency key {key} is unreadable: {e}"),
+        };
+        let written = match w {
+            Write::SendMessage(_) | Write::MarkRead { .. } => {
+                Written::Message(serde_json::from_str(&body).map_err(bad)?)
+            }
+            Write::AddTodo(_) | Write::CompleteTodo { .. } => {
+                Written::Todo(serde_json::from_str(&body).map_err(bad)?)
+            }
+            Write::ClaimLock(_) | Write::ReleaseLock { .. } => Written::Lock {
+                lock: serde_json::from_str(&body).map_err(bad)?,
+                created: status == 201,
+            },
+            Write::SetComponent { .. } => {
+                Written::Component(serde_json::from_str(&body).map_err(bad)?)
+            }
+            Write::SetWorkflow { .. } => {
+                Written::Workflow(serde_json::from_str(&body).map_err(bad)?)
+            }
+        };
+        Ok(Some(written))
+    }
+}
+
+impl Coord for LocalStore {
+    fn write(&self, w: &Write, key: Option<&str>) -> Result<Written> {
+        let now = now_ms();
+        let tx = self.tx()?;
+        if let Some(key) = key
+            && let Some(first) = self.replay(&tx, w, key, now)?
+        {
+            return Ok(first);
+        }
+        let out = self.apply(&tx, w, now)?;
+        if let Some(key) = key {
+            let status = http_status(w, &out);
+            self.db(tx.execute(
+                "DELETE FROM idempotency WHERE created_at <= ?1",
+                [now - IDEMPOTENCY_WINDOW_MS],
+            ))?;
+            self.db(tx.execute(
+                "INSERT OR REPLACE INTO idempotency (key, status, body, created_at) VALUES (?1,?2,?3,?4)",
+                params![key, status, out.to_json().to_string(), now],
+            ))?;
+        }
+        self.db(tx.commit())?;
+        Ok(out)
+    }
+
+    fn messages(&self, q: &MessageQuery) -> Result<Vec<Message>> {
+        let limit = q
+            .limit
+            .unwrap_or(DEFAULT_MESSAGE_LIMIT)
+            .clamp(1, MAX_MESSAGE_LIMIT);
+        let unread = if q.unread_only {
+            "AND r.read_at IS NULL"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {MESSAGE_COLS} FROM messages m LEFT JOIN message_reads r \
+             ON r.message_id = m.id AND r.session = ?1 \
+             WHERE m.to_session IN (?1, '{ALL_SESSIONS}') {unread} ORDER BY m.id LIMIT ?2"
+        );
+        self.collect(&sql, &[&q.session, &limit], message_row)
+    }
+
+    fn todos(&self, q: &TodoQuery) -> Result<Vec<Todo>> {
+        let status = match q.status {
+            StatusFilter::All => None,
+            s => Some(s.as_str()),
+        };
+        let sql = format!(
+            "SELECT {TODO_COLS} FROM todos \
+             WHERE (?1 IS NULL OR status = ?1) \
+             AND (?2 IS NULL OR user = ?2 OR (?3 AND user IS NULL)) \
+             AND (?4 IS NULL OR project = ?4) ORDER BY id"
+        );
+        self.collect(
+            &sql,
+            &[&status, &q.user, &q.include_unassigned, &q.project],
+            todo_row,
+        )
+    }
+
+    fn locks(&self, q: &LockQuery) -> Result<Vec<Lock>> {
+        let sql = format!(
+            "SELECT {LOCK_COLS} FROM locks WHERE expires_at > ?1 \
+             AND (?2 IS NULL OR project = ?2) AND (?3 IS NULL OR session_id = ?3) ORDER BY id"
+        );
+        self.collect(&sql, &[&now_ms(), &q.project, &q.session_id], lock_row)
+    }
+
+    fn status(&self) -> Result<Status> {
+        Ok(Status {
+            locks: self.locks(&LockQuery::default())?,
+            components: self.collect(
+                "SELECT project, component, state, version, notes, updated_by, updated_at \
+                 FROM components ORDER BY project, component",
+                &[],
+                component_row,
+            )?,
+            workflows: self.collect(
+                "SELECT name, state, detail, updated_by, updated_at FROM workflows ORDER BY name",
+                &[],
+                workflow_row,
+            )?,
+        })
+    }
+
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn is_remote(&self) -> bool {
+        false
+    }
+}

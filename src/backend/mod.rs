@@ -1,0 +1,50 @@
+//! The `Coord` trait — one method per contract operation family — and the
+//! choice between the embedded store and the HTTP API.
+
+pub mod local;
+
+use crate::error::{Error, Result};
+use crate::model::*;
+
+/// What every backend can do. Writes go through one method taking a
+/// [`Write`], so the offline queue and the server's idempotency handle every
+/// mutation the same way. `key` is the idempotency key; `None` lets the
+/// backend choose (a fresh one over HTTP, none on the local store).
+pub trait Coord {
+    fn write(&self, w: &Write, key: Option<&str>) -> Result<Written>;
+    fn messages(&self, q: &MessageQuery) -> Result<Vec<Message>>;
+    fn todos(&self, q: &TodoQuery) -> Result<Vec<Todo>>;
+    fn locks(&self, q: &LockQuery) -> Result<Vec<Lock>>;
+    fn status(&self) -> Result<Status>;
+    /// Where the data lives, for people: a file path or a URL.
+    fn location(&self) -> String;
+    /// True when writes go over the network and may need the queue.
+    fn is_remote(&self) -> bool;
+}
+
+fn unexpected(w: &Write) -> Error {
+    Error::Protocol {
+        endpoint: w.describe(),
+        msg: "the answer is not the object this write returns".into(),
+    }
+}
+
+/// Typed wrappers around [`Coord::write`].
+pub trait CoordExt: Coord {
+    fn send_message(&self, m: NewMessage) -> Result<Message> {
+        let w = Write::SendMessage(m);
+        match self.write(&w, None)? {
+            Written::Message(m) => Ok(m),
+            _ => Err(unexpected(&w)),
+        }
+    }
+    fn claim_lock(&self, l: NewLock) -> Result<(Lock, bool)> {
+        let w = Write::ClaimLock(l);
+        match self.write(&w, None)? {
+            Written::Lock { lock, created } => Ok((lock, created)),
+            _ => Err(unexpected(&w)),
+        }
+    }
+}
+
+impl<T: Coord + ?Sized> CoordExt for T {}

@@ -1,0 +1,183 @@
+//! The command line, as clap types only; no logic lives here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::model::StatusFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "coord",
+    version,
+    about = "Messages, todos, locks and deploy states for a fleet of Claude Code sessions",
+    after_help = "Exit codes: 0 done, 1 failed, 2 usage, 3 lock held by another session."
+)]
+pub struct Cli {
+    /// Read this identity.json instead of searching for one.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub identity: Option<PathBuf>,
+    /// Print the contract's JSON objects instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Never colour the output (NO_COLOR does the same).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show who this session is and where it reads and writes.
+    Whoami,
+    /// Show active locks, component states and workflows.
+    Status,
+    /// Send, list and acknowledge messages.
+    #[command(subcommand)]
+    Msg(MsgCmd),
+    /// Add, list and complete fleet todos.
+    #[command(subcommand)]
+    Todo(TodoCmd),
+    /// Claim, release and list work locks.
+    #[command(subcommand)]
+    Lock(LockCmd),
+    /// Record a component's deploy state.
+    #[command(subcommand)]
+    Component(ComponentCmd),
+    /// Record a workflow's state.
+    #[command(subcommand)]
+    Workflow(WorkflowCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MsgCmd {
+    /// Send a message to a session, a machine, or everyone.
+    Send(MsgSend),
+    /// List this session's messages (unread by default), oldest first.
+    Inbox {
+        /// Include messages already read.
+        #[arg(long)]
+        all: bool,
+        /// At most this many (1 to 1000).
+        #[arg(long, value_name = "N", default_value_t = 100,
+              value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
+    /// Mark messages read for this session.
+    Read {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<i64>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct MsgSend {
+    /// MACHINE/SESSION, a bare MACHINE (its claude-main), or ALL/fleet/broadcast.
+    pub to: String,
+    /// The message; `-` reads it from standard input.
+    pub body: Option<String>,
+    #[arg(long, short)]
+    pub subject: Option<String>,
+    /// Read the body from this file.
+    #[arg(long, value_name = "FILE", conflicts_with = "body")]
+    pub body_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TodoCmd {
+    /// Add a todo (for everyone unless --user is given).
+    Add(TodoAdd),
+    /// List todos (pending by default).
+    List {
+        /// Only todos for this user, and those for everyone.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, value_name = "KEY")]
+        project: Option<String>,
+        #[arg(long, value_enum, default_value_t = StatusFilter::Pending)]
+        status: StatusFilter,
+    },
+    /// Mark todos done.
+    Done {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<i64>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TodoAdd {
+    /// The todo; `-` reads it from standard input.
+    pub text: Option<String>,
+    /// Read the text from this file.
+    #[arg(long, value_name = "FILE", conflicts_with = "text")]
+    pub text_file: Option<PathBuf>,
+    /// Whom it is for (default: everyone).
+    #[arg(long)]
+    pub user: Option<String>,
+    #[arg(long, value_name = "KEY")]
+    pub project: Option<String>,
+    /// Make it a sub-task of this todo.
+    #[arg(long, value_name = "ID")]
+    pub parent: Option<i64>,
+    /// Where it came from (free text).
+    #[arg(long, value_name = "TXT")]
+    pub source: Option<String>,
+    /// Mark it as created by automation.
+    #[arg(long)]
+    pub auto: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockCmd {
+    /// Claim a resource; renewing your own lock extends it.
+    Claim {
+        project: String,
+        resource: String,
+        /// Hours until it expires (more than 0, at most 168).
+        #[arg(long, value_name = "HOURS", default_value_t = 2.0)]
+        ttl: f64,
+        #[arg(long, value_name = "TXT")]
+        note: Option<String>,
+    },
+    /// Release a lock by id.
+    Release {
+        id: i64,
+        /// Release it even when another session holds it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List active locks.
+    List {
+        #[arg(long, value_name = "KEY")]
+        project: Option<String>,
+        /// Only this session's locks.
+        #[arg(long)]
+        mine: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ComponentCmd {
+    /// Set a component's state.
+    Set {
+        project: String,
+        component: String,
+        state: String,
+        #[arg(long = "version", value_name = "V")]
+        version: Option<String>,
+        #[arg(long, value_name = "TXT")]
+        notes: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCmd {
+    /// Set a workflow's state.
+    Set {
+        name: String,
+        state: String,
+        #[arg(long, value_name = "TXT")]
+        detail: Option<String>,
+    },
+}

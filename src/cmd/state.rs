@@ -1,0 +1,115 @@
+//! `coord whoami`, `coord status`, `coord component set`, `coord workflow set`.
+
+use serde_json::json;
+
+use super::{Ctx, note};
+use crate::cli::{ComponentCmd, WorkflowCmd};
+use crate::error::Result;
+use crate::identity::Source;
+use crate::model::*;
+use crate::render;
+
+pub fn whoami(ctx: &Ctx) -> Result<()> {
+    let id = &ctx.identity;
+    let file = match &id.source {
+        Source::File(p) => Some(p.display().to_string()),
+        Source::Defaults => {
+            note("note: no identity.json found; using defaults from the environment and host name");
+            None
+        }
+    };
+    let (backend, location) = match &id.api {
+        Some(url) => ("http", url.clone()),
+        None => ("local", id.db_path.display().to_string()),
+    };
+    let value = json!({
+        "user": id.user,
+        "machine": id.machine,
+        "session_id": id.session_id(),
+        "identity_file": file,
+        "backend": backend,
+        "location": location,
+        "queue": id.queue_path().display().to_string(),
+    });
+    ctx.emit(&value, || {
+        let mut t = render::Table::new(vec!["", ""]);
+        let rows = [
+            ("user", id.user.clone()),
+            ("machine", id.machine.clone()),
+            ("session", id.session_id()),
+            (
+                "identity",
+                file.clone().unwrap_or_else(|| "(defaults)".into()),
+            ),
+            ("backend", format!("{backend}: {location}")),
+        ];
+        for (k, v) in rows {
+            t.row(vec![k.to_string(), render::cell(&v, 200)]);
+        }
+        let s = t.render(&ctx.style);
+        // Drop the empty header line.
+        s.split_once('\n').map(|x| x.1.to_string()).unwrap_or(s)
+    });
+    Ok(())
+}
+
+pub fn status(ctx: &Ctx) -> Result<()> {
+    let st = ctx.backend()?.status()?;
+    ctx.emit(&st, || render::status(&st, &render::now(), &ctx.style));
+    Ok(())
+}
+
+pub fn component(ctx: &Ctx, cmd: ComponentCmd) -> Result<()> {
+    let ComponentCmd::Set {
+        project,
+        component,
+        state,
+        version,
+        notes,
+    } = cmd;
+    let written = ctx.write(&Write::SetComponent {
+        project,
+        component,
+        update: ComponentUpdate {
+            state,
+            version,
+            notes,
+            updated_by: ctx.session_id(),
+        },
+    })?;
+    ctx.emit(&written.to_json(), || match &written {
+        Written::Component(c) => format!(
+            "{}/{} is {}\n",
+            render::cell(&c.project, 60),
+            render::cell(&c.component, 60),
+            render::cell(&c.state, 60)
+        ),
+        _ => String::new(),
+    });
+    Ok(())
+}
+
+pub fn workflow(ctx: &Ctx, cmd: WorkflowCmd) -> Result<()> {
+    let WorkflowCmd::Set {
+        name,
+        state,
+        detail,
+    } = cmd;
+    let written = ctx.write(&Write::SetWorkflow {
+        name,
+        update: WorkflowUpdate {
+            state,
+            detail,
+            updated_by: ctx.session_id(),
+        },
+    })?;
+    ctx.emit(&written.to_json(), || match &written {
+        Written::Workflow(w) => format!(
+            "workflow {} is {}\n",
+            render::cell(&w.name, 60),
+            render::cell(&w.state, 60)
+        ),
+        _ => String::new(),
+    });
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! Errors as values with a kind the caller can act on, and the exit codes
+//! they map to.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::model::{Lock, format_time};
+
+/// Exit codes, documented in the README.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const LOCK_HELD: u8 = 3;
+}
+
+#[derive(Debug)]
+pub enum Error {
+    /// The command line was wrong (exit 2).
+    Usage(String),
+    /// A local file or setting is broken: names the file and what is wrong.
+    BadInput { path: PathBuf, msg: String },
+    /// The API could not be reached at all: refused, DNS, timeout, TLS.
+    /// Writes of this kind are safe to queue.
+    Unreachable { url: String, reason: String },
+    /// The server said no (4xx other than a lock conflict). Never queued.
+    Rejected { status: u16, detail: String },
+    /// A lock is held by another session (exit 3).
+    Conflict {
+        detail: String,
+        lock: Option<Box<Lock>>,
+    },
+    /// The server failed (5xx): retrying later may work.
+    Server {
+        status: u16,
+        url: String,
+        detail: String,
+    },
+    /// A 2xx whose body is not what the contract says.
+    Protocol { endpoint: String, msg: String },
+    /// The embedded store failed.
+    Store { path: PathBuf, msg: String },
+    /// Details were already printed; this is the summary line.
+    Reported(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn not_found(what: impl fmt::Display) -> Self {
+        Error::Rejected {
+            status: 404,
+            detail: format!("{what} not found"),
+        }
+    }
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        Error::Rejected {
+            status: 422,
+            detail: detail.into(),
+        }
+    }
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Error::Rejected {
+            status: 403,
+            detail: detail.into(),
+        }
+    }
+    pub fn bad_input(path: &Path, msg: impl Into<String>) -> Self {
+        Error::BadInput {
+            path: path.to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => exit::USAGE,
+            Error::Conflict { .. } => exit::LOCK_HELD,
+            _ => exit::FAILED,
+        }
+    }
+
+    /// Writes failing this way may be queued and replayed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Unreachable { .. } | Error::Server { .. })
+    }
+
+    /// The HTTP status `coord serve` answers with for this error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::Usage(_) => 400,
+            Error::Rejected { status, .. } => *status,
+            Error::Conflict { .. } => 409,
+            _ => 500,
+        }
+    }
+
+    /// The `detail` text for an HTTP error body.
+    pub fn detail(&self) -> String {
+        match self {
+            Error::Rejected { detail, .. } | Error::Conflict { detail, .. } => detail.clone(),
+            // Never leak local paths or internals over the wire.
+            Error::Store { .. } => "internal store error".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(m) => write!(f, "{m}"),
+            Error::BadInput { path, msg } => write!(f, "{}: {msg}", path.display()),
+            Error::Unreachable { url, reason } => {
+                write!(f, "coord API unreachable at {url}: {reason}")
+            }
+            Error::Rejected { detail, .. } => write!(f, "{detail}"),
+            Error::Conflict { detail, lock } => match lock {
+                Some(l) => write!(
+                    f,
+                    "{}/{} is held by {} until {}",
+                    l.project,
+                    l.resource,
+                    l.session_id,
+                    format_time(&l.expires_at)
+                ),
+                None => write!(f, "{detail}"),
+            },
+            Error::Server {
+                status,
+                url,
+                detail,
+            } => {
+                write!(f, "coord API failed with HTTP {status} at {url}: {detail}")
+            }
+            Error::Protocol { endpoint, msg } => {
+                write!(f, "unexpected answer from {endpoint}: {msg}")
+            }
+            Error::Store { path, msg } => write!(f, "local store {}: {msg}", path.display()),
+            Error::Reported(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

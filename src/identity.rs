@@ -1,0 +1,274 @@
+//! Finding and reading identity.json, applying environment overrides, and
+//! deriving the session id and the local file paths that hang off it.
+
+use std::env;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer};
+
+use crate::error::{Error, Result};
+use crate::model::{ALL_SESSIONS, DEFAULT_SESSION};
+
+pub const FILE_NAME: &str = "identity.json";
+pub const DB_FILE: &str = "coord.db";
+pub const QUEUE_FILE: &str = "coord-queue.jsonl";
+
+/// identity.json as written by a person. Every field is optional; unknown
+/// fields are ignored.
+#[derive(Debug, Default, Deserialize)]
+struct IdentityFile {
+    #[serde(default, deserialize_with = "name")]
+    user: Option<String>,
+    #[serde(default, deserialize_with = "name")]
+    machine: Option<String>,
+    #[serde(default, deserialize_with = "api_url")]
+    coord_api: Option<String>,
+    #[serde(default, deserialize_with = "name")]
+    session: Option<String>,
+    #[serde(default)]
+    coord_token: Option<String>,
+    #[serde(default)]
+    hook_timeout_ms: Option<u64>,
+    #[serde(default)]
+    coord_db: Option<PathBuf>,
+}
+
+/// Where the identity came from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    File(PathBuf),
+    Defaults,
+}
+
+/// The resolved identity: file, then environment overrides, then defaults.
+#[derive(Clone)]
+pub struct Identity {
+    pub user: String,
+    pub machine: String,
+    /// The session's name (the part after `MACHINE/`).
+    pub session: String,
+    pub api: Option<String>,
+    pub token: Option<String>,
+    pub hook_timeout_ms: Option<u64>,
+    pub db_path: PathBuf,
+    /// The `.claude` folder that holds the queue (beside the identity file).
+    pub state_dir: PathBuf,
+    pub source: Source,
+}
+
+impl std::fmt::Debug for Identity {
+    // Hand-written so the token can never reach a log through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("user", &self.user)
+            .field("machine", &self.machine)
+            .field("session", &self.session)
+            .field("api", &self.api)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("db_path", &self.db_path)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl Identity {
+    /// `MACHINE/SESSION`.
+    pub fn session_id(&self) -> String {
+        format!("{}/{}", self.machine, self.session)
+    }
+
+    pub fn queue_path(&self) -> PathBuf {
+        match env_var("COORD_QUEUE") {
+            Some(p) => PathBuf::from(p),
+            None => self.state_dir.join(QUEUE_FILE),
+        }
+    }
+
+    /// Finds and reads the identity. `explicit` is `--identity`; `cwd` is
+    /// where the walk up for `.claude/identity.json` starts.
+    pub fn load(explicit: Option<&Path>, cwd: &Path) -> Result<Identity> {
+        let (file, source) = match find(explicit, cwd)? {
+            Some(path) => (read_file(&path)?, Source::File(path)),
+            None => (IdentityFile::default(), Source::Defaults),
+        };
+        let state_dir = match &source {
+            Source::File(p) => p
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
+            Source::Defaults => home_claude_dir(),
+        };
+
+        let user = file.user.unwrap_or_else(default_user);
+        let machine = file.machine.unwrap_or_else(default_machine);
+        let mut session = file.session.unwrap_or_else(|| DEFAULT_SESSION.into());
+        let mut machine_override = None;
+        if let Some(s) = env_var("COORD_SESSION") {
+            // A full id (`MACHINE/NAME`) is accepted as well as a bare name.
+            match s.split_once('/') {
+                Some((m, n)) if !m.is_empty() && !n.is_empty() => {
+                    machine_override = Some(m.to_string());
+                    session = n.to_string();
+                }
+                _ => session = s,
+            }
+        }
+        let machine = machine_override.unwrap_or(machine);
+        check_name("COORD_SESSION", &session)?;
+
+        let api = match env_var("COORD_API") {
+            Some(a) => Some(validate_api(&a).map_err(|m| Error::Usage(format!("COORD_API: {m}")))?),
+            None => file.coord_api,
+        };
+        let token = env_var("COORD_TOKEN").or(file.coord_token.filter(|t| !t.is_empty()));
+        let db_path = env_var("COORD_DB")
+            .map(PathBuf::from)
+            .or(file.coord_db)
+            .unwrap_or_else(|| state_dir.join(DB_FILE));
+
+        Ok(Identity {
+            user,
+            machine,
+            session,
+            api,
+            token,
+            hook_timeout_ms: file.hook_timeout_ms,
+            db_path,
+            state_dir,
+            source,
+        })
+    }
+}
+
+/// Non-empty environment variable.
+pub fn env_var(name: &str) -> Option<String> {
+    env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn find(explicit: Option<&Path>, cwd: &Path) -> Result<Option<PathBuf>> {
+    // A path the person named must exist: falling back silently would make
+    // a typo look like a different identity.
+    let named = explicit
+        .map(|p| ("--identity", p.to_path_buf()))
+        .or_else(|| env_var("COORD_IDENTITY").map(|p| ("COORD_IDENTITY", PathBuf::from(p))));
+    if let Some((what, path)) = named {
+        if !path.is_file() {
+            return Err(Error::bad_input(
+                &path,
+                format!("no identity file here (from {what})"),
+            ));
+        }
+        return Ok(Some(path));
+    }
+    if let Some(root) = env_var("CLAUDETOOLS_ROOT") {
+        let p = Path::new(&root).join(".claude").join(FILE_NAME);
+        if p.is_file() {
+            return Ok(Some(p));
+        }
+    }
+    for dir in cwd.ancestors() {
+        let p = dir.join(".claude").join(FILE_NAME);
+        if p.is_file() {
+            return Ok(Some(p));
+        }
+    }
+    let p = home_claude_dir().join(FILE_NAME);
+    Ok(p.is_file().then_some(p))
+}
+
+fn read_file(path: &Path) -> Result<IdentityFile> {
+    let text = std::fs::read(path)
+        .map_err(|e| Error::bad_input(path, format!("cannot read identity file: {e}")))?;
+    let text = String::from_utf8(text)
+        .map_err(|_| Error::bad_input(path, "identity file is not valid UTF-8"))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text); // Windows editors
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.inner();
+        let msg = inner.to_string();
+        let msg = msg
+            .rsplit_once(" at line ")
+            .map_or(msg.as_str(), |(m, _)| m);
+        let location = format!("line {}", inner.line());
+        let what = if field == "." {
+            format!("{location}: {msg}")
+        } else {
+            format!("{location}, field \"{field}\": {msg}")
+        };
+        Error::bad_input(path, format!("broken identity file: {what}"))
+    })
+}
+
+pub fn home_claude_dir() -> PathBuf {
+    env::home_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".claude")
+}
+
+fn default_user() -> String {
+    env_var("USER")
+        .or_else(|| env_var("USERNAME"))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn default_machine() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let host = host.split('.').next().unwrap_or("").trim().to_string();
+    if host.is_empty() || check_name("host name", &host).is_err() {
+        "localhost".into()
+    } else {
+        host
+    }
+}
+
+fn check_name(what: &str, v: &str) -> Result<()> {
+    match name_problem(v) {
+        Some(p) => Err(Error::Usage(format!("{what}: {p}"))),
+        None => Ok(()),
+    }
+}
+
+fn name_problem(v: &str) -> Option<&'static str> {
+    if v.is_empty() {
+        Some("must not be empty")
+    } else if v.contains('/') {
+        Some("must not contain '/'")
+    } else if v.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        Some("must not contain spaces or control characters")
+    } else if v == ALL_SESSIONS {
+        Some("ALL_SESSIONS is reserved for broadcasts")
+    } else {
+        None
+    }
+}
+
+fn name<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    let v = Option::<String>::deserialize(d)?;
+    if let Some(s) = &v
+        && let Some(p) = name_problem(s)
+    {
+        return Err(serde::de::Error::custom(p));
+    }
+    Ok(v)
+}
+
+fn api_url<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) if s.trim().is_empty() => Ok(None),
+        Some(s) => validate_api(&s).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// An API base must be an http(s) URL; the trailing slash is dropped.
+pub fn validate_api(s: &str) -> std::result::Result<String, String> {
+    let t = s.trim().trim_end_matches('/');
+    let rest = t
+        .strip_prefix("http://")
+        .or_else(|| t.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() => Ok(t.to_string()),
+        _ => Err(format!("{s:?} is not an http:// or https:// URL")),
+    }
+}

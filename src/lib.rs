@@ -1,0 +1,82 @@
+//! coord-hook: the session-start hook and `coord` CLI for a fleet of Claude
+//! Code sessions. `run` parses the command line, dispatches, and maps errors
+//! to exit codes; everything else lives in the modules below.
+
+pub mod backend;
+pub mod cli;
+pub mod cmd;
+pub mod error;
+pub mod identity;
+pub mod model;
+pub mod render;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches};
+
+use cli::{Cli, Command};
+use cmd::{Ctx, note};
+use error::{Error, exit};
+use identity::Identity;
+
+/// Entry point for both binaries.
+pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let name = program_name(args.first());
+    let matches = Cli::command().name(name).try_get_matches_from(&args);
+    let cli = match matches.and_then(|m| Cli::from_arg_matches(&m)) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    match dispatch(cli, name) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            let line = cmd::lock::conflict_line(&e).unwrap_or_else(|| e.to_string());
+            note(&format!("error: {}", render::cell(&line, 2000)));
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// `coord-hook` or `coord`, from argv[0]; `coord` when unknown.
+fn program_name(arg0: Option<&OsString>) -> &'static str {
+    let stem = arg0
+        .map(Path::new)
+        .and_then(Path::file_stem)
+        .and_then(|s| s.to_str());
+    match stem {
+        Some(s) if s.starts_with("coord-hook") => "coord-hook",
+        _ => "coord",
+    }
+}
+
+fn cwd() -> PathBuf {
+    std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+fn dispatch(cli: Cli, name: &'static str) -> Result<(), Error> {
+    let Some(command) = cli.command else {
+        let _ = Cli::command().name(name).print_help();
+        return Ok(());
+    };
+    let identity = Identity::load(cli.identity.as_deref(), &cwd())?;
+    let ctx = Ctx::new(identity, cli.json, cli.no_color);
+    match command {
+        Command::Whoami => cmd::state::whoami(&ctx),
+        Command::Status => cmd::state::status(&ctx),
+        Command::Msg(c) => cmd::msg::run(&ctx, c),
+        Command::Todo(c) => cmd::todo::run(&ctx, c),
+        Command::Lock(c) => cmd::lock::run(&ctx, c),
+        Command::Component(c) => cmd::state::component(&ctx, c),
+        Command::Workflow(c) => cmd::state::workflow(&ctx, c),
+    }
+}

@@ -1,0 +1,459 @@
+//! The contract's objects (Message, Todo, Lock, Component, Workflow) and the
+//! write operations, with serialisers that accept what real servers send.
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The broadcast address: every session reads messages sent to it.
+pub const ALL_SESSIONS: &str = "ALL_SESSIONS";
+/// The session name used when none is configured.
+pub const DEFAULT_SESSION: &str = "claude-main";
+
+pub type Time = DateTime<Utc>;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    #[serde(deserialize_with = "de_id")]
+    pub id: i64,
+    pub from_session: String,
+    pub to_session: String,
+    #[serde(default)]
+    pub subject: Option<String>,
+    pub body: String,
+    #[serde(default)]
+    pub created_by_user: String,
+    #[serde(default)]
+    pub created_by_machine: String,
+    #[serde(with = "time")]
+    pub created_at: Time,
+    #[serde(default)]
+    pub read: bool,
+    #[serde(default, with = "opt_time")]
+    pub read_at: Option<Time>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Todo {
+    #[serde(deserialize_with = "de_id")]
+    pub id: i64,
+    pub text: String,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub project: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_id")]
+    pub parent_id: Option<i64>,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub auto: bool,
+    pub status: TodoStatus,
+    #[serde(default)]
+    pub created_by_user: String,
+    #[serde(default)]
+    pub created_by_machine: String,
+    #[serde(with = "time")]
+    pub created_at: Time,
+    #[serde(default)]
+    pub completed_by: Option<String>,
+    #[serde(default, with = "opt_time")]
+    pub completed_at: Option<Time>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TodoStatus {
+    Pending,
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lock {
+    #[serde(deserialize_with = "de_id")]
+    pub id: i64,
+    pub project: String,
+    pub resource: String,
+    pub session_id: String,
+    #[serde(default)]
+    pub note: Option<String>,
+    #[serde(with = "time")]
+    pub created_at: Time,
+    #[serde(with = "time")]
+    pub expires_at: Time,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Component {
+    pub project: String,
+    pub component: String,
+    pub state: String,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub notes: Option<String>,
+    #[serde(default)]
+    pub updated_by: String,
+    #[serde(with = "time")]
+    pub updated_at: Time,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workflow {
+    pub name: String,
+    pub state: String,
+    #[serde(default)]
+    pub detail: Option<String>,
+    #[serde(default)]
+    pub updated_by: String,
+    #[serde(with = "time")]
+    pub updated_at: Time,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    #[serde(default)]
+    pub locks: Vec<Lock>,
+    #[serde(default)]
+    pub components: Vec<Component>,
+    #[serde(default)]
+    pub workflows: Vec<Workflow>,
+}
+
+// ---------------------------------------------------------------------------
+// Writes: one enum so that the queue, the server's idempotency and both
+// backends share a single description of every mutation.
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewMessage {
+    pub to_session: String,
+    pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    pub from_session: String,
+    pub created_by_user: String,
+    pub created_by_machine: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewTodo {
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "de_opt_id",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub parent_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub auto: bool,
+    pub created_by_user: String,
+    pub created_by_machine: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewLock {
+    pub project: String,
+    pub resource: String,
+    pub session_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_hours: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComponentUpdate {
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    pub updated_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowUpdate {
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub updated_by: String,
+}
+
+/// Every mutation of the contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", content = "payload", rename_all = "snake_case")]
+pub enum Write {
+    SendMessage(NewMessage),
+    MarkRead {
+        id: i64,
+        session: String,
+    },
+    AddTodo(NewTodo),
+    CompleteTodo {
+        id: i64,
+        completed_by: String,
+    },
+    ClaimLock(NewLock),
+    ReleaseLock {
+        id: i64,
+        session_id: String,
+        force: bool,
+    },
+    SetComponent {
+        project: String,
+        component: String,
+        update: ComponentUpdate,
+    },
+    SetWorkflow {
+        name: String,
+        update: WorkflowUpdate,
+    },
+}
+
+impl Write {
+    /// A short human description, used by the queue listing and errors.
+    pub fn describe(&self) -> String {
+        match self {
+            Write::SendMessage(m) => format!("msg send to {}", m.to_session),
+            Write::MarkRead { id, .. } => format!("msg read {id}"),
+            Write::AddTodo(t) => format!("todo add {:?}", crate::render::clip(&t.text, 40)),
+            Write::CompleteTodo { id, .. } => format!("todo done {id}"),
+            Write::ClaimLock(l) => format!("lock claim {} {}", l.project, l.resource),
+            Write::ReleaseLock { id, .. } => format!("lock release {id}"),
+            Write::SetComponent {
+                project,
+                component,
+                update,
+            } => format!("component set {project} {component} {}", update.state),
+            Write::SetWorkflow { name, update } => format!("workflow set {name} {}", update.state),
+        }
+    }
+}
+
+/// What a write answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Written {
+    Message(Message),
+    Todo(Todo),
+    /// `created` is false when the same session renewed a lock it held.
+    Lock {
+        lock: Lock,
+        created: bool,
+    },
+    Component(Component),
+    Workflow(Workflow),
+}
+
+impl Written {
+    /// The contract object, as JSON, for `--json` and the server.
+    pub fn to_json(&self) -> serde_json::Value {
+        let v = match self {
+            Written::Message(m) => serde_json::to_value(m),
+            Written::Todo(t) => serde_json::to_value(t),
+            Written::Lock { lock, .. } => serde_json::to_value(lock),
+            Written::Component(c) => serde_json::to_value(c),
+            Written::Workflow(w) => serde_json::to_value(w),
+        };
+        v.unwrap_or(serde_json::Value::Null)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Queries.
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MessageQuery {
+    pub session: String,
+    pub unread_only: bool,
+    pub limit: Option<u32>,
+}
+
+pub const DEFAULT_MESSAGE_LIMIT: u32 = 100;
+pub const MAX_MESSAGE_LIMIT: u32 = 1000;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFilter {
+    #[default]
+    Pending,
+    Done,
+    All,
+}
+
+impl StatusFilter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusFilter::Pending => "pending",
+            StatusFilter::Done => "done",
+            StatusFilter::All => "all",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "done" => Some(Self::Done),
+            "all" => Some(Self::All),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TodoQuery {
+    pub user: Option<String>,
+    pub include_unassigned: bool,
+    pub project: Option<String>,
+    pub status: StatusFilter,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LockQuery {
+    pub project: Option<String>,
+    pub session_id: Option<String>,
+}
+
+// ---------------------------------------------------------------------------
+// Addressing.
+
+/// Expands what a user typed as a recipient into a full session id:
+/// `ALL`/`fleet`/`broadcast` (any case) → `ALL_SESSIONS`, a bare machine →
+/// `MACHINE/claude-main`, a full id stays as it is.
+pub fn expand_recipient(input: &str) -> String {
+    let t = input.trim();
+    if ["all", "fleet", "broadcast", "all_sessions"]
+        .iter()
+        .any(|w| t.eq_ignore_ascii_case(w))
+    {
+        ALL_SESSIONS.to_string()
+    } else if t.contains('/') {
+        t.to_string()
+    } else {
+        format!("{t}/{DEFAULT_SESSION}")
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Time and id (de)serialisers.
+
+/// Formats a time the way the contract writes it: RFC 3339, UTC, `Z`.
+pub fn format_time(t: &Time) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// Reads RFC 3339, or an offset-less ISO 8601 time (with or without
+/// fractional seconds, `T` or space) as UTC, as Python servers send it.
+pub fn parse_time(s: &str) -> Option<Time> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Some(Utc.from_utc_datetime(&n));
+        }
+    }
+    None
+}
+
+pub fn from_millis(ms: i64) -> Time {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+mod time {
+    use super::*;
+    pub fn serialize<S: Serializer>(t: &Time, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_time(t))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Time, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_time(&s).ok_or_else(|| serde::de::Error::custom(format!("not a time: {s:?}")))
+    }
+}
+
+mod opt_time {
+    use super::*;
+    pub fn serialize<S: Serializer>(t: &Option<Time>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&format_time(t)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Time>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) if s.is_empty() => Ok(None),
+            Some(s) => parse_time(&s)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom(format!("not a time: {s:?}"))),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IdRepr {
+    Int(i64),
+    Str(String),
+}
+
+fn id_from(r: IdRepr) -> Result<i64, String> {
+    match r {
+        IdRepr::Int(i) => Ok(i),
+        IdRepr::Str(s) => s.trim().parse().map_err(|_| format!("not an id: {s:?}")),
+    }
+}
+
+/// Ids are integers; a server may send them as JSON strings.
+pub fn de_id<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    id_from(IdRepr::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+pub fn de_opt_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    match Option::<IdRepr>::deserialize(d)? {
+        None => Ok(None),
+        Some(r) => id_from(r).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipients_expand() {
+        assert_eq!(expand_recipient("ALL"), ALL_SESSIONS);
+        assert_eq!(expand_recipient("Fleet"), ALL_SESSIONS);
+        assert_eq!(expand_recipient("broadcast"), ALL_SESSIONS);
+        assert_eq!(expand_recipient("HOWARD-HOME"), "HOWARD-HOME/claude-main");
+        assert_eq!(expand_recipient("HOWARD-HOME/two"), "HOWARD-HOME/two");
+    }
+
+    #[test]
+    fn times_parse_in_every_allowed_form() {
+        let want = Utc.with_ymd_and_hms(2026, 11, 25, 8, 12, 3).unwrap();
+        assert_eq!(parse_time("2026-11-25T08:12:03Z"), Some(want));
+        assert_eq!(parse_time("2026-11-25T09:12:03+01:00"), Some(want));
+        assert_eq!(parse_time("2026-11-25T08:12:03"), Some(want));
+        let frac = parse_time("2026-11-25T08:12:03.123456").unwrap();
+        assert_eq!(frac.timestamp_micros() % 1_000_000, 123_456);
+        assert_eq!(parse_time("yesterday"), None);
+    }
+
+    #[test]
+    fn ids_as_strings_are_read() {
+        let m: Lock = serde_json::from_str(
+            r#"{"id":"7","project":"p","resource":"r","session_id":"A/b",
+                "created_at":"2026-11-25T08:12:03.5","expires_at":"2026-11-25T10:12:03Z","x":1}"#,
+        )
+        .unwrap();
+        assert_eq!(m.id, 7);
+    }
+}

@@ -1,0 +1,121 @@
+//! Test helpers: a temporary home with an identity, and the real binaries
+//! run inside it with a clean environment.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// Variables the binaries read; cleared so the developer's own setup never
+/// leaks into a test.
+const VARS: &[&str] = &[
+    "COORD_API",
+    "COORD_SESSION",
+    "COORD_TOKEN",
+    "COORD_DB",
+    "COORD_IDENTITY",
+    "COORD_QUEUE",
+    "COORD_HOOK_TIMEOUT_MS",
+    "CLAUDETOOLS_ROOT",
+    "CLAUDE_PROJECT_DIR",
+    "CLAUDE_CODE_SESSION_ID",
+];
+
+/// A machine: a temporary folder that is both HOME and the working
+/// directory, with `.claude/identity.json` in it.
+pub struct Machine {
+    pub dir: TempDir,
+    pub name: String,
+}
+
+impl Machine {
+    pub fn new(name: &str) -> Machine {
+        Self::with_identity(
+            name,
+            &serde_json::json!({"user": "howard", "machine": name}),
+        )
+    }
+
+    pub fn with_identity(name: &str, identity: &Value) -> Machine {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let m = Machine {
+            dir,
+            name: name.to_string(),
+        };
+        std::fs::create_dir_all(m.claude_dir()).expect("mkdir .claude");
+        std::fs::write(m.identity_path(), identity.to_string()).expect("write identity");
+        m
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn claude_dir(&self) -> PathBuf {
+        self.root().join(".claude")
+    }
+    pub fn identity_path(&self) -> PathBuf {
+        self.claude_dir().join("identity.json")
+    }
+    pub fn db_path(&self) -> PathBuf {
+        self.claude_dir().join("coord.db")
+    }
+
+    /// `coord ARGS` as session `claude-main` of this machine.
+    pub fn coord(&self, args: &[&str]) -> Command {
+        self.bin("coord", None, args)
+    }
+
+    /// `coord ARGS` as another session of this machine.
+    pub fn session(&self, session: &str, args: &[&str]) -> Command {
+        self.bin("coord", Some(session), args)
+    }
+
+    pub fn bin(&self, bin: &str, session: Option<&str>, args: &[&str]) -> Command {
+        Command::from_std(self.std_bin(bin, session, args))
+    }
+
+    /// The same as a plain `std::process::Command`, for spawning many.
+    pub fn std_bin(
+        &self,
+        bin: &str,
+        session: Option<&str>,
+        args: &[&str],
+    ) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin(bin));
+        for v in VARS {
+            c.env_remove(v);
+        }
+        c.current_dir(self.root())
+            .env("HOME", self.root())
+            .env("USERPROFILE", self.root())
+            .env("NO_COLOR", "1")
+            .args(args);
+        if let Some(s) = session {
+            c.env("COORD_SESSION", s);
+        }
+        c
+    }
+
+    /// Runs with `--json`, expects success, and parses stdout.
+    pub fn json(&self, session: Option<&str>, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.bin("coord", session, &all).output().expect("run");
+        assert!(
+            out.status.success(),
+            "coord {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
