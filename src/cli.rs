@@ -1,5 +1,6 @@
 //! The command line, as clap types only; no logic lives here.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -48,6 +49,21 @@ pub enum Command {
     /// Record a workflow's state.
     #[command(subcommand)]
     Workflow(WorkflowCmd),
+    /// Serve the embedded store over the coord API, for a fleet.
+    Serve {
+        /// Address to listen on; port 0 picks a free one.
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8001")]
+        listen: SocketAddr,
+        /// The SQLite file to serve (default: the local store of this identity).
+        #[arg(long, value_name = "PATH")]
+        db: Option<PathBuf>,
+        /// Require `Authorization: Bearer TOKEN` on every request but /health.
+        #[arg(long, env = "COORD_SERVE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Allow a non-loopback --listen without a token.
+        #[arg(long)]
+        insecure: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,7 @@ pub mod error;
 pub mod identity;
 pub mod model;
 pub mod render;
+pub mod server;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -68,6 +69,24 @@ fn dispatch(cli: Cli, name: &'static str) -> Result<(), Error> {
         let _ = Cli::command().name(name).print_help();
         return Ok(());
     };
+    if let Command::Serve {
+        listen,
+        db,
+        token,
+        insecure,
+    } = command
+    {
+        let db = match db.or_else(|| identity::env_var("COORD_DB").map(PathBuf::from)) {
+            Some(db) => db,
+            None => Identity::load(cli.identity.as_deref(), &cwd())?.db_path,
+        };
+        return server::serve(server::ServeOptions {
+            listen,
+            db,
+            token: token.filter(|t| !t.is_empty()),
+            insecure,
+        });
+    }
     let identity = Identity::load(cli.identity.as_deref(), &cwd())?;
     let ctx = Ctx::new(identity, cli.json, cli.no_color);
     match command {
@@ -78,5 +97,6 @@ fn dispatch(cli: Cli, name: &'static str) -> Result<(), Error> {
         Command::Lock(c) => cmd::lock::run(&ctx, c),
         Command::Component(c) => cmd::state::component(&ctx, c),
         Command::Workflow(c) => cmd::state::workflow(&ctx, c),
+        Command::Serve { .. } => unreachable!("handled above"),
     }
 }

@@ -1,6 +1,7 @@
 //! The `Coord` trait — one method per contract operation family — and the
 //! choice between the embedded store and the HTTP API.
 
+pub mod http;
 pub mod local;
 
 use crate::error::{Error, Result};

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::backend::http::{self, HttpCoord};
 use crate::backend::{Coord, local::LocalStore};
 use crate::error::{Error, Result};
 use crate::identity::Identity;
@@ -62,8 +63,10 @@ impl Ctx {
 pub fn open_backend(identity: &Identity) -> Result<Box<dyn Coord>> {
     match &identity.api {
         None => Ok(Box::new(LocalStore::open(&identity.db_path)?)),
-        Some(url) => Err(Error::Usage(format!(
-            "coord_api is set ({url}) but this build has no HTTP backend yet"
+        Some(url) => Ok(Box::new(HttpCoord::new(
+            url,
+            identity.token.clone(),
+            http::COMMAND_TIMEOUT,
         ))),
     }
 }

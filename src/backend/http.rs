@@ -1,0 +1,406 @@
+//! The HTTP backend: the coord API over ureq. This is the only client code
+//! that knows URL paths and status codes, so adapting to a server that
+//! differs is a change to this file alone.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use ureq::Agent;
+
+use super::Coord;
+use crate::error::{Error, Result};
+use crate::model::*;
+
+/// How long to wait for a TCP (and TLS) connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long a whole command request may take.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Answers larger than this are not read.
+const MAX_ANSWER_BYTES: u64 = 32 * 1024 * 1024;
+
+pub struct HttpCoord {
+    agent: Agent,
+    /// `{coord_api}/api/coord`
+    base: String,
+    token: Option<String>,
+}
+
+enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// One request: what `call` needs to send it.
+struct Req<'a> {
+    method: Method,
+    path: String,
+    query: Vec<(&'a str, String)>,
+    body: Option<Value>,
+}
+
+impl<'a> Req<'a> {
+    fn get(path: impl Into<String>) -> Self {
+        Req {
+            method: Method::Get,
+            path: path.into(),
+            query: Vec::new(),
+            body: None,
+        }
+    }
+    fn with_body(method: Method, path: impl Into<String>, body: Value) -> Self {
+        Req {
+            method,
+            path: path.into(),
+            query: Vec::new(),
+            body: Some(body),
+        }
+    }
+    fn q(mut self, k: &'a str, v: Option<impl ToString>) -> Self {
+        if let Some(v) = v {
+            self.query.push((k, v.to_string()));
+        }
+        self
+    }
+}
+
+/// Percent-encodes one path segment (project and component names are free
+/// text).
+fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+impl HttpCoord {
+    /// `api` is the `coord_api` base, already validated (no trailing slash).
+    pub fn new(api: &str, token: Option<String>, overall: Duration) -> HttpCoord {
+        let agent: Agent = Agent::config_builder()
+            .timeout_connect(Some(CONNECT_TIMEOUT.min(overall)))
+            .timeout_global(Some(overall))
+            .http_status_as_error(false)
+            .user_agent(concat!("coord-hook/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        HttpCoord {
+            agent,
+            base: format!("{}/api/coord", api.trim_end_matches('/')),
+            token,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends one request; answers the status and the body of a 2xx, or the
+    /// error the answer means.
+    fn call(&self, req: &Req, key: Option<&str>) -> Result<(u16, Vec<u8>)> {
+        let url = self.url(&req.path);
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let result = match &req.body {
+            None => {
+                let mut b = match req.method {
+                    Method::Delete => self.agent.delete(&url),
+                    _ => self.agent.get(&url),
+                };
+                for (k, v) in &req.query {
+                    b = b.query(*k, v);
+                }
+                if let Some(a) = &auth {
+                    b = b.header("Authorization", a);
+                }
+                if let Some(k) = key {
+                    b = b.header("Idempotency-Key", k);
+                }
+                b.call()
+            }
+            Some(body) => {
+                let mut b = match req.method {
+                    Method::Put => self.agent.put(&url),
+                    _ => self.agent.post(&url),
+                };
+                for (k, v) in &req.query {
+                    b = b.query(*k, v);
+                }
+                if let Some(a) = &auth {
+                    b = b.header("Authorization", a);
+                }
+                if let Some(k) = key {
+                    b = b.header("Idempotency-Key", k);
+                }
+                b.header("Content-Type", "application/json")
+                    .send(body.to_string())
+            }
+        };
+        let mut resp = result.map_err(|e| unreachable(&url, e))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .read_to_vec()
+            .map_err(|e| unreachable(&url, e))?;
+        if (200..300).contains(&status) {
+            return Ok((status, bytes));
+        }
+        Err(error_from_answer(status, &url, &bytes))
+    }
+
+    fn parse<T: DeserializeOwned>(&self, req: &Req, bytes: &[u8]) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|e| Error::Protocol {
+            endpoint: format!("{} {}", req.method.as_str(), self.url(&req.path)),
+            msg: if std::str::from_utf8(bytes).is_ok_and(|s| s.trim_start().starts_with('<')) {
+                "an HTML page instead of JSON".to_string()
+            } else {
+                format!("not the contract's JSON ({e})")
+            },
+        })
+    }
+
+    fn get<T: DeserializeOwned>(&self, req: Req) -> Result<T> {
+        let (_, bytes) = self.call(&req, None)?;
+        self.parse(&req, &bytes)
+    }
+
+    /// `GET /health`, for `coord status` and the tests.
+    pub fn health(&self) -> Result<Value> {
+        self.get(Req::get("/health"))
+    }
+}
+
+/// Turns a transport failure into the *unreachable* kind, in one line.
+fn unreachable(url: &str, e: ureq::Error) -> Error {
+    use ureq::Error as E;
+    let reason = match &e {
+        E::Timeout(t) => format!("timed out ({t})"),
+        E::HostNotFound => "host not found".to_string(),
+        E::ConnectionFailed => "connection failed".to_string(),
+        E::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused".to_string()
+        }
+        E::Io(io) => format!("I/O error: {io}"),
+        E::BadUri(u) => format!("bad address {u}"),
+        E::BodyExceedsLimit(n) => format!("answer larger than {n} bytes"),
+        other => other.to_string(),
+    };
+    Error::Unreachable {
+        url: url.to_string(),
+        reason: crate::render::cell(&reason, 200),
+    }
+}
+
+/// Reads `detail` from an error answer: a string, or FastAPI's list of
+/// `{msg}` objects. Anything else (an HTML page from a proxy) is described,
+/// not dumped.
+pub fn detail_of(bytes: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(bytes).ok()?;
+    let text = match v.get("detail")? {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| {
+                let msg = i.get("msg").and_then(Value::as_str).unwrap_or("invalid");
+                match i.get("loc").and_then(Value::as_array) {
+                    Some(loc) if !loc.is_empty() => {
+                        let loc: Vec<String> = loc
+                            .iter()
+                            .map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_string))
+                            .collect();
+                        format!("{}: {msg}", loc.join("."))
+                    }
+                    _ => msg.to_string(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    };
+    Some(crate::render::cell(&text, 300))
+}
+
+fn error_from_answer(status: u16, url: &str, bytes: &[u8]) -> Error {
+    let detail = detail_of(bytes).unwrap_or_else(|| {
+        let kind = if std::str::from_utf8(bytes).is_ok_and(|s| s.trim_start().starts_with('<')) {
+            "an HTML page"
+        } else if bytes.is_empty() {
+            "an empty answer"
+        } else {
+            "a non-JSON answer"
+        };
+        format!("HTTP {status} with {kind} from {url}")
+    });
+    match status {
+        401 => Error::Rejected {
+            status,
+            detail: format!("{detail} (unauthorized: check coord_token / COORD_TOKEN)"),
+        },
+        409 => {
+            let lock = serde_json::from_slice::<Value>(bytes)
+                .ok()
+                .and_then(|v| v.get("lock").cloned())
+                .and_then(|l| serde_json::from_value::<Lock>(l).ok());
+            Error::Conflict {
+                detail,
+                lock: lock.map(Box::new),
+            }
+        }
+        400..=499 => Error::Rejected { status, detail },
+        _ => Error::Server {
+            status,
+            url: url.to_string(),
+            detail,
+        },
+    }
+}
+
+impl Coord for HttpCoord {
+    fn write(&self, w: &Write, key: Option<&str>) -> Result<Written> {
+        let fresh;
+        let key = match key {
+            Some(k) => k,
+            None => {
+                fresh = uuid::Uuid::new_v4().to_string();
+                &fresh
+            }
+        };
+        let req = match w {
+            Write::SendMessage(m) => Req::with_body(Method::Post, "/messages", to_value(m)),
+            Write::MarkRead { id, session } => Req::with_body(
+                Method::Post,
+                format!("/messages/{id}/read"),
+                json!({ "session": session }),
+            ),
+            Write::AddTodo(t) => Req::with_body(Method::Post, "/todos", to_value(t)),
+            Write::CompleteTodo { id, completed_by } => Req::with_body(
+                Method::Post,
+                format!("/todos/{id}/done"),
+                json!({ "completed_by": completed_by }),
+            ),
+            Write::ClaimLock(l) => Req::with_body(Method::Post, "/locks", to_value(l)),
+            Write::ReleaseLock {
+                id,
+                session_id,
+                force,
+            } => Req {
+                method: Method::Delete,
+                path: format!("/locks/{id}"),
+                query: Vec::new(),
+                body: None,
+            }
+            .q("session_id", Some(session_id))
+            .q("force", force.then_some("true")),
+            Write::SetComponent {
+                project,
+                component,
+                update,
+            } => Req::with_body(
+                Method::Put,
+                format!("/components/{}/{}", seg(project), seg(component)),
+                to_value(update),
+            ),
+            Write::SetWorkflow { name, update } => Req::with_body(
+                Method::Put,
+                format!("/workflows/{}", seg(name)),
+                to_value(update),
+            ),
+        };
+        let (status, bytes) = self.call(&req, Some(key))?;
+        Ok(match w {
+            Write::SendMessage(_) | Write::MarkRead { .. } => {
+                Written::Message(self.parse(&req, &bytes)?)
+            }
+            Write::AddTodo(_) | Write::CompleteTodo { .. } => {
+                Written::Todo(self.parse(&req, &bytes)?)
+            }
+            Write::ClaimLock(_) | Write::ReleaseLock { .. } => Written::Lock {
+                lock: self.parse(&req, &bytes)?,
+                created: status == 201,
+            },
+            Write::SetComponent { .. } => Written::Component(self.parse(&req, &bytes)?),
+            Write::SetWorkflow { .. } => Written::Workflow(self.parse(&req, &bytes)?),
+        })
+    }
+
+    fn messages(&self, q: &MessageQuery) -> Result<Vec<Message>> {
+        self.get(
+            Req::get("/messages")
+                .q("session", Some(&q.session))
+                .q("unread", q.unread_only.then_some("true"))
+                .q("limit", q.limit),
+        )
+    }
+
+    fn todos(&self, q: &TodoQuery) -> Result<Vec<Todo>> {
+        self.get(
+            Req::get("/todos")
+                .q("user", q.user.as_ref())
+                .q("include_unassigned", q.include_unassigned.then_some("true"))
+                .q("project", q.project.as_ref())
+                .q("status", Some(q.status.as_str())),
+        )
+    }
+
+    fn locks(&self, q: &LockQuery) -> Result<Vec<Lock>> {
+        self.get(
+            Req::get("/locks")
+                .q("project", q.project.as_ref())
+                .q("session_id", q.session_id.as_ref()),
+        )
+    }
+
+    fn status(&self) -> Result<Status> {
+        self.get(Req::get("/status"))
+    }
+
+    fn location(&self) -> String {
+        self.base.clone()
+    }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detail_in_both_shapes() {
+        assert_eq!(detail_of(br#"{"detail":"nope"}"#).as_deref(), Some("nope"));
+        assert_eq!(
+            detail_of(br#"{"detail":[{"loc":["body","text"],"msg":"field required"}]}"#).as_deref(),
+            Some("body.text: field required")
+        );
+        assert_eq!(detail_of(b"<html>502</html>"), None);
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(seg("web app/api"), "web%20app%2Fapi");
+    }
+}

@@ -1,0 +1,485 @@
+//! `coord serve`: the HTTP contract in front of the embedded store. The tokio
+//! runtime is built here and only here, so the hook never pays for it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::backend::Coord;
+use crate::backend::local::{LocalStore, http_status};
+use crate::error::{Error, Result};
+use crate::model::*;
+
+/// Request bodies larger than this are answered 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Longest idempotency key accepted.
+const MAX_KEY_LEN: usize = 200;
+
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub db: PathBuf,
+    pub token: Option<String>,
+    pub insecure: bool,
+}
+
+#[derive(Clone)]
+struct AppState {
+    store: Arc<Mutex<LocalStore>>,
+    token: Option<Arc<str>>,
+}
+
+/// Opens the store, binds, prints `listening on http://ADDR:PORT` and serves
+/// until Ctrl-C or SIGTERM.
+pub fn serve(opts: ServeOptions) -> Result<()> {
+    if !opts.listen.ip().is_loopback() && opts.token.is_none() && !opts.insecure {
+        return Err(Error::Usage(format!(
+            "refusing to listen on {} without --token: anyone on the network could read and write; \
+             give --token (or COORD_SERVE_TOKEN), or --insecure if you mean it",
+            opts.listen
+        )));
+    }
+    // Refuse to start on a store we cannot read, before binding.
+    let store = LocalStore::open(&opts.db)?;
+    store.status()?;
+    let state = AppState {
+        store: Arc::new(Mutex::new(store)),
+        token: opts.token.map(Arc::from),
+    };
+    let io = |e: std::io::Error| Error::Usage(format!("cannot listen on {}: {e}", opts.listen));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(io)?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(opts.listen)
+            .await
+            .map_err(io)?;
+        let addr = listener.local_addr().map_err(io)?;
+        crate::cmd::out(&format!("listening on http://{addr}\n"));
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(io)
+    })?;
+    crate::cmd::note("coord serve: stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/status", get(status))
+        .route("/messages", post(send_message).get(list_messages))
+        .route("/messages/{id}/read", post(mark_read))
+        .route("/todos", post(add_todo).get(list_todos))
+        .route("/todos/{id}/done", post(complete_todo))
+        .route("/locks", post(claim_lock).get(list_locks))
+        .route("/locks/{id}", delete(release_lock))
+        .route("/components/{project}/{component}", put(set_component))
+        .route("/workflows/{name}", put(set_workflow))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth))
+        .route("/health", get(health));
+    Router::new()
+        .nest("/api/coord", api)
+        .fallback(|| async { error(404, "no such endpoint".into()) })
+        .layer(middleware::from_fn(log))
+        .with_state(state)
+}
+
+// --- middleware --------------------------------------------------------------
+
+/// One line per request: method, path, status, milliseconds. Never a body,
+/// a query or a header.
+async fn log(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    crate::cmd::note(&format!(
+        "{method} {} {} {ms:.1}ms",
+        crate::render::cell(&path, 200),
+        resp.status().as_u16()
+    ));
+    resp
+}
+
+async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(token) = &st.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            return error(401, "missing or wrong bearer token".into());
+        }
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+// --- helpers ---------------------------------------------------------------
+
+fn error(status: u16, detail: String) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, axum::Json(json!({ "detail": detail }))).into_response()
+}
+
+fn error_response(e: &Error) -> Response {
+    if let Error::Store { .. } = e {
+        // The detail stays generic on the wire; the operator sees the cause.
+        crate::cmd::note(&format!("coord serve: {e}"));
+    }
+    let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut body = json!({ "detail": e.detail() });
+    if let Error::Conflict { lock: Some(l), .. } = e {
+        body["lock"] = serde_json::to_value(l).unwrap_or(Value::Null);
+    }
+    (code, axum::Json(body)).into_response()
+}
+
+fn ok(status: u16, body: Value) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    (code, axum::Json(body)).into_response()
+}
+
+/// Runs a store call off the async workers (SQLite may wait on a lock held
+/// by another process).
+async fn with_store<T: Send + 'static>(
+    st: &AppState,
+    f: impl FnOnce(&LocalStore) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let store = st.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let guard = store.lock().unwrap_or_else(|p| p.into_inner());
+        f(&guard)
+    })
+    .await
+    .unwrap_or_else(|e| Err(Error::Reported(format!("store task failed: {e}"))))
+}
+
+async fn read_json<T: DeserializeOwned>(body: Body) -> std::result::Result<T, Response> {
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| error(413, format!("request body over {MAX_BODY_BYTES} bytes")))?;
+    serde_json::from_slice(&bytes).map_err(|e| error(422, format!("invalid JSON body: {e}")))
+}
+
+fn parse_id(s: &str) -> std::result::Result<i64, Response> {
+    s.trim()
+        .parse()
+        .map_err(|_| error(422, format!("id must be an integer, not {:?}", clip(s))))
+}
+
+fn clip(s: &str) -> String {
+    crate::render::cell(s, 60)
+}
+
+/// The query string as pairs; repeated keys keep the last.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(raw: Option<String>) -> std::result::Result<Query, Response> {
+        let raw = raw.unwrap_or_default();
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&raw)
+            .map(Query)
+            .map_err(|e| error(400, format!("bad query string: {e}")))
+    }
+    fn get(&self, k: &str) -> Option<String> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    }
+    fn flag(&self, k: &str) -> std::result::Result<bool, Response> {
+        match self
+            .get(k)
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("false" | "0" | "no") => Ok(false),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some(other) => Err(error(
+                422,
+                format!("{k} must be true or false, not {:?}", clip(other)),
+            )),
+        }
+    }
+}
+
+fn idempotency_key(h: &HeaderMap) -> std::result::Result<Option<String>, Response> {
+    match h.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => match v.to_str() {
+            Ok(s) if !s.is_empty() && s.len() <= MAX_KEY_LEN => Ok(Some(s.to_string())),
+            _ => Err(error(
+                400,
+                format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} visible characters"),
+            )),
+        },
+    }
+}
+
+async fn do_write(st: AppState, h: HeaderMap, w: Write) -> Response {
+    let key = match idempotency_key(&h) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let result = with_store(&st, move |s| {
+        let out = s.write(&w, key.as_deref())?;
+        Ok((http_status(&w, &out), out.to_json()))
+    })
+    .await;
+    match result {
+        Ok((status, body)) => ok(status, body),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn do_read<T: serde::Serialize + Send + 'static>(
+    st: AppState,
+    f: impl FnOnce(&LocalStore) -> Result<T> + Send + 'static,
+) -> Response {
+    match with_store(&st, f).await {
+        Ok(v) => ok(200, serde_json::to_value(v).unwrap_or(Value::Null)),
+        Err(e) => error_response(&e),
+    }
+}
+
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    };
+}
+
+// --- handlers --------------------------------------------------------------
+
+async fn health() -> Response {
+    ok(
+        200,
+        json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }),
+    )
+}
+
+async fn status(State(st): State<AppState>) -> Response {
+    do_read(st, |s| s.status()).await
+}
+
+async fn send_message(State(st): State<AppState>, h: HeaderMap, body: Body) -> Response {
+    let m: NewMessage = tri!(read_json(body).await);
+    do_write(st, h, Write::SendMessage(m)).await
+}
+
+async fn list_messages(State(st): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    let q = tri!(Query::parse(q));
+    let Some(session) = q.get("session") else {
+        return error(422, "query parameter session is required".into());
+    };
+    let limit = match q.get("limit") {
+        None => None,
+        Some(l) => match l.parse::<u32>() {
+            Ok(n) if (1..=MAX_MESSAGE_LIMIT).contains(&n) => Some(n),
+            _ => {
+                return error(
+                    422,
+                    format!("limit must be 1 to {MAX_MESSAGE_LIMIT}, not {:?}", clip(&l)),
+                );
+            }
+        },
+    };
+    let query = MessageQuery {
+        session,
+        unread_only: tri!(q.flag("unread")),
+        limit,
+    };
+    do_read(st, move |s| s.messages(&query)).await
+}
+
+#[derive(serde::Deserialize)]
+struct SessionBody {
+    session: String,
+}
+
+async fn mark_read(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    body: Body,
+) -> Response {
+    let id = tri!(parse_id(&id));
+    let b: SessionBody = tri!(read_json(body).await);
+    do_write(
+        st,
+        h,
+        Write::MarkRead {
+            id,
+            session: b.session,
+        },
+    )
+    .await
+}
+
+async fn add_todo(State(st): State<AppState>, h: HeaderMap, body: Body) -> Response {
+    let t: NewTodo = tri!(read_json(body).await);
+    do_write(st, h, Write::AddTodo(t)).await
+}
+
+async fn list_todos(State(st): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    let q = tri!(Query::parse(q));
+    let status = match q.get("status") {
+        None => StatusFilter::Pending,
+        Some(s) => match StatusFilter::parse(&s) {
+            Some(f) => f,
+            None => {
+                return error(
+                    422,
+                    format!("status must be pending, done or all, not {:?}", clip(&s)),
+                );
+            }
+        },
+    };
+    let query = TodoQuery {
+        user: q.get("user"),
+        include_unassigned: tri!(q.flag("include_unassigned")),
+        project: q.get("project"),
+        status,
+    };
+    do_read(st, move |s| s.todos(&query)).await
+}
+
+#[derive(serde::Deserialize)]
+struct DoneBody {
+    completed_by: String,
+}
+
+async fn complete_todo(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    body: Body,
+) -> Response {
+    let id = tri!(parse_id(&id));
+    let b: DoneBody = tri!(read_json(body).await);
+    do_write(
+        st,
+        h,
+        Write::CompleteTodo {
+            id,
+            completed_by: b.completed_by,
+        },
+    )
+    .await
+}
+
+async fn claim_lock(State(st): State<AppState>, h: HeaderMap, body: Body) -> Response {
+    let l: NewLock = tri!(read_json(body).await);
+    do_write(st, h, Write::ClaimLock(l)).await
+}
+
+async fn list_locks(State(st): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    let q = tri!(Query::parse(q));
+    let query = LockQuery {
+        project: q.get("project"),
+        session_id: q.get("session_id"),
+    };
+    do_read(st, move |s| s.locks(&query)).await
+}
+
+async fn release_lock(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> Response {
+    let id = tri!(parse_id(&id));
+    let q = tri!(Query::parse(q));
+    let force = tri!(q.flag("force"));
+    let session_id = q.get("session_id").unwrap_or_default();
+    if session_id.is_empty() && !force {
+        return error(
+            422,
+            "query parameter session_id is required (or force=true)".into(),
+        );
+    }
+    do_write(
+        st,
+        h,
+        Write::ReleaseLock {
+            id,
+            session_id,
+            force,
+        },
+    )
+    .await
+}
+
+async fn set_component(
+    State(st): State<AppState>,
+    Path((project, component)): Path<(String, String)>,
+    h: HeaderMap,
+    body: Body,
+) -> Response {
+    let update: ComponentUpdate = tri!(read_json(body).await);
+    do_write(
+        st,
+        h,
+        Write::SetComponent {
+            project,
+            component,
+            update,
+        },
+    )
+    .await
+}
+
+async fn set_workflow(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    h: HeaderMap,
+    body: Body,
+) -> Response {
+    let update: WorkflowUpdate = tri!(read_json(body).await);
+    do_write(st, h, Write::SetWorkflow { name, update }).await
+}
