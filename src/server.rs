@@ -174,6 +174,15 @@ fn error_response(e: &Error) -> Response {
     (code, axum::Json(body)).into_response()
 }
 
+/// A request refused before it reached the store.
+struct Reject(u16, String);
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
 fn ok(status: u16, body: Value) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     (code, axum::Json(body)).into_response()
@@ -194,17 +203,17 @@ async fn with_store<T: Send + 'static>(
     .unwrap_or_else(|e| Err(Error::Reported(format!("store task failed: {e}"))))
 }
 
-async fn read_json<T: DeserializeOwned>(body: Body) -> std::result::Result<T, Response> {
+async fn read_json<T: DeserializeOwned>(body: Body) -> std::result::Result<T, Reject> {
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
-        .map_err(|_| error(413, format!("request body over {MAX_BODY_BYTES} bytes")))?;
-    serde_json::from_slice(&bytes).map_err(|e| error(422, format!("invalid JSON body: {e}")))
+        .map_err(|_| Reject(413, format!("request body over {MAX_BODY_BYTES} bytes")))?;
+    serde_json::from_slice(&bytes).map_err(|e| Reject(422, format!("invalid JSON body: {e}")))
 }
 
-fn parse_id(s: &str) -> std::result::Result<i64, Response> {
+fn parse_id(s: &str) -> std::result::Result<i64, Reject> {
     s.trim()
         .parse()
-        .map_err(|_| error(422, format!("id must be an integer, not {:?}", clip(s))))
+        .map_err(|_| Reject(422, format!("id must be an integer, not {:?}", clip(s))))
 }
 
 fn clip(s: &str) -> String {
@@ -215,11 +224,11 @@ fn clip(s: &str) -> String {
 struct Query(Vec<(String, String)>);
 
 impl Query {
-    fn parse(raw: Option<String>) -> std::result::Result<Query, Response> {
+    fn parse(raw: Option<String>) -> std::result::Result<Query, Reject> {
         let raw = raw.unwrap_or_default();
         serde_urlencoded::from_str::<Vec<(String, String)>>(&raw)
             .map(Query)
-            .map_err(|e| error(400, format!("bad query string: {e}")))
+            .map_err(|e| Reject(400, format!("bad query string: {e}")))
     }
     fn get(&self, k: &str) -> Option<String> {
         self.0
@@ -229,7 +238,7 @@ impl Query {
             .map(|(_, v)| v.clone())
             .filter(|v| !v.is_empty())
     }
-    fn flag(&self, k: &str) -> std::result::Result<bool, Response> {
+    fn flag(&self, k: &str) -> std::result::Result<bool, Reject> {
         match self
             .get(k)
             .as_deref()
@@ -238,7 +247,7 @@ impl Query {
         {
             None | Some("false" | "0" | "no") => Ok(false),
             Some("true" | "1" | "yes") => Ok(true),
-            Some(other) => Err(error(
+            Some(other) => Err(Reject(
                 422,
                 format!("{k} must be true or false, not {:?}", clip(other)),
             )),
@@ -246,12 +255,12 @@ impl Query {
     }
 }
 
-fn idempotency_key(h: &HeaderMap) -> std::result::Result<Option<String>, Response> {
+fn idempotency_key(h: &HeaderMap) -> std::result::Result<Option<String>, Reject> {
     match h.get("idempotency-key") {
         None => Ok(None),
         Some(v) => match v.to_str() {
             Ok(s) if !s.is_empty() && s.len() <= MAX_KEY_LEN => Ok(Some(s.to_string())),
-            _ => Err(error(
+            _ => Err(Reject(
                 400,
                 format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} visible characters"),
             )),
@@ -259,11 +268,17 @@ fn idempotency_key(h: &HeaderMap) -> std::result::Result<Option<String>, Respons
     }
 }
 
-async fn do_write(st: AppState, h: HeaderMap, w: Write) -> Response {
-    let key = match idempotency_key(&h) {
-        Ok(k) => k,
-        Err(r) => return r,
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r.into_response(),
+        }
     };
+}
+
+async fn do_write(st: AppState, h: HeaderMap, w: Write) -> Response {
+    let key = tri!(idempotency_key(&h));
     let result = with_store(&st, move |s| {
         let out = s.write(&w, key.as_deref())?;
         Ok((http_status(&w, &out), out.to_json()))
@@ -283,15 +298,6 @@ async fn do_read<T: serde::Serialize + Send + 'static>(
         Ok(v) => ok(200, serde_json::to_value(v).unwrap_or(Value::Null)),
         Err(e) => error_response(&e),
     }
-}
-
-macro_rules! tri {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return r,
-        }
-    };
 }
 
 // --- handlers --------------------------------------------------------------
