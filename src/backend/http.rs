@@ -251,7 +251,11 @@ fn error_from_answer(status: u16, url: &str, bytes: &[u8]) -> Error {
         } else {
             "a non-JSON answer"
         };
-        format!("HTTP {status} with {kind} from {url}")
+        if status >= 500 {
+            format!("answered with {kind}")
+        } else {
+            format!("HTTP {status} with {kind} from {url}")
+        }
     });
     match status {
         401 => Error::Rejected {

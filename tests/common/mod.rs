@@ -119,3 +119,103 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// A real `coord serve` on an ephemeral loopback port, killed on drop.
+pub struct Server {
+    child: std::process::Child,
+    pub url: String,
+    pub log: PathBuf,
+    _dir: Option<TempDir>,
+}
+
+impl Server {
+    /// Serves a fresh temporary database.
+    pub fn start(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("served.db");
+        let mut s = Server::start_with(&db, "127.0.0.1:0", extra);
+        s._dir = Some(dir);
+        s
+    }
+
+    /// Serves `db` on `listen` (port 0 for any).
+    pub fn start_with(db: &Path, listen: &str, extra: &[&str]) -> Server {
+        use std::io::BufRead;
+        let log = db.with_extension("log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("coord"));
+        for v in VARS {
+            cmd.env_remove(v);
+        }
+        cmd.env_remove("COORD_SERVE_TOKEN");
+        let mut child = cmd
+            .args(["serve", "--listen", listen, "--db"])
+            .arg(db)
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn coord serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("coord serve printed its address");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected first line {line:?}: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
+            .to_string();
+        Server {
+            child,
+            url,
+            log,
+            _dir: None,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        self.url.trim_start_matches("http://").to_string()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the server and waits for it to exit.
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Machine {
+    /// A machine whose identity points at `api`.
+    pub fn remote(name: &str, api: &str) -> Machine {
+        Self::with_identity(
+            name,
+            &serde_json::json!({"user": name.to_lowercase(), "machine": name, "coord_api": api}),
+        )
+    }
+}
