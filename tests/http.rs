@@ -478,3 +478,45 @@ fn the_client_reads_what_a_python_server_sends() {
     assert!(stderr(&out).contains("unreachable"), "{}", stderr(&out));
     assert!(stderr(&out).contains(&dead_url), "{}", stderr(&out));
 }
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_cleanly_and_idempotency_keys_survive_a_restart() {
+    use coord_hook::backend::Coord;
+    use coord_hook::backend::http::HttpCoord;
+    use coord_hook::model::{NewMessage, Write, Written};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("keep.db");
+    let w = Write::SendMessage(NewMessage {
+        to_session: "B/claude-main".into(),
+        body: "exactly once".into(),
+        subject: None,
+        from_session: "A/claude-main".into(),
+        created_by_user: "h".into(),
+        created_by_machine: "A".into(),
+    });
+    let key = "7f1d2c3b-aaaa-4bbb-8ccc-ddddeeeeffff";
+    let first = {
+        let mut s = Server::start_with(&db, "127.0.0.1:0", &[]);
+        let c = HttpCoord::new(&s.url, None, std::time::Duration::from_secs(10));
+        let first = c.write(&w, Some(key)).unwrap();
+        let status = s.terminate().expect("exited after SIGTERM");
+        assert!(status.success(), "{status:?}");
+        assert!(s.log_text().contains("stopped"));
+        first
+    };
+    let s = Server::start_with(&db, "127.0.0.1:0", &[]);
+    let c = HttpCoord::new(&s.url, None, std::time::Duration::from_secs(10));
+    let again = c.write(&w, Some(key)).unwrap();
+    assert_eq!(first, again);
+    let Written::Message(m) = again else { panic!() };
+    let inbox = c
+        .messages(&coord_hook::model::MessageQuery {
+            session: "B/claude-main".into(),
+            unread_only: true,
+            limit: None,
+        })
+        .unwrap();
+    assert_eq!(inbox.iter().filter(|x| x.body == m.body).count(), 1);
+}
