@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::hook::Format;
 use crate::model::StatusFilter;
 
 #[derive(Debug, Parser)]
@@ -24,6 +25,16 @@ pub struct Cli {
     /// Never colour the output (NO_COLOR does the same).
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// Show what the session-start hook would put into the model's context,
+    /// without side effects.
+    #[arg(long)]
+    pub preview: bool,
+    /// Hook output: plain text, or Claude Code's JSON (what `install` wires).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Hook deadline in milliseconds [default: 2000].
+    #[arg(long, value_name = "MS")]
+    pub timeout: Option<u64>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -49,6 +60,20 @@ pub enum Command {
     /// Record a workflow's state.
     #[command(subcommand)]
     Workflow(WorkflowCmd),
+    /// Wire the session-start hook into Claude Code's settings.json.
+    Install {
+        /// Install into DIR/.claude/settings.json instead of ~/.claude/settings.json.
+        #[arg(long, value_name = "DIR")]
+        project: Option<PathBuf>,
+        /// Print the settings snippet instead of writing it.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Remove our entry from Claude Code's settings.json (and nothing else).
+    Uninstall {
+        #[arg(long, value_name = "DIR")]
+        project: Option<PathBuf>,
+    },
     /// Serve the embedded store over the coord API, for a fleet.
     Serve {
         /// Address to listen on; port 0 picks a free one.

@@ -6,7 +6,9 @@ pub mod backend;
 pub mod cli;
 pub mod cmd;
 pub mod error;
+pub mod hook;
 pub mod identity;
+pub mod install;
 pub mod model;
 pub mod render;
 pub mod server;
@@ -60,43 +62,70 @@ fn program_name(arg0: Option<&OsString>) -> &'static str {
     }
 }
 
+/// The hook must exit 0 and say something even if a bug panics.
+fn run_hook(opts: hook::HookOptions) {
+    std::panic::set_hook(Box::new(|_| {}));
+    if std::panic::catch_unwind(move || hook::run(opts)).is_err() {
+        cmd::out(
+            "coord: the coord hook failed unexpectedly; the session goes on without coord messages.\n",
+        );
+    }
+}
+
 fn cwd() -> PathBuf {
     std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
 }
 
 fn dispatch(cli: Cli, name: &'static str) -> Result<(), Error> {
     let Some(command) = cli.command else {
-        let _ = Cli::command().name(name).print_help();
+        if name == "coord-hook" || cli.preview {
+            run_hook(hook::HookOptions {
+                identity: cli.identity,
+                format: cli.format,
+                timeout_ms: cli.timeout,
+                preview: cli.preview,
+                no_color: cli.no_color,
+            });
+        } else {
+            let _ = Cli::command().name(name).print_help();
+        }
         return Ok(());
     };
-    if let Command::Serve {
-        listen,
-        db,
-        token,
-        insecure,
-    } = command
-    {
-        let db = match db.or_else(|| identity::env_var("COORD_DB").map(PathBuf::from)) {
-            Some(db) => db,
-            None => Identity::load(cli.identity.as_deref(), &cwd())?.db_path,
-        };
-        return server::serve(server::ServeOptions {
+    let load = || Identity::load(cli.identity.as_deref(), &cwd());
+    match command {
+        Command::Install { project, print } => install::install(project.as_deref(), print),
+        Command::Uninstall { project } => install::uninstall(project.as_deref()),
+        Command::Serve {
             listen,
             db,
-            token: token.filter(|t| !t.is_empty()),
+            token,
             insecure,
-        });
-    }
-    let identity = Identity::load(cli.identity.as_deref(), &cwd())?;
-    let ctx = Ctx::new(identity, cli.json, cli.no_color);
-    match command {
-        Command::Whoami => cmd::state::whoami(&ctx),
-        Command::Status => cmd::state::status(&ctx),
-        Command::Msg(c) => cmd::msg::run(&ctx, c),
-        Command::Todo(c) => cmd::todo::run(&ctx, c),
-        Command::Lock(c) => cmd::lock::run(&ctx, c),
-        Command::Component(c) => cmd::state::component(&ctx, c),
-        Command::Workflow(c) => cmd::state::workflow(&ctx, c),
-        Command::Serve { .. } => unreachable!("handled above"),
+        } => {
+            let db = match db.or_else(|| identity::env_var("COORD_DB").map(PathBuf::from)) {
+                Some(db) => db,
+                None => load()?.db_path,
+            };
+            server::serve(server::ServeOptions {
+                listen,
+                db,
+                token: token.filter(|t| !t.is_empty()),
+                insecure,
+            })
+        }
+        command => {
+            let ctx = Ctx::new(load()?, cli.json, cli.no_color);
+            match command {
+                Command::Whoami => cmd::state::whoami(&ctx),
+                Command::Status => cmd::state::status(&ctx),
+                Command::Msg(c) => cmd::msg::run(&ctx, c),
+                Command::Todo(c) => cmd::todo::run(&ctx, c),
+                Command::Lock(c) => cmd::lock::run(&ctx, c),
+                Command::Component(c) => cmd::state::component(&ctx, c),
+                Command::Workflow(c) => cmd::state::workflow(&ctx, c),
+                Command::Install { .. } | Command::Uninstall { .. } | Command::Serve { .. } => {
+                    Ok(())
+                }
+            }
+        }
     }
 }

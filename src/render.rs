@@ -49,11 +49,15 @@ impl Style {
 // --- untrusted text --------------------------------------------------------
 
 /// True for characters that must never reach a terminal raw: C0 and C1
-/// controls (but newline and tab), DEL, and the bidirectional overrides that
-/// can make text read differently from what it is.
+/// controls (but newline and tab), DEL, the bidirectional overrides that
+/// can make text read differently from what it is, and the Unicode line and
+/// paragraph separators (which some readers treat as newlines).
 fn is_dangerous(c: char) -> bool {
     (c.is_control() && c != '\n' && c != '\t')
-        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        || matches!(
+            c,
+            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}'
+        )
 }
 
 /// Shows dangerous characters escaped (`\x1b`, `\u{202e}`); everything else,
