@@ -60,6 +60,15 @@ pub enum Command {
     /// Record a workflow's state.
     #[command(subcommand)]
     Workflow(WorkflowCmd),
+    /// Deliver the writes queued while the coord API was unreachable.
+    Sync {
+        /// Show what waits instead of sending it.
+        #[arg(long, conflicts_with = "drop")]
+        list: bool,
+        /// Discard one queued write, by key (a unique prefix will do).
+        #[arg(long, value_name = "KEY")]
+        drop: Option<String>,
+    },
     /// Wire the session-start hook into Claude Code's settings.json.
     Install {
         /// Install into DIR/.claude/settings.json instead of ~/.claude/settings.json.

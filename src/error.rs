@@ -40,8 +40,8 @@ pub enum Error {
     Protocol { endpoint: String, msg: String },
     /// The embedded store failed.
     Store { path: PathBuf, msg: String },
-    /// Details were already printed; this is the summary line.
-    Reported(String),
+    /// A failure whose one-line message says it all.
+    Failed(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -137,7 +137,7 @@ impl fmt::Display for Error {
                 write!(f, "unexpected answer from {endpoint}: {msg}")
             }
             Error::Store { path, msg } => write!(f, "local store {}: {msg}", path.display()),
-            Error::Reported(m) => write!(f, "{m}"),
+            Error::Failed(m) => write!(f, "{m}"),
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::backend::local::LocalStore;
 use crate::error::Error;
 use crate::identity::{Identity, Source, env_var};
 use crate::model::*;
+use crate::queue::Queue;
 use crate::render::{self, Style, escape_controls};
 
 /// The overall deadline when nothing else is configured.
@@ -200,7 +201,7 @@ pub fn fetch(id: &Identity, started: Instant, limit: Duration) -> Snapshot {
                     }
                     Err(e) => {
                         let msg = e.to_string();
-                        let again = || Error::Reported(msg.clone());
+                        let again = || Error::Failed(msg.clone());
                         let _ = tx.send(Part::Messages(Err(e)));
                         let _ = tx.send(Part::Todos(Err(again())));
                         let _ = tx.send(Part::Locks(Err(again())));
@@ -257,6 +258,42 @@ pub fn fetch(id: &Identity, started: Instant, limit: Duration) -> Snapshot {
         ));
     }
     snap
+}
+
+/// Share of the deadline the queue drain may use before the reads.
+const DRAIN_SHARE: u32 = 40;
+
+/// Delivers queued writes first, within part of the deadline, and answers
+/// the line that reports it (None when there was nothing queued).
+fn drain_queue(id: &Identity, started: Instant, limit: Duration) -> Option<String> {
+    let api = id.api.as_ref()?;
+    let queue = Queue::new(id.queue_path());
+    if !queue.path().exists() {
+        return None;
+    }
+    let budget = limit * DRAIN_SHARE / 100;
+    let client = HttpCoord::new(api, id.token.clone(), budget);
+    match queue.drain(&client, Some(started + budget), false) {
+        Ok(r) if r.delivered + r.waiting + r.rejected == 0 => None,
+        Ok(r) => {
+            let mut line = format!(
+                "coord queue: delivered {} queued write(s); {} still waiting",
+                r.delivered, r.waiting
+            );
+            if r.rejected > 0 {
+                line.push_str(&format!(
+                    "; {} refused by the server (see {})",
+                    r.rejected,
+                    queue.rejected_path().display()
+                ));
+            }
+            if r.waiting > 0 {
+                line.push_str(" — run `coord sync` later");
+            }
+            Some(line)
+        }
+        Err(e) => Some(format!("coord queue: not delivered: {e}")),
+    }
 }
 
 /// A failure in one line, without repeating the URL the note already names.
@@ -640,7 +677,12 @@ pub fn run(opts: HookOptions) {
     let limit = timeout(opts.timeout_ms, identity.as_ref().ok());
     let now = render::now();
     let snap = match &identity {
-        Ok(id) => fetch(id, started, limit),
+        Ok(id) => {
+            let queue = drain_queue(id, started, limit);
+            let mut snap = fetch(id, started, limit);
+            snap.queue = queue;
+            snap
+        }
         Err(e) => Snapshot {
             session: "this session".into(),
             notes: vec![format!(

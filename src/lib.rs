@@ -10,6 +10,7 @@ pub mod hook;
 pub mod identity;
 pub mod install;
 pub mod model;
+pub mod queue;
 pub mod render;
 pub mod server;
 
@@ -122,6 +123,7 @@ fn dispatch(cli: Cli, name: &'static str) -> Result<(), Error> {
                 Command::Lock(c) => cmd::lock::run(&ctx, c),
                 Command::Component(c) => cmd::state::component(&ctx, c),
                 Command::Workflow(c) => cmd::state::workflow(&ctx, c),
+                Command::Sync { list, drop } => cmd::sync::run(&ctx, list, drop),
                 Command::Install { .. } | Command::Uninstall { .. } | Command::Serve { .. } => {
                     Ok(())
                 }

@@ -24,7 +24,7 @@ pub struct Message {
     pub created_by_user: String,
     #[serde(default)]
     pub created_by_machine: String,
-    #[serde(with = "time")]
+    #[serde(with = "time_serde")]
     pub created_at: Time,
     #[serde(default)]
     pub read: bool,
@@ -52,7 +52,7 @@ pub struct Todo {
     pub created_by_user: String,
     #[serde(default)]
     pub created_by_machine: String,
-    #[serde(with = "time")]
+    #[serde(with = "time_serde")]
     pub created_at: Time,
     #[serde(default)]
     pub completed_by: Option<String>,
@@ -76,9 +76,9 @@ pub struct Lock {
     pub session_id: String,
     #[serde(default)]
     pub note: Option<String>,
-    #[serde(with = "time")]
+    #[serde(with = "time_serde")]
     pub created_at: Time,
-    #[serde(with = "time")]
+    #[serde(with = "time_serde")]
     pub expires_at: Time,
 }
 
@@ -93,7 +93,7 @@ pub struct Component {
     pub notes: Option<String>,
     #[serde(default)]
     pub updated_by: String,
-    #[serde(with = "time")]
+    #[serde(with = "time_serde")]
     pub updated_at: Time,
 }
 
@@ -105,7 +105,7 @@ pub struct Workflow {
     pub detail: Option<String>,
     #[serde(default)]
     pub updated_by: String,
-    #[serde(with = "time")]
+    #[serde(with = "time_serde")]
     pub updated_at: Time,
 }
 
@@ -367,7 +367,7 @@ pub fn from_millis(ms: i64) -> Time {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
-mod time {
+pub mod time_serde {
     use super::*;
     pub fn serialize<S: Serializer>(t: &Time, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format_time(t))

@@ -200,7 +200,7 @@ async fn with_store<T: Send + 'static>(
         f(&guard)
     })
     .await
-    .unwrap_or_else(|e| Err(Error::Reported(format!("store task failed: {e}"))))
+    .unwrap_or_else(|e| Err(Error::Failed(format!("store task failed: {e}"))))
 }
 
 async fn read_json<T: DeserializeOwned>(body: Body) -> std::result::Result<T, Reject> {

@@ -33,34 +33,26 @@ fn claim(
         ttl_hours: Some(ttl),
         note,
     });
-    let written = ctx.write(&w)?;
-    let Written::Lock { lock, created } = &written else {
-        return Err(Error::Protocol {
-            endpoint: w.describe(),
-            msg: "the answer is not a lock".into(),
-        });
-    };
-    let now = render::now();
-    ctx.emit(&written.to_json(), || {
-        format!(
+    ctx.write_and_emit(&w, |written| match written {
+        Written::Lock { lock, created } => format!(
             "{} {}/{} (lock {}) until {}\n",
             if *created { "claimed" } else { "renewed" },
             render::cell(&lock.project, 60),
             render::cell(&lock.resource, 60),
             lock.id,
-            render::when(&lock.expires_at, &now)
-        )
-    });
-    Ok(())
+            render::when(&lock.expires_at, &render::now())
+        ),
+        _ => String::new(),
+    })
 }
 
 fn release(ctx: &Ctx, id: i64, force: bool) -> Result<()> {
-    let written = ctx.write(&Write::ReleaseLock {
+    let w = Write::ReleaseLock {
         id,
         session_id: ctx.session_id(),
         force,
-    })?;
-    ctx.emit(&written.to_json(), || match &written {
+    };
+    ctx.write_and_emit(&w, |written| match written {
         Written::Lock { lock, .. } => format!(
             "released {}/{} (lock {})\n",
             render::cell(&lock.project, 60),
@@ -68,8 +60,7 @@ fn release(ctx: &Ctx, id: i64, force: bool) -> Result<()> {
             lock.id
         ),
         _ => String::new(),
-    });
-    Ok(())
+    })
 }
 
 fn list(ctx: &Ctx, project: Option<String>, mine: bool) -> Result<()> {

@@ -4,6 +4,7 @@
 pub mod lock;
 pub mod msg;
 pub mod state;
+pub mod sync;
 pub mod todo;
 
 use std::io::{IsTerminal, Read, Write as _};
@@ -15,7 +16,8 @@ use crate::backend::http::{self, HttpCoord};
 use crate::backend::{Coord, local::LocalStore};
 use crate::error::{Error, Result};
 use crate::identity::Identity;
-use crate::model::Written;
+use crate::model::{Write, Written};
+use crate::queue::{Entry, Queue, WrittenBy};
 use crate::render::Style;
 
 pub struct Ctx {
@@ -42,9 +44,62 @@ impl Ctx {
         open_backend(&self.identity)
     }
 
-    /// Runs a write. (Offline queueing hooks in here.)
-    pub fn write(&self, w: &crate::model::Write) -> Result<Written> {
-        self.backend()?.write(w, None)
+    /// Runs a write. Over HTTP, a write that cannot reach the API (or hits
+    /// a 5xx) is queued with its idempotency key and answers `None`, after
+    /// saying so on stderr; a lock claim is never queued.
+    pub fn write(&self, w: &Write) -> Result<Option<Written>> {
+        let backend = self.backend()?;
+        if !backend.is_remote() {
+            return backend.write(w, None).map(Some);
+        }
+        let key = uuid::Uuid::new_v4().to_string();
+        let err = match backend.write(w, Some(&key)) {
+            Ok(v) => return Ok(Some(v)),
+            Err(e) if e.is_retryable() => e,
+            Err(e) => return Err(e),
+        };
+        let why = match &err {
+            Error::Unreachable { reason, .. } => format!("API unreachable: {reason}"),
+            Error::Server { status, .. } => format!("API failed with HTTP {status}"),
+            other => other.to_string(),
+        };
+        if let Write::ClaimLock(l) = w {
+            return Err(Error::Failed(format!(
+                "cannot claim {}/{}: {err}; a lock that cannot be confirmed is no lock, so nothing was queued — try again when the API answers",
+                l.project, l.resource
+            )));
+        }
+        let id = &self.identity;
+        let entry = Entry::new(
+            w.clone(),
+            key,
+            WrittenBy {
+                user: id.user.clone(),
+                machine: id.machine.clone(),
+                session: id.session_id(),
+                api: id.api.clone(),
+            },
+        );
+        let queue = Queue::new(id.queue_path());
+        let waiting = queue.append(&entry).map_err(|qe| {
+            Error::Failed(format!(
+                "{err}, and the write could not be queued ({qe}): it was NOT saved"
+            ))
+        })?;
+        let plural = if waiting == 1 { "" } else { "s" };
+        note(&format!(
+            "queued ({why}); {waiting} write{plural} waiting — run coord sync"
+        ));
+        Ok(None)
+    }
+
+    /// Runs a write and prints its object (JSON) or `human` (text). A write
+    /// that was queued prints nothing on stdout.
+    pub fn write_and_emit(&self, w: &Write, human: impl FnOnce(&Written) -> String) -> Result<()> {
+        if let Some(written) = self.write(w)? {
+            self.emit(&written.to_json(), || human(&written));
+        }
+        Ok(())
     }
 
     /// Prints either the JSON value or the human text.
@@ -113,11 +168,15 @@ pub fn read_text(arg: Option<String>, file: Option<&Path>, what: &str) -> Result
 }
 
 /// Runs `f` for each id; with several ids a failure is reported on its own
-/// line and the rest still run. Fails (exit 1) when any failed.
-pub fn for_each_id<T>(ids: &[i64], mut f: impl FnMut(i64) -> Result<T>) -> (Vec<T>, Option<Error>) {
+/// line and the rest still run. Fails (exit 1) when any failed. Writes that
+/// were queued (`None`) are not in the answer.
+pub fn for_each_id<T>(
+    ids: &[i64],
+    mut f: impl FnMut(i64) -> Result<Option<T>>,
+) -> (Vec<T>, Option<Error>) {
     if let [id] = ids {
         return match f(*id) {
-            Ok(v) => (vec![v], None),
+            Ok(v) => (v.into_iter().collect(), None),
             Err(e) => (Vec::new(), Some(e)),
         };
     }
@@ -125,13 +184,13 @@ pub fn for_each_id<T>(ids: &[i64], mut f: impl FnMut(i64) -> Result<T>) -> (Vec<
     let mut failed = 0;
     for &id in ids {
         match f(id) {
-            Ok(v) => done.push(v),
+            Ok(v) => done.extend(v),
             Err(e) => {
                 note(&format!("error: {e}"));
                 failed += 1;
             }
         }
     }
-    let err = (failed > 0).then(|| Error::Reported(format!("{failed} of {} failed", ids.len())));
+    let err = (failed > 0).then(|| Error::Failed(format!("{failed} of {} failed", ids.len())));
     (done, err)
 }

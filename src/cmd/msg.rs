@@ -28,16 +28,14 @@ fn send(ctx: &Ctx, s: MsgSend) -> Result<()> {
         created_by_user: id.user.clone(),
         created_by_machine: id.machine.clone(),
     });
-    let written = ctx.write(&w)?;
-    ctx.emit(&written.to_json(), || match &written {
+    ctx.write_and_emit(&w, |written| match written {
         Written::Message(m) => format!(
             "sent message {} to {}\n",
             m.id,
             render::cell(&m.to_session, 80)
         ),
         _ => String::new(),
-    });
-    Ok(())
+    })
 }
 
 fn inbox(ctx: &Ctx, all: bool, limit: u32) -> Result<()> {

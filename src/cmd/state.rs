@@ -55,7 +55,24 @@ pub fn whoami(ctx: &Ctx) -> Result<()> {
 
 pub fn status(ctx: &Ctx) -> Result<()> {
     let st = ctx.backend()?.status()?;
-    ctx.emit(&st, || render::status(&st, &render::now(), &ctx.style));
+    let queue = crate::queue::Queue::new(ctx.identity.queue_path());
+    let waiting = queue.len().unwrap_or(0);
+    ctx.emit(&st, || {
+        let mut s = render::status(&st, &render::now(), &ctx.style);
+        s.push_str(&format!(
+            "\n{}\n",
+            ctx.style.bold(&format!("QUEUE ({waiting})"))
+        ));
+        if waiting == 0 {
+            s.push_str("  no writes waiting\n");
+        } else {
+            s.push_str(&format!(
+                "  {waiting} write(s) waiting in {} — run coord sync\n",
+                queue.path().display()
+            ));
+        }
+        s
+    });
     Ok(())
 }
 
@@ -67,7 +84,7 @@ pub fn component(ctx: &Ctx, cmd: ComponentCmd) -> Result<()> {
         version,
         notes,
     } = cmd;
-    let written = ctx.write(&Write::SetComponent {
+    let w = Write::SetComponent {
         project,
         component,
         update: ComponentUpdate {
@@ -76,8 +93,8 @@ pub fn component(ctx: &Ctx, cmd: ComponentCmd) -> Result<()> {
             notes,
             updated_by: ctx.session_id(),
         },
-    })?;
-    ctx.emit(&written.to_json(), || match &written {
+    };
+    ctx.write_and_emit(&w, |written| match written {
         Written::Component(c) => format!(
             "{}/{} is {}\n",
             render::cell(&c.project, 60),
@@ -85,8 +102,7 @@ pub fn component(ctx: &Ctx, cmd: ComponentCmd) -> Result<()> {
             render::cell(&c.state, 60)
         ),
         _ => String::new(),
-    });
-    Ok(())
+    })
 }
 
 pub fn workflow(ctx: &Ctx, cmd: WorkflowCmd) -> Result<()> {
@@ -95,21 +111,20 @@ pub fn workflow(ctx: &Ctx, cmd: WorkflowCmd) -> Result<()> {
         state,
         detail,
     } = cmd;
-    let written = ctx.write(&Write::SetWorkflow {
+    let w = Write::SetWorkflow {
         name,
         update: WorkflowUpdate {
             state,
             detail,
             updated_by: ctx.session_id(),
         },
-    })?;
-    ctx.emit(&written.to_json(), || match &written {
+    };
+    ctx.write_and_emit(&w, |written| match written {
         Written::Workflow(w) => format!(
             "workflow {} is {}\n",
             render::cell(&w.name, 60),
             render::cell(&w.state, 60)
         ),
         _ => String::new(),
-    });
-    Ok(())
+    })
 }

@@ -38,16 +38,14 @@ fn add(ctx: &Ctx, a: TodoAdd) -> Result<()> {
         created_by_user: ctx.identity.user.clone(),
         created_by_machine: ctx.identity.machine.clone(),
     });
-    let written = ctx.write(&w)?;
-    ctx.emit(&written.to_json(), || match &written {
+    ctx.write_and_emit(&w, |written| match written {
         Written::Todo(t) => format!(
             "added todo {} for {}\n",
             t.id,
             render::cell(t.user.as_deref().unwrap_or("everyone"), 40)
         ),
         _ => String::new(),
-    });
-    Ok(())
+    })
 }
 
 fn list(ctx: &Ctx, q: TodoQuery) -> Result<()> {

@@ -1,0 +1,113 @@
+//! `coord sync`: deliver, list or drop the writes queued while the coord API
+//! could not be reached.
+
+use serde_json::{Value, json};
+
+use super::{Ctx, note};
+use crate::error::{Error, Result};
+use crate::queue::Queue;
+use crate::render::{self, Table};
+
+pub fn run(ctx: &Ctx, list: bool, drop: Option<String>) -> Result<()> {
+    let queue = Queue::new(ctx.identity.queue_path());
+    if list {
+        return show(ctx, &queue);
+    }
+    if let Some(key) = drop {
+        let e = queue.drop_entry(&key)?;
+        ctx.emit(&json!({ "dropped": e }), || {
+            format!(
+                "dropped {} (key {}, queued {}); it will not be sent\n",
+                render::cell(&e.write.describe(), 120),
+                e.key,
+                render::when(&e.queued_at, &render::now())
+            )
+        });
+        return Ok(());
+    }
+    let backend = ctx.backend()?;
+    if !backend.is_remote() {
+        let waiting = queue.len()?;
+        if waiting > 0 {
+            return Err(Error::Failed(format!(
+                "{waiting} queued writes wait in {}, but this identity has no coord_api to send them to",
+                queue.path().display()
+            )));
+        }
+        ctx.emit(
+            &json!({ "delivered": 0, "waiting": 0, "rejected": 0 }),
+            || {
+                "nothing to sync: this identity uses the embedded store, which needs no queue\n"
+                    .into()
+            },
+        );
+        return Ok(());
+    }
+    let r = queue.drain(backend.as_ref(), None, true)?;
+    ctx.emit(
+        &json!({ "delivered": r.delivered, "waiting": r.waiting, "rejected": r.rejected }),
+        || {
+            format!(
+                "delivered {}, still waiting {}, rejected {}\n",
+                r.delivered, r.waiting, r.rejected
+            )
+        },
+    );
+    if r.rejected > 0 {
+        note(&format!(
+            "warning: {} write(s) were refused by the server; they and the reasons are in {}",
+            r.rejected,
+            queue.rejected_path().display()
+        ));
+    }
+    match (r.waiting, r.stopped) {
+        (0, _) => Ok(()),
+        (n, Some(why)) => Err(Error::Failed(format!(
+            "{n} write(s) still waiting: {why}; run coord sync again later"
+        ))),
+        (n, None) => Err(Error::Failed(format!("{n} write(s) still waiting"))),
+    }
+}
+
+fn show(ctx: &Ctx, queue: &Queue) -> Result<()> {
+    let entries = queue.list()?;
+    let json: Vec<Value> = entries
+        .iter()
+        .map(|e| match e {
+            Ok(e) => serde_json::to_value(e).unwrap_or(Value::Null),
+            Err((line, why)) => json!({ "unreadable": line, "error": why }),
+        })
+        .collect();
+    ctx.emit(&json, || {
+        if entries.is_empty() {
+            return format!("no queued writes ({})\n", queue.path().display());
+        }
+        let now = render::now();
+        let mut t = Table::new(vec!["KEY", "WRITE", "QUEUED", "TRIES", "LAST ERROR"]);
+        for e in &entries {
+            match e {
+                Ok(e) => t.row(vec![
+                    e.key.clone(),
+                    render::cell(&e.write.describe(), 60),
+                    render::when(&e.queued_at, &now),
+                    e.attempts.to_string(),
+                    render::cell(e.last_error.as_deref().unwrap_or(""), 80),
+                ]),
+                Err((_, why)) => t.row(vec![
+                    "-".into(),
+                    "(unreadable line)".into(),
+                    "-".into(),
+                    "-".into(),
+                    render::cell(why, 80),
+                ]),
+            }
+        }
+        format!(
+            "{}{} waiting in {}\n",
+            t.render(&ctx.style),
+            entries.len(),
+            queue.path().display()
+        )
+    });
+    Ok(())
+}
