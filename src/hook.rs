@@ -181,19 +181,19 @@ pub fn fetch(id: &Identity, started: Instant, limit: Duration) -> Snapshot {
             spawn(Box::new(move |c| Part::Locks(c.locks(&lq))));
         }
         None => {
+            // SQLite answers in microseconds and its waits are bounded by
+            // the busy timeout, so the local reads need no threads.
             location = format!("the local store {}", id.db_path.display());
-            let path = id.db_path.clone();
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                if !path.exists() {
-                    // Nothing was ever written here: nothing to report, and
-                    // nothing to create.
-                    let _ = tx.send(Part::Messages(Ok(Vec::new())));
-                    let _ = tx.send(Part::Todos(Ok(Vec::new())));
-                    let _ = tx.send(Part::Locks(Ok(Vec::new())));
-                    return;
-                }
-                match LocalStore::open(&path) {
+            let path = &id.db_path;
+            if !path.exists() {
+                // Nothing was ever written here: nothing to report, and
+                // nothing to create.
+                let _ = tx.send(Part::Messages(Ok(Vec::new())));
+                let _ = tx.send(Part::Todos(Ok(Vec::new())));
+                let _ = tx.send(Part::Locks(Ok(Vec::new())));
+            } else {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match LocalStore::open_with_timeout(path, left) {
                     Ok(s) => {
                         let _ = tx.send(Part::Messages(s.messages(&mq)));
                         let _ = tx.send(Part::Todos(s.todos(&tq)));
@@ -207,7 +207,7 @@ pub fn fetch(id: &Identity, started: Instant, limit: Duration) -> Snapshot {
                         let _ = tx.send(Part::Locks(Err(again())));
                     }
                 }
-            });
+            }
         }
     }
     drop(tx);

@@ -98,6 +98,8 @@ pub const MAX_TTL_HOURS: f64 = 168.0;
 pub struct LocalStore {
     conn: Connection,
     path: PathBuf,
+    /// How long to wait for another process's lock.
+    busy: Duration,
 }
 
 fn now_ms() -> i64 {
@@ -107,6 +109,12 @@ fn now_ms() -> i64 {
 impl LocalStore {
     /// Opens (creating if needed) and migrates the store at `path`.
     pub fn open(path: &Path) -> Result<LocalStore> {
+        Self::open_with_timeout(path, BUSY_TIMEOUT)
+    }
+
+    /// The same, never waiting longer than `busy` for another process (the
+    /// hook passes what is left of its deadline).
+    pub fn open_with_timeout(path: &Path, busy: Duration) -> Result<LocalStore> {
         if path.is_dir() {
             return Err(Error::Store {
                 path: path.into(),
@@ -126,6 +134,7 @@ impl LocalStore {
         let store = LocalStore {
             conn,
             path: path.to_path_buf(),
+            busy,
         };
         store.retry_busy(|| store.init())?;
         store.check_version()?;
@@ -137,7 +146,7 @@ impl LocalStore {
     }
 
     fn init(&self) -> rusqlite::Result<()> {
-        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        self.conn.busy_timeout(self.busy)?;
         // Reading the schema first turns "not a database" into an error here.
         let version: i64 = self
             .conn
@@ -189,7 +198,7 @@ impl LocalStore {
                     if matches!(
                         e.code,
                         rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-                    ) && start.elapsed() < BUSY_TIMEOUT =>
+                    ) && start.elapsed() < self.busy =>
                 {
                     std::thread::sleep(Duration::from_millis(5));
                 }

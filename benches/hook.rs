@@ -1,0 +1,519 @@
+//! The benchmark: hook wall time (against `coord serve` and on the embedded
+//! store), the Python baseline, failure modes against the deadline, `coord
+//! serve` under load, peak memory and binary size. Prints a table and writes
+//! BENCHMARKS.md. Run with `cargo bench` (or `scripts/bench`).
+//!
+//! Environment: COORD_BENCH_RUNS (default 300 hook runs per case),
+//! COORD_BENCH_LOAD_SECS (default 10), COORD_BENCH_CLIENTS (default 32).
+//! Everything talks to servers this program starts on 127.0.0.1.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use coord_hook::backend::Coord;
+use coord_hook::backend::local::LocalStore;
+use coord_hook::model::*;
+
+const HOOK: &str = env!("CARGO_BIN_EXE_coord-hook");
+const COORD: &str = env!("CARGO_BIN_EXE_coord");
+const SESSION: &str = "BENCH/claude-main";
+const DEADLINE_MS: u64 = 500;
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+// --- measuring ---------------------------------------------------------------
+
+struct Stats {
+    min: f64,
+    median: f64,
+    p95: f64,
+    p99: f64,
+    max: f64,
+    n: usize,
+}
+
+fn stats(mut ms: Vec<f64>) -> Stats {
+    ms.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| ms[((ms.len() as f64 - 1.0) * q).round() as usize];
+    Stats {
+        min: ms[0],
+        median: at(0.5),
+        p95: at(0.95),
+        p99: at(0.99),
+        max: ms[ms.len() - 1],
+        n: ms.len(),
+    }
+}
+
+/// Wall time of one process, from spawn to exit, stdin given, stdout dropped.
+fn time_once(cmd: &mut Command, input: &[u8]) -> f64 {
+    let start = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input);
+    }
+    let status = child.wait().expect("wait");
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    assert!(status.success(), "{cmd:?} failed");
+    ms
+}
+
+fn time_many(runs: u64, mut make: impl FnMut() -> Command, input: &[u8]) -> Stats {
+    // Warm the page cache and the server first.
+    for _ in 0..5 {
+        time_once(&mut make(), input);
+    }
+    stats((0..runs).map(|_| time_once(&mut make(), input)).collect())
+}
+
+/// Peak RSS in KiB of one run of `cmd`, measured in a fresh child of this
+/// program so that nothing else counts (getrusage of the children).
+#[cfg(target_os = "linux")]
+fn peak_rss_kib(args: &[&str], envs: &[(&str, &str)]) -> Option<u64> {
+    let out = Command::new(std::env::current_exe().ok()?)
+        .arg("--measure-rss")
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn peak_rss_kib(_: &[&str], _: &[(&str, &str)]) -> Option<u64> {
+    None
+}
+
+#[cfg(target_os = "linux")]
+fn measure_rss_child(args: &[String]) {
+    let status = Command::new(&args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if status.is_ok() {
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: getrusage fills the struct we own.
+        if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } == 0 {
+            println!("{}", usage.ru_maxrss);
+        }
+    }
+}
+
+/// VmHWM of a running process (Linux).
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+}
+
+// --- fixtures ----------------------------------------------------------------
+
+/// 20 unread messages, 5 todos, 2 locks for BENCH/claude-main.
+fn seed(db: &Path) {
+    let s = LocalStore::open(db).expect("store");
+    for i in 0..20 {
+        s.write(
+            &Write::SendMessage(NewMessage {
+                to_session: if i % 5 == 0 { ALL_SESSIONS.into() } else { SESSION.into() },
+                body: format!("status update {i}: the deploy of api 1.{i} went fine.\nLogs are in the usual place."),
+                subject: Some(format!("update {i}")),
+                from_session: "OTHER/claude-main".into(),
+                created_by_user: "bench".into(),
+                created_by_machine: "OTHER".into(),
+            }),
+            None,
+        )
+        .expect("seed message");
+    }
+    for i in 0..5 {
+        s.write(
+            &Write::AddTodo(NewTodo {
+                text: format!("todo number {i}"),
+                user: if i % 2 == 0 { Some("bench".into()) } else { None },
+                project: Some("web".into()),
+                parent_id: None,
+                source: None,
+                auto: false,
+                created_by_user: "bench".into(),
+                created_by_machine: "BENCH".into(),
+            }),
+            None,
+        )
+        .expect("seed todo");
+    }
+    for r in ["deploy", "db-migrate"] {
+        s.write(
+            &Write::ClaimLock(NewLock {
+                project: "web".into(),
+                resource: r.into(),
+                session_id: SESSION.into(),
+                ttl_hours: Some(2.0),
+                note: None,
+            }),
+            None,
+        )
+        .expect("seed lock");
+    }
+}
+
+struct Home {
+    dir: PathBuf,
+}
+
+impl Home {
+    fn new(root: &Path, name: &str, identity: serde_json::Value) -> Home {
+        let dir = root.join(name);
+        std::fs::create_dir_all(dir.join(".claude")).unwrap();
+        std::fs::write(dir.join(".claude/identity.json"), identity.to_string()).unwrap();
+        Home { dir }
+    }
+    fn hook(&self, extra: &[&str]) -> Command {
+        let mut c = Command::new(HOOK);
+        c.args(["--format", "json"])
+            .args(extra)
+            .current_dir(&self.dir)
+            .env("HOME", &self.dir)
+            .env_remove("COORD_API")
+            .env_remove("COORD_DB")
+            .env_remove("COORD_SESSION")
+            .env_remove("COORD_IDENTITY");
+        c
+    }
+    fn input(&self) -> Vec<u8> {
+        serde_json::json!({
+            "session_id": "0b5e-bench", "transcript_path": "/tmp/x.jsonl",
+            "cwd": self.dir, "hook_event_name": "SessionStart", "source": "startup"
+        })
+        .to_string()
+        .into_bytes()
+    }
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(db: &Path, log: &Path) -> Server {
+        let mut child = Command::new(COORD)
+            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+            .arg(db)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("coord serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line.trim().trim_start_matches("listening on ").to_string();
+        Server { child, url }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// --- load --------------------------------------------------------------------
+
+struct Load {
+    requests: usize,
+    errors: usize,
+    secs: f64,
+    lat: Stats,
+}
+
+fn load(url: &str, clients: usize, secs: u64) -> Load {
+    let stop = Arc::new(AtomicBool::new(false));
+    let all: Arc<Mutex<(Vec<f64>, usize)>> = Arc::new(Mutex::new((Vec::new(), 0)));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|t| {
+            let (stop, all, url) = (stop.clone(), all.clone(), url.to_string());
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_secs(5)))
+                    .build()
+                    .into();
+                let inbox = format!("{url}/api/coord/messages?session={SESSION}&unread=true");
+                let send = format!("{url}/api/coord/messages");
+                let (mut lat, mut errors) = (Vec::with_capacity(100_000), 0);
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let t0 = Instant::now();
+                    // Three inbox reads to one send.
+                    let result = if i % 4 == 3 {
+                        let body = format!(
+                            r#"{{"to_session":"LOAD/sink","body":"load {t}-{i}","from_session":"LOAD/c{t}","created_by_user":"load","created_by_machine":"LOAD"}}"#
+                        );
+                        agent
+                            .post(&send)
+                            .header("Content-Type", "application/json")
+                            .header("Idempotency-Key", &format!("load-{t}-{i}"))
+                            .send(body)
+                    } else {
+                        agent.get(&inbox).call()
+                    };
+                    let ok = match result {
+                        Ok(mut r) => {
+                            let good = r.status().is_success();
+                            good && r.body_mut().read_to_vec().is_ok()
+                        }
+                        Err(_) => false,
+                    };
+                    lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+                    if !ok {
+                        errors += 1;
+                    }
+                    i += 1;
+                }
+                let mut a = all.lock().unwrap();
+                a.0.extend(lat);
+                a.1 += errors;
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let (lat, errors) = std::mem::take(&mut *all.lock().unwrap());
+    Load {
+        requests: lat.len(),
+        errors,
+        secs,
+        lat: stats(lat),
+    }
+}
+
+// --- report ------------------------------------------------------------------
+
+struct Row {
+    case: String,
+    s: Stats,
+    target: String,
+    met: Option<bool>,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    #[cfg(target_os = "linux")]
+    if args.first().map(String::as_str) == Some("--measure-rss") {
+        measure_rss_child(&args[1..]);
+        return;
+    }
+    // `cargo bench -- NAME` filters; `cargo test --benches` runs with --test.
+    if args.iter().any(|a| a == "--test" || a == "--list") {
+        return;
+    }
+    let runs = env_num("COORD_BENCH_RUNS", 300);
+    let load_secs = env_num("COORD_BENCH_LOAD_SECS", 10);
+    let clients = env_num("COORD_BENCH_CLIENTS", 32) as usize;
+
+    let tmp = std::env::temp_dir().join(format!("coord-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let served_db = tmp.join("served.db");
+    seed(&served_db);
+    let server = Server::start(&served_db, &tmp.join("serve.log"));
+
+    let remote = Home::new(
+        &tmp,
+        "remote",
+        serde_json::json!({"user": "bench", "machine": "BENCH", "coord_api": server.url}),
+    );
+    let local = Home::new(&tmp, "local", serde_json::json!({"user": "bench", "machine": "BENCH"}));
+    seed(&local.dir.join(".claude/coord.db"));
+
+    let mut rows: Vec<Row> = Vec::new();
+    eprintln!("coord-hook bench: {runs} runs per hook case");
+
+    let http = time_many(runs, || remote.hook(&[]), &remote.input());
+    let embedded = time_many(runs, || local.hook(&[]), &local.input());
+
+    let python = python().map(|py| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/hook_baseline.py");
+        time_many(
+            runs.min(200),
+            || {
+                let mut c = Command::new(&py);
+                c.args([script, &server.url, SESSION, "bench"]);
+                c
+            },
+            &remote.input(),
+        )
+    });
+
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let refused_home = Home::new(
+        &tmp,
+        "refused",
+        serde_json::json!({"user": "bench", "machine": "BENCH", "coord_api": dead_url}),
+    );
+    let refused = time_many(runs.min(100), || refused_home.hook(&[]), b"{}");
+
+    let hole = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole_url = format!("http://{}", hole.local_addr().unwrap());
+    let hole_home = Home::new(
+        &tmp,
+        "blackhole",
+        serde_json::json!({"user": "bench", "machine": "BENCH", "coord_api": hole_url}),
+    );
+    let deadline = DEADLINE_MS.to_string();
+    let blackholed = time_many(20, || hole_home.hook(&["--timeout", &deadline]), b"{}");
+    drop(hole);
+
+    let rss_http = peak_rss_kib(&[HOOK, "--format", "json"], &[("HOME", remote.dir.to_str().unwrap())]);
+    let rss_local = peak_rss_kib(&[HOOK, "--format", "json"], &[("HOME", local.dir.to_str().unwrap())]);
+
+    eprintln!("coord-hook bench: load, {clients} clients for {load_secs} s");
+    let l = load(&server.url, clients, load_secs);
+    let server_rss = vm_hwm_kib(server.child.id());
+    drop(server);
+
+    let ratio = python.as_ref().map(|p| p.median / http.median);
+    rows.push(Row {
+        case: "hook → coord serve (loopback)".into(),
+        met: Some(http.median <= 5.0),
+        target: "median ≤ 5 ms".into(),
+        s: http,
+    });
+    rows.push(Row {
+        case: "hook → embedded store".into(),
+        met: Some(embedded.median <= 3.0),
+        target: "median ≤ 3 ms".into(),
+        s: embedded,
+    });
+    if let Some(p) = python {
+        rows.push(Row {
+            case: "Python urllib script → coord serve".into(),
+            met: ratio.map(|r| r >= 25.0),
+            target: format!("hook ≥ 25× faster (is {:.1}×)", ratio.unwrap_or(0.0)),
+            s: p,
+        });
+    }
+    rows.push(Row {
+        case: "hook, API refused".into(),
+        met: Some(refused.median <= 30.0),
+        target: "≤ 30 ms".into(),
+        s: refused,
+    });
+    rows.push(Row {
+        case: format!("hook, API black-holed ({DEADLINE_MS} ms deadline)"),
+        met: Some(blackholed.max <= DEADLINE_MS as f64 + 50.0),
+        target: format!("max ≤ {} ms", DEADLINE_MS + 50),
+        s: blackholed,
+    });
+
+    let size = |p: &str| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let kib = |k: Option<u64>| k.map_or("n/a".to_string(), |k| format!("{:.1} MB", k as f64 / 1024.0));
+    let yes = |m: Option<bool>| match m {
+        Some(true) => "yes",
+        Some(false) => "NO",
+        None => "-",
+    };
+
+    let mut md = String::new();
+    let _ = writeln!(md, "# Benchmarks\n");
+    let _ = writeln!(
+        md,
+        "Written by `cargo bench` (benches/hook.rs) on {}; {} cores; {}. Hook runs: process spawn to exit, \
+         stdin JSON given, output discarded; data: 20 unread messages, 5 todos, 2 locks.\n",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::env::consts::OS
+    );
+    let _ = writeln!(md, "| case | runs | min ms | median ms | p95 ms | max ms | target | met |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---|---|");
+    for r in &rows {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            r.case, r.s.n, r.s.min, r.s.median, r.s.p95, r.s.max, r.target, yes(r.met)
+        );
+    }
+    let rps = l.requests as f64 / l.secs;
+    let load_ok = rps >= 5000.0 && l.lat.p99 <= 20.0 && l.errors == 0;
+    let _ = writeln!(
+        md,
+        "\n## coord serve under load\n\n{clients} concurrent keep-alive clients (3 inbox reads : 1 message send), {:.1} s, \
+         load generator in the same process on the same 2 cores.\n\n\
+         | requests/s | p50 ms | p99 ms | max ms | errors | server peak RSS | target | met |\n|---:|---:|---:|---:|---:|---:|---|---|\n\
+         | {rps:.0} | {:.2} | {:.2} | {:.2} | {} | {} | ≥ 5,000 req/s, p99 ≤ 20 ms, 0 errors | {} |",
+        l.secs,
+        l.lat.median,
+        l.lat.p99,
+        l.lat.max,
+        l.errors,
+        kib(server_rss),
+        if load_ok { "yes" } else { "NO" }
+    );
+    let rss_ok = rss_http.max(rss_local).map(|k| k <= 10 * 1024);
+    let _ = writeln!(
+        md,
+        "\n## Memory and size\n\n| what | value | target | met |\n|---|---:|---|---|\n\
+         | hook peak RSS → coord serve | {} | ≤ 10 MB | {} |\n| hook peak RSS → embedded store | {} | ≤ 10 MB | {} |\n\
+         | `coord-hook` binary | {:.1} MB | | |\n| `coord` binary | {:.1} MB | | |",
+        kib(rss_http),
+        yes(rss_ok),
+        kib(rss_local),
+        yes(rss_ok),
+        size(HOOK) as f64 / 1e6,
+        size(COORD) as f64 / 1e6
+    );
+    md.push_str(&notes());
+
+    println!("{md}");
+    let out = concat!(env!("CARGO_MANIFEST_DIR"), "/BENCHMARKS.md");
+    if let Err(e) = std::fs::write(out, &md) {
+        eprintln!("cannot write {out}: {e}");
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// The real python3 interpreter (not a version manager's shell shim, which
+/// would add its own start-up to the baseline).
+fn python() -> Option<PathBuf> {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()?;
+    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    p.is_file().then_some(p)
+}
+
+/// What bounds the numbers; kept with the table so it travels with it.
+fn notes() -> String {
+    "\n## Notes\n\n\
+     - Numbers come from one run on one machine; rerun `cargo bench` to compare like with like.\n\
+     - A hook run is dominated by the kernel's process creation (exec, page faults); see the README's\n  \
+       Performance section for the profile and what was done about it.\n"
+        .to_string()
+}
