@@ -82,15 +82,60 @@ fn read_input(wait: Duration) -> HookInput {
     if std::io::stdin().is_terminal() {
         return HookInput::default();
     }
+    read_bounded(wait)
+        .map(|b| HookInput::parse(&b))
+        .unwrap_or_default()
+}
+
+/// Unix: poll(2) before every read, so no thread is needed (this runs on
+/// every session start, and a thread costs more than the read).
+#[cfg(unix)]
+fn read_bounded(wait: Duration) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + wait;
+    let mut stdin = std::io::stdin().lock();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut fd = libc::pollfd {
+            fd: libc::STDIN_FILENO,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = left.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd, owned by this frame, and its count.
+        let ready = unsafe { libc::poll(&mut fd, 1, ms) };
+        if ready < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        if ready <= 0 {
+            return None; // time is up, or stdin cannot be polled
+        }
+        // Readable (or closed): one read returns without blocking.
+        match stdin.read(&mut chunk) {
+            Ok(0) => return Some(buf),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.len() as u64 >= MAX_INPUT {
+                    return Some(buf);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Some(buf),
+        }
+    }
+}
+
+/// Elsewhere: read on a helper thread and stop waiting at the bound.
+#[cfg(not(unix))]
+fn read_bounded(wait: Duration) -> Option<Vec<u8>> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut buf = Vec::new();
         let _ = std::io::stdin().take(MAX_INPUT).read_to_end(&mut buf);
         let _ = tx.send(buf);
     });
-    rx.recv_timeout(wait)
-        .map(|b| HookInput::parse(&b))
-        .unwrap_or_default()
+    rx.recv_timeout(wait).ok()
 }
 
 /// What the hook found, whole or in part.
@@ -176,9 +221,10 @@ pub fn fetch(id: &Identity, started: Instant, limit: Duration) -> Snapshot {
                     let _ = tx.send(f(&c));
                 });
             };
-            spawn(Box::new(move |c| Part::Messages(c.messages(&mq))));
             spawn(Box::new(move |c| Part::Todos(c.todos(&tq))));
             spawn(Box::new(move |c| Part::Locks(c.locks(&lq))));
+            // The third read on this thread: one fewer thread to start.
+            let _ = tx.send(Part::Messages(client.messages(&mq)));
         }
         None => {
             // SQLite answers in microseconds and its waits are bounded by

@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use std::net::{IpAddr, SocketAddr};
+
 use ureq::Agent;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use super::Coord;
 use crate::error::{Error, Result};
@@ -98,13 +102,13 @@ fn to_value<T: serde::Serialize>(v: &T) -> Value {
 impl HttpCoord {
     /// `api` is the `coord_api` base, already validated (no trailing slash).
     pub fn new(api: &str, token: Option<String>, overall: Duration) -> HttpCoord {
-        let agent: Agent = Agent::config_builder()
+        let config = Agent::config_builder()
             .timeout_connect(Some(CONNECT_TIMEOUT.min(overall)))
             .timeout_global(Some(overall))
             .http_status_as_error(false)
             .user_agent(concat!("coord-hook/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+            .build();
+        let agent = Agent::with_parts(config, DefaultConnector::default(), LiteralFirst::default());
         HttpCoord {
             agent,
             base: format!("{}/api/coord", api.trim_end_matches('/')),
@@ -189,6 +193,40 @@ impl HttpCoord {
     /// `GET /health`, for `coord status` and the tests.
     pub fn health(&self) -> Result<Value> {
         self.get(Req::get("/health"))
+    }
+}
+
+/// Answers an IP-literal host at once and leaves names to ureq's resolver.
+/// With a timeout set, ureq resolves every host on a thread of its own so
+/// that getaddrinfo cannot outlive the deadline; for `127.0.0.1` that thread
+/// is pure cost on the hook's hot path.
+#[derive(Debug, Default)]
+struct LiteralFirst(DefaultResolver);
+
+impl Resolver for LiteralFirst {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> std::result::Result<ResolvedSocketAddrs, ureq::Error> {
+        let port = uri.port_u16().or(match uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        });
+        let ip = uri
+            .host()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+            .and_then(|h| h.parse::<IpAddr>().ok());
+        match (ip, port) {
+            (Some(ip), Some(port)) => {
+                let mut addrs = self.empty();
+                addrs.push(SocketAddr::new(ip, port));
+                Ok(addrs)
+            }
+            _ => self.0.resolve(uri, config, timeout),
+        }
     }
 }
 
