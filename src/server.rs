@@ -188,19 +188,13 @@ fn ok(status: u16, body: Value) -> Response {
     (code, axum::Json(body)).into_response()
 }
 
-/// Runs a store call off the async workers (SQLite may wait on a lock held
-/// by another process).
-async fn with_store<T: Send + 'static>(
-    st: &AppState,
-    f: impl FnOnce(&LocalStore) -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let store = st.store.clone();
-    tokio::task::spawn_blocking(move || {
-        let guard = store.lock().unwrap_or_else(|p| p.into_inner());
-        f(&guard)
-    })
-    .await
-    .unwrap_or_else(|e| Err(Error::Failed(format!("store task failed: {e}"))))
+/// Runs a store call on this worker. A call takes tens of microseconds;
+/// handing it to the blocking pool cost more in thread switches than it
+/// saved (measured: see BENCHMARKS.md). SQLite's own waits for another
+/// process are bounded by the store's busy timeout.
+fn with_store<T>(st: &AppState, f: impl FnOnce(&LocalStore) -> Result<T>) -> Result<T> {
+    let guard = st.store.lock().unwrap_or_else(|p| p.into_inner());
+    f(&guard)
 }
 
 async fn read_json<T: DeserializeOwned>(body: Body) -> std::result::Result<T, Reject> {
@@ -282,20 +276,21 @@ async fn do_write(st: AppState, h: HeaderMap, w: Write) -> Response {
     let result = with_store(&st, move |s| {
         let out = s.write(&w, key.as_deref())?;
         Ok((http_status(&w, &out), out.to_json()))
-    })
-    .await;
+    });
     match result {
         Ok((status, body)) => ok(status, body),
         Err(e) => error_response(&e),
     }
 }
 
-async fn do_read<T: serde::Serialize + Send + 'static>(
+async fn do_read<T: serde::Serialize>(
     st: AppState,
-    f: impl FnOnce(&LocalStore) -> Result<T> + Send + 'static,
+    f: impl FnOnce(&LocalStore) -> Result<T>,
 ) -> Response {
-    match with_store(&st, f).await {
-        Ok(v) => ok(200, serde_json::to_value(v).unwrap_or(Value::Null)),
+    match with_store(&st, f).and_then(|v| {
+        serde_json::to_vec(&v).map_err(|e| Error::Failed(format!("cannot encode the answer: {e}")))
+    }) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => error_response(&e),
     }
 }
