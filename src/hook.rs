@@ -278,6 +278,12 @@ pub fn fetch(id: &Identity, started: Instant, limit: Duration) -> Snapshot {
         }
     }
     let ms = limit.as_millis();
+    // A client-side timeout is the deadline speaking: say it one way.
+    for (_, why) in failures.iter_mut() {
+        if why.starts_with("timed out") {
+            *why = format!("no answer within the {ms} ms deadline");
+        }
+    }
     for (what, loaded) in [
         ("messages", snap.messages.is_some()),
         ("todos", snap.todos.is_some()),

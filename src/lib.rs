@@ -29,6 +29,12 @@ use identity::Identity;
 pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
     let args: Vec<OsString> = args.into_iter().collect();
     let name = program_name(args.first());
+    if name == "coord-hook"
+        && let Some(opts) = hook_fast_path(&args[1..])
+    {
+        run_hook(opts);
+        return ExitCode::from(exit::OK);
+    }
     let matches = Cli::command().name(name).try_get_matches_from(&args);
     let cli = match matches.and_then(|m| Cli::from_arg_matches(&m)) {
         Ok(cli) => cli,
@@ -61,6 +67,35 @@ fn program_name(arg0: Option<&OsString>) -> &'static str {
         Some(s) if s.starts_with("coord-hook") => "coord-hook",
         _ => "coord",
     }
+}
+
+/// The command lines `install` writes (`--format json`, maybe `--timeout`)
+/// skip clap: building the whole command tree is ~10% of a hook run, which
+/// happens at every session start. Anything else goes through clap, and
+/// `tests/hook_run.rs` checks that both paths answer the same.
+fn hook_fast_path(args: &[OsString]) -> Option<hook::HookOptions> {
+    let mut opts = hook::HookOptions {
+        identity: None,
+        format: hook::Format::Text,
+        timeout_ms: None,
+        preview: false,
+        no_color: false,
+    };
+    let mut it = args.iter().map(|a| a.to_str());
+    while let Some(arg) = it.next() {
+        match arg? {
+            "--format" => {
+                opts.format = match it.next()?? {
+                    "json" => hook::Format::Json,
+                    "text" => hook::Format::Text,
+                    _ => return None,
+                }
+            }
+            "--timeout" => opts.timeout_ms = Some(it.next()??.parse().ok()?),
+            _ => return None,
+        }
+    }
+    Some(opts)
 }
 
 /// The hook must exit 0 and say something even if a bug panics.

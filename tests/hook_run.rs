@@ -300,3 +300,25 @@ fn timeout_precedence_flag_env_identity() {
         .unwrap();
     assert!(says(flag).contains("within the 200 ms deadline"));
 }
+
+#[test]
+fn the_fast_path_and_clap_agree() {
+    let m = Machine::new("HOWARD-HOME");
+    seed(&m);
+    // `--format json` alone takes the fast path; `--no-color` forces clap.
+    let fast = hook(
+        &m,
+        &["--format", "json", "--timeout", "1500"],
+        &input_for(&m),
+    );
+    let clap = hook(
+        &m,
+        &["--no-color", "--format", "json", "--timeout", "1500"],
+        &input_for(&m),
+    );
+    assert!(fast.status.success() && clap.status.success());
+    assert_eq!(context(&fast), context(&clap));
+    let plain_fast = hook(&m, &[], "");
+    let plain_clap = hook(&m, &["--format", "text", "--no-color"], "");
+    assert_eq!(stdout(&plain_fast), stdout(&plain_clap));
+}
