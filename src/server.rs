@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -67,13 +67,67 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             .map_err(io)?;
         let addr = listener.local_addr().map_err(io)?;
         crate::cmd::out(&format!("listening on http://{addr}\n"));
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(io)
+        accept_loop(listener, router(state)).await;
+        Ok::<(), Error>(())
     })?;
     crate::cmd::note("coord serve: stopped");
     Ok(())
+}
+
+/// At most this many connections are served at once; more wait in the
+/// kernel's backlog until one closes.
+pub const MAX_CONNECTIONS: usize = 512;
+/// A client must send a request's headers within this time, also on an idle
+/// keep-alive connection, or the connection is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight requests may take to finish after Ctrl-C / SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Accepts connections under the connection limit, serves each with
+/// hyper's HTTP/1 (header-read timeout on), and on a signal stops accepting
+/// and lets in-flight requests finish. axum::serve offers neither the
+/// timeout nor the limit.
+async fn accept_loop(listener: tokio::net::TcpListener, app: Router) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            _ = &mut signal => break,
+        };
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                // Out of file descriptors and the like: back off, go on.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            _ = &mut signal => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {},
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => {},
+    }
 }
 
 async fn shutdown_signal() {

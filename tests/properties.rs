@@ -42,7 +42,11 @@ fn block_for(specs: &[(String, Option<String>, bool, i64)]) -> Snapshot {
         .map(|(i, (body, subject, broadcast, age))| Message {
             id: i as i64 + 1,
             from_session: "OTHER/claude-main".into(),
-            to_session: if *broadcast { ALL_SESSIONS.into() } else { "ME/claude-main".into() },
+            to_session: if *broadcast {
+                ALL_SESSIONS.into()
+            } else {
+                "ME/claude-main".into()
+            },
             subject: subject.clone(),
             body: body.clone(),
             created_by_user: "u".into(),
@@ -66,13 +70,18 @@ fn block_for(specs: &[(String, Option<String>, bool, i64)]) -> Snapshot {
 fn check_block(text: &str, snap: &Snapshot) -> Result<(), TestCaseError> {
     prop_assert!(js_len(text) <= MAX_OUTPUT, "block is {} long", js_len(text));
     prop_assert!(
-        !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t'),
+        !text
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t'),
         "raw control character in the block"
     );
     let msgs = snap.messages.as_ref().unwrap();
     let parsed = parse_messages(text);
     // Exactly as many message boundaries as messages listed, no forged ones.
-    let headers = text.lines().filter(|l| l.starts_with("--- message #")).count();
+    let headers = text
+        .lines()
+        .filter(|l| l.starts_with("--- message #"))
+        .count();
     prop_assert_eq!(headers, parsed.len());
     let mut seen = std::collections::HashSet::new();
     for p in &parsed {
@@ -81,7 +90,11 @@ fn check_block(text: &str, snap: &Snapshot) -> Result<(), TestCaseError> {
         prop_assert!(orig.is_some(), "block lists unknown message {}", p.id);
         let shown = escape_controls(&orig.unwrap().body).into_owned();
         if p.cut {
-            prop_assert!(shown.starts_with(&p.body), "cut body is not a prefix of message {}", p.id);
+            prop_assert!(
+                shown.starts_with(&p.body),
+                "cut body is not a prefix of message {}",
+                p.id
+            );
         } else {
             prop_assert_eq!(&p.body, &shown, "body of message {} changed", p.id);
         }

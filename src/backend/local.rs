@@ -221,6 +221,10 @@ fn store_err(path: &Path, e: rusqlite::Error) -> Error {
         rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
             "is not a coord database (corrupt, or another kind of file)".to_string()
         }
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseCorrupt => {
+            "is corrupt (database disk image is malformed); move it aside or restore a backup"
+                .to_string()
+        }
         rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::CannotOpen => {
             "cannot be opened (check the path and its permissions)".to_string()
         }

@@ -83,7 +83,7 @@ impl Ctx {
         let queue = Queue::new(id.queue_path());
         let waiting = queue.append(&entry).map_err(|qe| {
             Error::Failed(format!(
-                "{err}, and the write could not be queued ({qe}): it was NOT saved"
+                "the write was NOT saved: {err}, and the offline queue could not be written ({qe})"
             ))
         })?;
         let plural = if waiting == 1 { "" } else { "s" };

@@ -1,0 +1,350 @@
+//! Hostile input, faults and load: the server under abuse, the store under
+//! many writers, and failures that must never be reported as success.
+
+mod common;
+
+use std::io::{Read, Write as _};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Machine, Server, stderr, stdout};
+use serde_json::Value;
+
+/// Sends raw bytes, answers the status line's code (None when the server
+/// closed without answering) and the body.
+fn raw_http(addr: &str, request: &[u8]) -> (Option<u16>, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(request);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok());
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn post(addr: &str, path: &str, body: &str) -> (Option<u16>, String) {
+    raw_http(
+        addr,
+        format!(
+            "POST /api/coord{path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
+
+#[test]
+fn idle_connections_do_not_starve_a_real_request() {
+    let s = Server::start(&[]);
+    let addr = s.addr();
+    // 200 connections that never finish (or never start) their headers.
+    let idle: Vec<TcpStream> = (0..200)
+        .map(|i| {
+            let mut c = TcpStream::connect(&addr).unwrap();
+            if i % 2 == 0 {
+                let _ = c.write_all(b"GET /api/coord/status HTTP/1.1\r\nHost: x\r\n");
+            }
+            c
+        })
+        .collect();
+    let m = Machine::remote("BOX", &s.url);
+    let start = Instant::now();
+    let out = m.coord(&["--json", "status"]).output().unwrap();
+    let took = start.elapsed();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        took < Duration::from_secs(1),
+        "took {took:?} with 200 idle connections open"
+    );
+    drop(idle);
+}
+
+#[test]
+fn bad_bodies_get_a_4xx_with_detail_never_a_5xx() {
+    let s = Server::start(&[]);
+    let addr = s.addr();
+    let paths = [
+        "/messages",
+        "/messages/1/read",
+        "/todos",
+        "/todos/1/done",
+        "/locks",
+    ];
+    let bodies = [
+        "{",
+        "[]",
+        "null",
+        "\"just a string\"",
+        "{\"to_session\": 5, \"body\": [], \"text\": {}, \"session\": 1, \"completed_by\": false}",
+        "{}",
+        "{\"project\":\"p\",\"resource\":\"r\",\"session_id\":\"A/b\",\"ttl_hours\":\"two\"}",
+        "{\"project\":\"p\",\"resource\":\"r\",\"session_id\":\"A/b\",\"ttl_hours\":1e308}",
+        "\u{0}\u{1}\u{2}",
+        "{\"text\": \"\\ud800\"}",
+    ];
+    for path in paths {
+        for body in bodies {
+            let (code, text) = post(&addr, path, body);
+            let code = code.unwrap_or_else(|| panic!("no answer to {path} {body:?}"));
+            assert!((400..500).contains(&code), "{path} {body:?}: {code} {text}");
+            let v: Value =
+                serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path} {body:?}: {text}"));
+            assert!(v["detail"].is_string(), "{path} {body:?}: {text}");
+        }
+    }
+    for (method, path) in [("PUT", "/components/p/c"), ("PUT", "/workflows/w")] {
+        let req = format!(
+            "{method} /api/coord{path} HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\n{{x:"
+        );
+        let (code, text) = raw_http(&addr, req.as_bytes());
+        assert_eq!(code, Some(422), "{path}: {text}");
+    }
+    // Wrong ids and query values.
+    for q in [
+        "GET /api/coord/messages?session=A/b&limit=abc",
+        "GET /api/coord/messages?session=A/b&unread=maybe",
+        "GET /api/coord/todos?status=later",
+        "DELETE /api/coord/locks/notanumber?session_id=A/b",
+        "DELETE /api/coord/locks/1",
+    ] {
+        let (code, text) = raw_http(
+            &addr,
+            format!("{q} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        let code = code.unwrap();
+        assert!((400..500).contains(&code), "{q}: {code} {text}");
+        assert!(text.contains("detail"), "{q}: {text}");
+    }
+    assert!(!s.log_text().contains(" 500 "), "{}", s.log_text());
+}
+
+#[test]
+fn a_ten_megabyte_query_string_is_refused_and_the_server_lives_on() {
+    let s = Server::start(&[]);
+    let addr = s.addr();
+    let q = "x".repeat(10 * 1024 * 1024);
+    let (code, _) = raw_http(
+        &addr,
+        format!(
+            "GET /api/coord/messages?session={q} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    // hyper refuses an over-long head before any handler runs (431), or
+    // closes the connection; either way never a 5xx.
+    assert!(code.is_none_or(|c| (400..500).contains(&c)), "{code:?}");
+    let m = Machine::remote("BOX", &s.url);
+    assert!(m.coord(&["status"]).output().unwrap().status.success());
+}
+
+#[test]
+fn metacharacters_are_stored_and_returned_verbatim() {
+    let s = Server::start(&[]);
+    let m = Machine::remote("BOX", &s.url);
+    // (NUL cannot travel in argv; the contract suite sends it over HTTP.)
+    let nasty = "Robert'); DROP TABLE todos;-- $(rm -rf ~) `id` && echo %s %n \\\" ' | > /dev/null";
+    m.json(
+        None,
+        &["todo", "add", nasty, "--project", nasty, "--source", nasty],
+    );
+    m.json(
+        None,
+        &[
+            "component",
+            "set",
+            nasty,
+            "a/b c?d#e",
+            nasty,
+            "--notes",
+            nasty,
+        ],
+    );
+    m.json(None, &["msg", "send", "BOX", nasty, "--subject", nasty]);
+    let todos = m.json(None, &["todo", "list", "--project", nasty]);
+    assert_eq!(todos[0]["text"], nasty);
+    assert_eq!(todos[0]["source"], nasty);
+    let st = m.json(None, &["status"]);
+    assert_eq!(st["components"][0]["project"], nasty);
+    assert_eq!(st["components"][0]["component"], "a/b c?d#e");
+    let inbox = m.json(None, &["msg", "inbox"]);
+    assert_eq!(inbox[0]["body"], nasty);
+    assert_eq!(inbox[0]["subject"], nasty);
+}
+
+/// 50 workers each run 20 `coord msg send` one after another.
+fn fifty_by_twenty(m: &Machine) {
+    let workers: Vec<_> = (0..50)
+        .map(|w| {
+            let cmds: Vec<_> = (0..20)
+                .map(|i| {
+                    m.std_bin(
+                        "coord",
+                        Some(&format!("w{w}")),
+                        &["msg", "send", "SINK/inbox", &format!("{w}-{i}")],
+                    )
+                })
+                .collect();
+            std::thread::spawn(move || {
+                let mut errors = Vec::new();
+                for mut c in cmds {
+                    let out = c
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::piped())
+                        .output()
+                        .unwrap();
+                    if !out.status.success() || !out.stderr.is_empty() {
+                        errors.push(String::from_utf8_lossy(&out.stderr).into_owned());
+                    }
+                }
+                errors
+            })
+        })
+        .collect();
+    let errors: Vec<String> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{} failures, first: {:?}",
+        errors.len(),
+        errors.first()
+    );
+    let all = m.json(Some("x"), &["msg", "inbox", "--all", "--limit", "1000"]);
+    let _ = all;
+    let sink = m
+        .coord(&["--json", "msg", "inbox", "--all", "--limit", "1000"])
+        .env("COORD_SESSION", "SINK/inbox")
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&sink.stdout).unwrap();
+    let mut bodies: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["body"].as_str().unwrap())
+        .collect();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), 1000);
+}
+
+#[test]
+fn fifty_writers_on_one_embedded_store_lose_nothing() {
+    let m = Machine::new("BOX");
+    fifty_by_twenty(&m);
+}
+
+#[test]
+fn fifty_writers_through_coord_serve_lose_nothing() {
+    let s = Server::start(&[]);
+    let m = Machine::remote("BOX", &s.url);
+    fifty_by_twenty(&m);
+    assert!(
+        !m.claude_dir().join("coord-queue.jsonl").exists(),
+        "nothing was queued"
+    );
+}
+
+#[test]
+fn a_queue_that_cannot_be_written_is_never_called_queued() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let m = Machine::remote("BOX", &url);
+    // A folder where the queue file should be: the append fails.
+    let blocked = m.root().join("queue-is-a-folder");
+    std::fs::create_dir_all(&blocked).unwrap();
+    let out = m
+        .coord(&["msg", "send", "BOX", "precious"])
+        .env("COORD_QUEUE", &blocked)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("NOT saved"), "{err}");
+    assert!(!err.contains("run coord sync"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // A full disk, where Linux offers one.
+    #[cfg(target_os = "linux")]
+    if std::path::Path::new("/dev/full").exists() {
+        let dir = m.root().join("full");
+        std::fs::create_dir_all(&dir).unwrap();
+        let q = dir.join("q.jsonl");
+        std::os::unix::fs::symlink("/dev/full", &q).unwrap();
+        let out = m
+            .coord(&["msg", "send", "BOX", "precious"])
+            .env("COORD_QUEUE", &q)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains("NOT saved"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn a_truncated_database_is_named_and_serve_refuses_it() {
+    let m = Machine::new("BOX");
+    for i in 0..200 {
+        m.json(
+            None,
+            &["todo", "add", &format!("todo {i} {}", "x".repeat(200))],
+        );
+    }
+    let db = m.db_path();
+    // Fold the WAL in, then cut the file in half.
+    let _ = m.coord(&["status"]).output();
+    let len = std::fs::metadata(&db).unwrap().len();
+    let bytes = std::fs::read(&db).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(db.with_file_name(format!("coord.db{suffix}")));
+    }
+    std::fs::write(&db, &bytes[..(len / 2) as usize]).unwrap();
+
+    let out = m.coord(&["todo", "list"]).output().unwrap();
+    let err = stderr(&out);
+    if out.status.success() {
+        // SQLite may still read a prefix of a file; then it must not claim
+        // to have everything.
+        let v: Value = serde_json::from_slice(
+            &m.coord(&["--json", "todo", "list"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap_or(Value::Null);
+        assert!(v.as_array().is_none_or(|a| a.len() < 200));
+    } else {
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(&db.display().to_string()), "{err}");
+    }
+    let out = m
+        .coord(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            db.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "serve started on a broken store: {}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains(&db.display().to_string()),
+        "{}",
+        stderr(&out)
+    );
+}
