@@ -348,6 +348,14 @@ fn drain_queue(id: &Identity, started: Instant, limit: Duration) -> Option<Strin
     }
 }
 
+/// The preview's line about the queue: it says what waits and sends nothing.
+fn waiting_line(id: &Identity) -> Option<String> {
+    let n = Queue::new(id.queue_path()).len().ok()?;
+    (n > 0).then(|| {
+        format!("coord queue: {n} queued write(s) waiting; the hook would deliver them first (a preview sends nothing)")
+    })
+}
+
 /// A failure in one line, without repeating the URL the note already names.
 fn reason(e: &Error) -> String {
     let text = match e {
@@ -730,7 +738,11 @@ pub fn run(opts: HookOptions) {
     let now = render::now();
     let snap = match &identity {
         Ok(id) => {
-            let queue = drain_queue(id, started, limit);
+            let queue = if opts.preview {
+                waiting_line(id)
+            } else {
+                drain_queue(id, started, limit)
+            };
             let mut snap = fetch(id, started, limit);
             snap.queue = queue;
             snap

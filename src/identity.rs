@@ -177,9 +177,19 @@ fn find(explicit: Option<&Path>, cwd: &Path) -> Result<Option<PathBuf>> {
 }
 
 fn read_file(path: &Path) -> Result<IdentityFile> {
-    let text = std::fs::read(path)
+    let bytes = std::fs::read(path)
         .map_err(|e| Error::bad_input(path, format!("cannot read identity file: {e}")))?;
-    let text = String::from_utf8(text)
+    parse_file(path, bytes)
+}
+
+/// Checks identity.json bytes the way `load` reads them; `path` only names
+/// the file in the error. (The fuzz target calls this.)
+pub fn check(path: &Path, bytes: &[u8]) -> Result<()> {
+    parse_file(path, bytes.to_vec()).map(|_| ())
+}
+
+fn parse_file(path: &Path, bytes: Vec<u8>) -> Result<IdentityFile> {
+    let text = String::from_utf8(bytes)
         .map_err(|_| Error::bad_input(path, "identity file is not valid UTF-8"))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text); // Windows editors
     let de = &mut serde_json::Deserializer::from_str(text);

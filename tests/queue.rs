@@ -435,3 +435,22 @@ fn the_embedded_store_never_queues() {
     let r = sync(&m);
     assert_eq!(r["delivered"], 0);
 }
+
+#[test]
+fn the_preview_sends_nothing_from_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("fleet.db");
+    let server = Server::start_with(&db, "127.0.0.1:0", &[]);
+    let addr = server.addr();
+    let m = Machine::remote("BOX", &server.url);
+    server.stop();
+    offline(&m, &["msg", "send", "BOX", "waiting"]);
+    let _server = Server::start_with(&db, &addr, &[]);
+    let out = m.bin("coord-hook", None, &["--preview"]).output().unwrap();
+    assert!(
+        stdout(&out).contains("1 queued write(s) waiting"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(queue_lines(&m).len(), 1);
+}
