@@ -362,9 +362,99 @@ async fn status(State(st): State<AppState>) -> Response {
     do_read(st, |s| s.status()).await
 }
 
+/// A write whose whole description is the JSON body.
+async fn body_write<T: DeserializeOwned>(
+    st: AppState,
+    h: HeaderMap,
+    body: Body,
+    make: impl FnOnce(T) -> Write,
+) -> Response {
+    let b: T = tri!(read_json(body).await);
+    do_write(st, h, make(b)).await
+}
+
+/// A write on `/{id}/…` with a small JSON body.
+async fn id_write<T: DeserializeOwned>(
+    st: AppState,
+    id: String,
+    h: HeaderMap,
+    body: Body,
+    make: impl FnOnce(i64, T) -> Write,
+) -> Response {
+    let id = tri!(parse_id(&id));
+    let b: T = tri!(read_json(body).await);
+    do_write(st, h, make(id, b)).await
+}
+
 async fn send_message(State(st): State<AppState>, h: HeaderMap, body: Body) -> Response {
-    let m: NewMessage = tri!(read_json(body).await);
-    do_write(st, h, Write::SendMessage(m)).await
+    body_write(st, h, body, Write::SendMessage).await
+}
+
+async fn add_todo(State(st): State<AppState>, h: HeaderMap, body: Body) -> Response {
+    body_write(st, h, body, Write::AddTodo).await
+}
+
+async fn claim_lock(State(st): State<AppState>, h: HeaderMap, body: Body) -> Response {
+    body_write(st, h, body, Write::ClaimLock).await
+}
+
+#[derive(serde::Deserialize)]
+struct SessionBody {
+    session: String,
+}
+
+async fn mark_read(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    body: Body,
+) -> Response {
+    id_write(st, id, h, body, |id, b: SessionBody| Write::MarkRead {
+        id,
+        session: b.session,
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+struct DoneBody {
+    completed_by: String,
+}
+
+async fn complete_todo(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    body: Body,
+) -> Response {
+    id_write(st, id, h, body, |id, b: DoneBody| Write::CompleteTodo {
+        id,
+        completed_by: b.completed_by,
+    })
+    .await
+}
+
+async fn set_component(
+    State(st): State<AppState>,
+    Path((project, component)): Path<(String, String)>,
+    h: HeaderMap,
+    body: Body,
+) -> Response {
+    body_write(st, h, body, |update| Write::SetComponent {
+        project,
+        component,
+        update,
+    })
+    .await
+}
+
+async fn set_workflow(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    h: HeaderMap,
+    body: Body,
+) -> Response {
+    body_write(st, h, body, |update| Write::SetWorkflow { name, update }).await
 }
 
 async fn list_messages(State(st): State<AppState>, RawQuery(q): RawQuery) -> Response {
@@ -392,35 +482,6 @@ async fn list_messages(State(st): State<AppState>, RawQuery(q): RawQuery) -> Res
     do_read(st, move |s| s.messages(&query)).await
 }
 
-#[derive(serde::Deserialize)]
-struct SessionBody {
-    session: String,
-}
-
-async fn mark_read(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    h: HeaderMap,
-    body: Body,
-) -> Response {
-    let id = tri!(parse_id(&id));
-    let b: SessionBody = tri!(read_json(body).await);
-    do_write(
-        st,
-        h,
-        Write::MarkRead {
-            id,
-            session: b.session,
-        },
-    )
-    .await
-}
-
-async fn add_todo(State(st): State<AppState>, h: HeaderMap, body: Body) -> Response {
-    let t: NewTodo = tri!(read_json(body).await);
-    do_write(st, h, Write::AddTodo(t)).await
-}
-
 async fn list_todos(State(st): State<AppState>, RawQuery(q): RawQuery) -> Response {
     let q = tri!(Query::parse(q));
     let status = match q.get("status") {
@@ -442,35 +503,6 @@ async fn list_todos(State(st): State<AppState>, RawQuery(q): RawQuery) -> Respon
         status,
     };
     do_read(st, move |s| s.todos(&query)).await
-}
-
-#[derive(serde::Deserialize)]
-struct DoneBody {
-    completed_by: String,
-}
-
-async fn complete_todo(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    h: HeaderMap,
-    body: Body,
-) -> Response {
-    let id = tri!(parse_id(&id));
-    let b: DoneBody = tri!(read_json(body).await);
-    do_write(
-        st,
-        h,
-        Write::CompleteTodo {
-            id,
-            completed_by: b.completed_by,
-        },
-    )
-    .await
-}
-
-async fn claim_lock(State(st): State<AppState>, h: HeaderMap, body: Body) -> Response {
-    let l: NewLock = tri!(read_json(body).await);
-    do_write(st, h, Write::ClaimLock(l)).await
 }
 
 async fn list_locks(State(st): State<AppState>, RawQuery(q): RawQuery) -> Response {
@@ -508,33 +540,4 @@ async fn release_lock(
         },
     )
     .await
-}
-
-async fn set_component(
-    State(st): State<AppState>,
-    Path((project, component)): Path<(String, String)>,
-    h: HeaderMap,
-    body: Body,
-) -> Response {
-    let update: ComponentUpdate = tri!(read_json(body).await);
-    do_write(
-        st,
-        h,
-        Write::SetComponent {
-            project,
-            component,
-            update,
-        },
-    )
-    .await
-}
-
-async fn set_workflow(
-    State(st): State<AppState>,
-    Path(name): Path<String>,
-    h: HeaderMap,
-    body: Body,
-) -> Response {
-    let update: WorkflowUpdate = tri!(read_json(body).await);
-    do_write(st, h, Write::SetWorkflow { name, update }).await
 }

@@ -254,9 +254,7 @@ fn fifty_writers_through_coord_serve_lose_nothing() {
 
 #[test]
 fn a_queue_that_cannot_be_written_is_never_called_queued() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", dead.local_addr().unwrap());
-    drop(dead);
+    let url = common::dead_url();
     let m = Machine::remote("BOX", &url);
     // A folder where the queue file should be: the append fails.
     let blocked = m.root().join("queue-is-a-folder");

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{Machine, stderr, stdout};
@@ -221,37 +220,7 @@ fn sixteen_simultaneous_claims_have_exactly_one_winner() {
     let m = Machine::new("BOX");
     // Create the store first so the race is on the lock, not on set-up.
     m.json(None, &["lock", "list"]);
-    let children: Vec<_> = (0..16)
-        .map(|i| {
-            m.std_bin(
-                "coord",
-                Some(&format!("s{i}")),
-                &["lock", "claim", "db", "migrate"],
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn")
-        })
-        .collect();
-    let mut codes = Vec::new();
-    for c in children {
-        let out = c.wait_with_output().expect("wait");
-        if out.status.code() != Some(0) {
-            assert!(stderr(&out).contains("is held by"), "{}", stderr(&out));
-        }
-        codes.push(out.status.code());
-    }
-    assert_eq!(
-        codes.iter().filter(|c| **c == Some(0)).count(),
-        1,
-        "{codes:?}"
-    );
-    assert_eq!(
-        codes.iter().filter(|c| **c == Some(3)).count(),
-        15,
-        "{codes:?}"
-    );
+    common::race_for_one_lock(&m, 16);
 }
 
 #[test]

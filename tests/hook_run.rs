@@ -164,9 +164,7 @@ fn failing(m: &Machine, url: &str, timeout_ms: &str) -> (String, String, Duratio
 
 #[test]
 fn api_refused() {
-    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", dead.local_addr().unwrap());
-    drop(dead);
+    let url = common::dead_url();
     let m = Machine::remote("HOWARD-HOME", &url);
     let (ctx, sys, _) = failing(&m, &url, "2000");
     insta::assert_snapshot!(ctx);

@@ -5,7 +5,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write as _};
 use std::net::TcpListener;
-use std::process::Stdio;
 
 use common::{Machine, Server, stderr, stdout};
 use serde_json::{Value, json};
@@ -308,33 +307,7 @@ fn two_machines_talk_through_one_server() {
 fn twenty_claims_over_http_have_exactly_one_winner() {
     let s = Server::start(&[]);
     let m = Machine::remote("BOX", &s.url);
-    let children: Vec<_> = (0..20)
-        .map(|i| {
-            m.std_bin(
-                "coord",
-                Some(&format!("s{i}")),
-                &["lock", "claim", "db", "migrate"],
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-        })
-        .collect();
-    let codes: Vec<_> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap().status.code())
-        .collect();
-    assert_eq!(
-        codes.iter().filter(|c| **c == Some(0)).count(),
-        1,
-        "{codes:?}"
-    );
-    assert_eq!(
-        codes.iter().filter(|c| **c == Some(3)).count(),
-        19,
-        "{codes:?}"
-    );
+    common::race_for_one_lock(&m, 20);
 }
 
 #[test]
@@ -469,9 +442,7 @@ fn the_client_reads_what_a_python_server_sends() {
     );
 
     // Nothing listening: unreachable, named, one line.
-    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_url = format!("http://{}", dead.local_addr().unwrap());
-    drop(dead);
+    let dead_url = common::dead_url();
     let m = Machine::remote("A", &dead_url);
     let out = m.coord(&["msg", "inbox"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));

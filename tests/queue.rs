@@ -12,6 +12,45 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::{Machine, Server, stderr, stdout};
 use serde_json::Value;
 
+/// A fleet server whose database outlives it, so a test can stop it and
+/// start it again on the same port.
+struct Fleet {
+    _dir: tempfile::TempDir,
+    db: std::path::PathBuf,
+    addr: String,
+    server: Option<Server>,
+}
+
+impl Fleet {
+    /// Starts the server and a machine that talks to it.
+    fn up() -> (Fleet, Machine) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("fleet.db");
+        let server = Server::start_with(&db, "127.0.0.1:0", &[]);
+        let m = Machine::remote("BOX", &server.url);
+        let addr = server.addr();
+        (
+            Fleet {
+                _dir: dir,
+                db,
+                addr,
+                server: Some(server),
+            },
+            m,
+        )
+    }
+
+    fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.server = Some(Server::start_with(&self.db, &self.addr, &[]));
+    }
+}
+
 fn queue_lines(m: &Machine) -> Vec<Value> {
     let path = m.claude_dir().join("coord-queue.jsonl");
     std::fs::read_to_string(path)
@@ -46,15 +85,11 @@ fn sync(m: &Machine) -> Value {
 
 #[test]
 fn writes_made_while_the_server_is_down_arrive_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("fleet.db");
-    let server = Server::start_with(&db, "127.0.0.1:0", &[]);
-    let addr = server.addr();
-    let m = Machine::remote("BOX", &server.url);
+    let (mut fleet, m) = Fleet::up();
     let msg = m.json(Some("other"), &["msg", "send", "BOX", "read me later"])["id"].to_string();
     let todo = m.json(None, &["todo", "add", "finish me later"])["id"].to_string();
     let lock = m.json(None, &["lock", "claim", "web", "deploy"])["id"].to_string();
-    server.stop();
+    fleet.stop();
 
     offline(
         &m,
@@ -109,7 +144,7 @@ fn writes_made_while_the_server_is_down_arrive_exactly_once() {
     assert_eq!(queue_lines(&m).len(), 7);
     assert_eq!(queue_lines(&m)[0]["attempts"], 1);
 
-    let _server = Server::start_with(&db, &addr, &[]);
+    fleet.restart();
     let r = sync(&m);
     assert_eq!(
         (
@@ -254,9 +289,7 @@ fn an_answer_lost_after_the_commit_is_still_applied_once() {
 
 #[test]
 fn sixteen_processes_queueing_at_once_leave_sixteen_whole_lines() {
-    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", dead.local_addr().unwrap());
-    drop(dead);
+    let url = common::dead_url();
     let m = Machine::remote("BOX", &url);
     let body = "x".repeat(20_000);
     let children: Vec<_> = (0..16)
@@ -296,12 +329,8 @@ fn sixteen_processes_queueing_at_once_leave_sixteen_whole_lines() {
 
 #[test]
 fn a_corrupt_line_is_moved_aside_and_the_rest_delivered() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("fleet.db");
-    let server = Server::start_with(&db, "127.0.0.1:0", &[]);
-    let addr = server.addr();
-    let m = Machine::remote("BOX", &server.url);
-    server.stop();
+    let (mut fleet, m) = Fleet::up();
+    fleet.stop();
     for i in 0..3 {
         offline(&m, &["msg", "send", "BOX", &format!("message {i}")]);
     }
@@ -314,7 +343,7 @@ fn a_corrupt_line_is_moved_aside_and_the_rest_delivered() {
     let listed = m.coord(&["sync", "--list"]).output().unwrap();
     assert!(stdout(&listed).contains("(unreadable line)"));
 
-    let _server = Server::start_with(&db, &addr, &[]);
+    fleet.restart();
     let r = sync(&m);
     assert_eq!(
         (r["delivered"].as_u64(), r["rejected"].as_u64()),
@@ -334,15 +363,11 @@ fn a_corrupt_line_is_moved_aside_and_the_rest_delivered() {
 
 #[test]
 fn a_404_on_replay_is_moved_to_the_rejected_file_with_the_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("fleet.db");
-    let server = Server::start_with(&db, "127.0.0.1:0", &[]);
-    let addr = server.addr();
-    let m = Machine::remote("BOX", &server.url);
-    server.stop();
+    let (mut fleet, m) = Fleet::up();
+    fleet.stop();
     offline(&m, &["msg", "read", "424242"]);
     offline(&m, &["todo", "add", "still fine"]);
-    let _server = Server::start_with(&db, &addr, &[]);
+    fleet.restart();
     let out = m.coord(&["--json", "sync"]).output().unwrap();
     assert!(out.status.success());
     assert!(
@@ -368,12 +393,8 @@ fn a_404_on_replay_is_moved_to_the_rejected_file_with_the_reason() {
 
 #[test]
 fn the_hook_drains_the_queue_first_and_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("fleet.db");
-    let server = Server::start_with(&db, "127.0.0.1:0", &[]);
-    let addr = server.addr();
-    let m = Machine::remote("BOX", &server.url);
-    server.stop();
+    let (mut fleet, m) = Fleet::up();
+    fleet.stop();
     for i in 0..3 {
         offline(&m, &["msg", "send", "BOX", &format!("queued {i}")]);
     }
@@ -390,7 +411,7 @@ fn the_hook_drains_the_queue_first_and_says_so() {
     );
     assert_eq!(queue_lines(&m).len(), 3);
 
-    let _server = Server::start_with(&db, &addr, &[]);
+    fleet.restart();
     let out = m
         .bin("coord-hook", None, &["--format", "json"])
         .output()
@@ -411,9 +432,7 @@ fn the_hook_drains_the_queue_first_and_says_so() {
 
 #[test]
 fn drop_discards_one_entry_after_saying_what_it_was() {
-    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", dead.local_addr().unwrap());
-    drop(dead);
+    let url = common::dead_url();
     let m = Machine::remote("BOX", &url);
     offline(&m, &["msg", "send", "BOX", "keep"]);
     offline(&m, &["todo", "add", "drop me"]);
@@ -438,14 +457,10 @@ fn the_embedded_store_never_queues() {
 
 #[test]
 fn the_preview_sends_nothing_from_the_queue() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("fleet.db");
-    let server = Server::start_with(&db, "127.0.0.1:0", &[]);
-    let addr = server.addr();
-    let m = Machine::remote("BOX", &server.url);
-    server.stop();
+    let (mut fleet, m) = Fleet::up();
+    fleet.stop();
     offline(&m, &["msg", "send", "BOX", "waiting"]);
-    let _server = Server::start_with(&db, &addr, &[]);
+    fleet.restart();
     let out = m.bin("coord-hook", None, &["--preview"]).output().unwrap();
     assert!(
         stdout(&out).contains("1 queued write(s) waiting"),

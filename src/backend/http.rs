@@ -124,39 +124,21 @@ impl HttpCoord {
     /// error the answer means.
     fn call(&self, req: &Req, key: Option<&str>) -> Result<(u16, Vec<u8>)> {
         let url = self.url(&req.path);
-        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
         let result = match &req.body {
             None => {
-                let mut b = match req.method {
+                let b = match req.method {
                     Method::Delete => self.agent.delete(&url),
                     _ => self.agent.get(&url),
                 };
-                for (k, v) in &req.query {
-                    b = b.query(*k, v);
-                }
-                if let Some(a) = &auth {
-                    b = b.header("Authorization", a);
-                }
-                if let Some(k) = key {
-                    b = b.header("Idempotency-Key", k);
-                }
-                b.call()
+                self.decorate(b, req, key).call()
             }
             Some(body) => {
-                let mut b = match req.method {
+                let b = match req.method {
                     Method::Put => self.agent.put(&url),
                     _ => self.agent.post(&url),
                 };
-                for (k, v) in &req.query {
-                    b = b.query(*k, v);
-                }
-                if let Some(a) = &auth {
-                    b = b.header("Authorization", a);
-                }
-                if let Some(k) = key {
-                    b = b.header("Idempotency-Key", k);
-                }
-                b.header("Content-Type", "application/json")
+                self.decorate(b, req, key)
+                    .header("Content-Type", "application/json")
                     .send(body.to_string())
             }
         };
@@ -172,6 +154,25 @@ impl HttpCoord {
             return Ok((status, bytes));
         }
         Err(error_from_answer(status, &url, &bytes))
+    }
+
+    /// Query, token and idempotency key, for either kind of request.
+    fn decorate<B>(
+        &self,
+        mut b: ureq::RequestBuilder<B>,
+        req: &Req,
+        key: Option<&str>,
+    ) -> ureq::RequestBuilder<B> {
+        for (k, v) in &req.query {
+            b = b.query(*k, v);
+        }
+        if let Some(t) = &self.token {
+            b = b.header("Authorization", format!("Bearer {t}"));
+        }
+        if let Some(k) = key {
+            b = b.header("Idempotency-Key", k);
+        }
+        b
     }
 
     fn parse<T: DeserializeOwned>(&self, req: &Req, bytes: &[u8]) -> Result<T> {

@@ -237,3 +237,46 @@ impl Machine {
         )
     }
 }
+
+/// A loopback URL where nothing listens (the port was just freed).
+pub fn dead_url() -> String {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    format!("http://{}", dead.local_addr().expect("addr"))
+}
+
+/// Starts `n` `coord lock claim db migrate` processes at once, each as its
+/// own session, and checks that exactly one wins and every loser exits 3
+/// naming the holder.
+pub fn race_for_one_lock(m: &Machine, n: usize) {
+    let children: Vec<_> = (0..n)
+        .map(|i| {
+            m.std_bin(
+                "coord",
+                Some(&format!("s{i}")),
+                &["lock", "claim", "db", "migrate"],
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for c in children {
+        let out = c.wait_with_output().expect("wait");
+        if out.status.code() != Some(0) {
+            assert!(stderr(&out).contains("is held by"), "{}", stderr(&out));
+        }
+        codes.push(out.status.code());
+    }
+    assert_eq!(
+        codes.iter().filter(|c| **c == Some(0)).count(),
+        1,
+        "{codes:?}"
+    );
+    assert_eq!(
+        codes.iter().filter(|c| **c == Some(3)).count(),
+        n - 1,
+        "{codes:?}"
+    );
+}
