@@ -29,13 +29,24 @@ pub fn settings_path(project: Option<&Path>) -> PathBuf {
 pub fn hook_command() -> Result<String> {
     let exe = std::env::current_exe()
         .map_err(|e| Error::Usage(format!("cannot find this program's path: {e}")))?;
-    let exe = exe.canonicalize().unwrap_or(exe);
+    let exe = plain_path(exe.canonicalize().unwrap_or(exe));
     let name = format!("coord-hook{}", std::env::consts::EXE_SUFFIX);
     let hook = match exe.parent().map(|d| d.join(&name)) {
         Some(p) if p.is_file() => p,
         _ => exe,
     };
     Ok(format!("\"{}\" --format json", hook.display()))
+}
+
+/// Windows' canonical form (`\\?\C:\…`) is not understood by every shell
+/// that Claude Code may run the command in; a drive path without the prefix
+/// means the same file.
+fn plain_path(p: PathBuf) -> PathBuf {
+    let s = p.to_string_lossy();
+    match s.strip_prefix(r"\\?\") {
+        Some(rest) if !rest.starts_with("UNC\\") => PathBuf::from(rest),
+        _ => p,
+    }
 }
 
 /// Our entry, as it goes into `hooks.SessionStart`.
@@ -210,4 +221,23 @@ pub fn uninstall(project: Option<&Path>) -> Result<()> {
         out(&format!("  previous file kept as {}\n", b.display()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_verbatim_prefixes_are_dropped_for_drive_paths_only() {
+        assert_eq!(
+            plain_path(PathBuf::from(r"\\?\C:\Users\h\coord-hook.exe")),
+            PathBuf::from(r"C:\Users\h\coord-hook.exe")
+        );
+        let unc = PathBuf::from(r"\\?\UNC\server\share\coord-hook.exe");
+        assert_eq!(plain_path(unc.clone()), unc);
+        assert_eq!(
+            plain_path(PathBuf::from("/usr/bin/coord-hook")),
+            PathBuf::from("/usr/bin/coord-hook")
+        );
+    }
 }

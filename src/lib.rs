@@ -128,6 +128,7 @@ fn dispatch(cli: Cli, name: &'static str) -> Result<(), Error> {
         return Ok(());
     };
     let load = || Identity::load(cli.identity.as_deref(), &cwd());
+    let ctx = || load().map(|id| Ctx::new(id, cli.json, cli.no_color));
     match command {
         Command::Install { project, print } => install::install(project.as_deref(), print),
         Command::Uninstall { project } => install::uninstall(project.as_deref()),
@@ -148,21 +149,13 @@ fn dispatch(cli: Cli, name: &'static str) -> Result<(), Error> {
                 insecure,
             })
         }
-        command => {
-            let ctx = Ctx::new(load()?, cli.json, cli.no_color);
-            match command {
-                Command::Whoami => cmd::state::whoami(&ctx),
-                Command::Status => cmd::state::status(&ctx),
-                Command::Msg(c) => cmd::msg::run(&ctx, c),
-                Command::Todo(c) => cmd::todo::run(&ctx, c),
-                Command::Lock(c) => cmd::lock::run(&ctx, c),
-                Command::Component(c) => cmd::state::component(&ctx, c),
-                Command::Workflow(c) => cmd::state::workflow(&ctx, c),
-                Command::Sync { list, drop } => cmd::sync::run(&ctx, list, drop),
-                Command::Install { .. } | Command::Uninstall { .. } | Command::Serve { .. } => {
-                    Ok(())
-                }
-            }
-        }
+        Command::Whoami => cmd::state::whoami(&ctx()?),
+        Command::Status => cmd::state::status(&ctx()?),
+        Command::Msg(c) => cmd::msg::run(&ctx()?, c),
+        Command::Todo(c) => cmd::todo::run(&ctx()?, c),
+        Command::Lock(c) => cmd::lock::run(&ctx()?, c),
+        Command::Component(c) => cmd::state::component(&ctx()?, c),
+        Command::Workflow(c) => cmd::state::workflow(&ctx()?, c),
+        Command::Sync { list, drop } => cmd::sync::run(&ctx()?, list, drop),
     }
 }
