@@ -776,7 +776,7 @@ pub fn run(opts: HookOptions) {
             ),
             Err(_) => "preview: the identity could not be read\n\n".into(),
         };
-        crate::cmd::out(&style.dim(&from));
+        crate::cmd::out(&format!("{}\n\n", style.dim(from.trim_end())));
         crate::cmd::out(&colourise(&text, &style));
     } else {
         crate::cmd::out(&text);

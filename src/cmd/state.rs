@@ -54,15 +54,18 @@ pub fn whoami(ctx: &Ctx) -> Result<()> {
 }
 
 pub fn status(ctx: &Ctx) -> Result<()> {
-    let st = ctx.backend()?.status()?;
+    let backend = ctx.backend()?;
+    let st = backend.status()?;
     let queue = crate::queue::Queue::new(ctx.identity.queue_path());
     let waiting = queue.len().unwrap_or(0);
     ctx.emit(&st, || {
         let mut s = render::status(&st, &render::now(), &ctx.style);
-        s.push_str(&format!(
-            "\n{}\n",
-            ctx.style.bold(&format!("QUEUE ({waiting})"))
-        ));
+        if !backend.is_remote() && waiting == 0 {
+            // The embedded store never queues: nothing to say.
+            return s;
+        }
+        let head = ctx.style.bold(&format!("QUEUE ({waiting})"));
+        s.push_str(&format!("\n{head}\n"));
         if waiting == 0 {
             s.push_str("  no writes waiting\n");
         } else {
