@@ -133,6 +133,15 @@ fn writes_made_while_the_server_is_down_arrive_exactly_once() {
     let listed = m.json(None, &["sync", "--list"]);
     assert_eq!(listed.as_array().unwrap().len(), 7);
 
+    // Status says what waits, also while the API is down.
+    let out = m.coord(&["status"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("7 write(s) waiting"),
+        "{}",
+        stderr(&out)
+    );
+
     // Sync while still down: nothing lost, exit 1.
     let out = m.coord(&["sync"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -145,6 +154,8 @@ fn writes_made_while_the_server_is_down_arrive_exactly_once() {
     assert_eq!(queue_lines(&m)[0]["attempts"], 1);
 
     fleet.restart();
+    let out = m.coord(&["status"]).output().unwrap();
+    assert!(stdout(&out).contains("QUEUE (7)"), "{}", stdout(&out));
     let r = sync(&m);
     assert_eq!(
         (

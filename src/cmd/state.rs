@@ -55,9 +55,16 @@ pub fn whoami(ctx: &Ctx) -> Result<()> {
 
 pub fn status(ctx: &Ctx) -> Result<()> {
     let backend = ctx.backend()?;
-    let st = backend.status()?;
     let queue = crate::queue::Queue::new(ctx.identity.queue_path());
     let waiting = queue.len().unwrap_or(0);
+    let st = backend.status().inspect_err(|_| {
+        // Down is exactly when the queue matters: say so before the error.
+        if waiting > 0 {
+            note(&format!(
+                "note: {waiting} write(s) waiting in the offline queue — run coord sync when the API answers"
+            ));
+        }
+    })?;
     ctx.emit(&st, || {
         let mut s = render::status(&st, &render::now(), &ctx.style);
         if !backend.is_remote() && waiting == 0 {
