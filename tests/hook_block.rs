@@ -161,6 +161,7 @@ fn five_hundred_messages_stay_under_the_limit() {
         .collect();
     let (plain, json) = both(&snapshot(msgs));
     insta::assert_snapshot!(plain);
+    insta::assert_json_snapshot!(json);
     let parsed = parse_messages(&plain);
     // The newest are the ones shown, in full.
     assert_eq!(parsed[0].id, 500);
