@@ -190,6 +190,7 @@ fn a_huge_body_is_cut_with_a_marker() {
         &huge,
     )]));
     insta::assert_snapshot!(plain);
+    insta::assert_json_snapshot!(json);
     let parsed = parse_messages(&plain);
     assert_eq!(parsed.len(), 1);
     assert!(parsed[0].cut);
