@@ -40,11 +40,22 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            });
+            if !e.use_stderr() {
+                return ExitCode::from(exit::OK); // --help, --version
+            }
+            if name == "coord-hook" && !names_a_subcommand(&args[1..]) {
+                // A hook command line in settings.json that we do not
+                // understand: exit 0 and say so, or the session would start
+                // with nothing and no word why.
+                cmd::out(&format!(
+                    "coord: coord-hook was started with arguments it does not understand ({}); \
+                     fix the hook command in Claude Code's settings.json (coord-hook install writes a working one). \
+                     The session goes on without coord messages.\n",
+                    render::cell(&e.kind().to_string(), 120)
+                ));
+                return ExitCode::from(exit::OK);
+            }
+            return ExitCode::from(exit::USAGE);
         }
     };
     match dispatch(cli, name) {
@@ -67,6 +78,15 @@ fn program_name(arg0: Option<&OsString>) -> &'static str {
         Some(s) if s.starts_with("coord-hook") => "coord-hook",
         _ => "coord",
     }
+}
+
+/// Whether any argument is one of our subcommands (then a usage error is
+/// a person's or a script's, not the hook's).
+fn names_a_subcommand(args: &[OsString]) -> bool {
+    let cmd = Cli::command();
+    args.iter()
+        .filter_map(|a| a.to_str())
+        .any(|a| cmd.get_subcommands().any(|s| s.get_name() == a))
 }
 
 /// The command lines `install` writes (`--format json`, maybe `--timeout`)

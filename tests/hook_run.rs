@@ -320,3 +320,22 @@ fn the_fast_path_and_clap_agree() {
     let plain_clap = hook(&m, &["--format", "text", "--no-color"], "");
     assert_eq!(stdout(&plain_fast), stdout(&plain_clap));
 }
+
+#[test]
+fn a_hook_command_line_it_cannot_read_still_exits_0_and_says_why() {
+    let m = Machine::new("HOWARD-HOME");
+    let out = hook(&m, &["--format", "yaml"], "{}");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout(&out).contains("does not understand"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("settings.json"));
+    // A subcommand's usage error is still a usage error.
+    let out = m
+        .bin("coord-hook", None, &["msg", "send"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
