@@ -80,6 +80,7 @@ pub enum Command {
     },
     /// Remove our entry from Claude Code's settings.json (and nothing else).
     Uninstall {
+        /// Remove it from DIR/.claude/settings.json instead.
         #[arg(long, value_name = "DIR")]
         project: Option<PathBuf>,
     },
@@ -127,6 +128,7 @@ pub struct MsgSend {
     pub to: String,
     /// The message; `-` reads it from standard input.
     pub body: Option<String>,
+    /// A one-line subject.
     #[arg(long, short)]
     pub subject: Option<String>,
     /// Read the body from this file.
@@ -143,8 +145,10 @@ pub enum TodoCmd {
         /// Only todos for this user, and those for everyone.
         #[arg(long)]
         user: Option<String>,
+        /// Only this project's todos.
         #[arg(long, value_name = "KEY")]
         project: Option<String>,
+        /// Which todos to list.
         #[arg(long, value_enum, default_value_t = StatusFilter::Pending)]
         status: StatusFilter,
     },
@@ -165,6 +169,7 @@ pub struct TodoAdd {
     /// Whom it is for (default: everyone).
     #[arg(long)]
     pub user: Option<String>,
+    /// The project it belongs to.
     #[arg(long, value_name = "KEY")]
     pub project: Option<String>,
     /// Make it a sub-task of this todo.
@@ -187,6 +192,7 @@ pub enum LockCmd {
         /// Hours until it expires (more than 0, at most 168).
         #[arg(long, value_name = "HOURS", default_value_t = 2.0)]
         ttl: f64,
+        /// Why you hold it, for the others.
         #[arg(long, value_name = "TXT")]
         note: Option<String>,
     },
@@ -199,6 +205,7 @@ pub enum LockCmd {
     },
     /// List active locks.
     List {
+        /// Only this project's locks.
         #[arg(long, value_name = "KEY")]
         project: Option<String>,
         /// Only this session's locks.
@@ -214,8 +221,10 @@ pub enum ComponentCmd {
         project: String,
         component: String,
         state: String,
+        /// The version now deployed.
         #[arg(long = "version", value_name = "V")]
         version: Option<String>,
+        /// Free-text notes.
         #[arg(long, value_name = "TXT")]
         notes: Option<String>,
     },
@@ -227,6 +236,7 @@ pub enum WorkflowCmd {
     Set {
         name: String,
         state: String,
+        /// Where it is, in words.
         #[arg(long, value_name = "TXT")]
         detail: Option<String>,
     },
