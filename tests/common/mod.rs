@@ -196,11 +196,10 @@ impl Server {
     /// Sends SIGTERM and waits (bounded) for a clean exit.
     #[cfg(unix)]
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let pid = self.child.id().to_string();
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status();
-        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM failed");
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits");
+        // SAFETY: signals our own child, which has not been waited for yet.
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(sent, 0, "kill(SIGTERM) failed");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while std::time::Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
