@@ -188,15 +188,14 @@ pub fn install(project: Option<&Path>, print: bool) -> Result<()> {
         out(&format!("already installed in {}\n", path.display()));
         return Ok(());
     }
-    let backup = write_settings(&path, &settings)?;
-    out(&format!(
-        "installed the SessionStart hook in {}\n  command: {command}\n",
-        path.display()
-    ));
-    if let Some(b) = backup {
-        out(&format!("  previous file kept as {}\n", b.display()));
-    }
-    Ok(())
+    save(
+        &path,
+        &settings,
+        &format!(
+            "installed the SessionStart hook in {}\n  command: {command}",
+            path.display()
+        ),
+    )
 }
 
 pub fn uninstall(project: Option<&Path>) -> Result<()> {
@@ -212,11 +211,17 @@ pub fn uninstall(project: Option<&Path>) -> Result<()> {
         out(&format!("not installed in {}\n", path.display()));
         return Ok(());
     }
-    let backup = write_settings(&path, &settings)?;
-    out(&format!(
-        "removed the coord-hook entry from {}\n",
-        path.display()
-    ));
+    save(
+        &path,
+        &settings,
+        &format!("removed the coord-hook entry from {}", path.display()),
+    )
+}
+
+/// Writes the settings, then says what was done and where the old file went.
+fn save(path: &Path, settings: &Value, done: &str) -> Result<()> {
+    let backup = write_settings(path, settings)?;
+    out(&format!("{done}\n"));
     if let Some(b) = backup {
         out(&format!("  previous file kept as {}\n", b.display()));
     }

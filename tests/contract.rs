@@ -46,6 +46,16 @@ fn lock(session: &str, resource: &str, ttl: Option<f64>) -> NewLock {
     }
 }
 
+fn mark_read(b: &dyn Coord, id: i64, session: &str) -> Result<Written, Error> {
+    b.write(
+        &Write::MarkRead {
+            id,
+            session: session.into(),
+        },
+        None,
+    )
+}
+
 fn status_of<T: std::fmt::Debug>(r: Result<T, Error>) -> u16 {
     match r {
         Ok(v) => panic!("expected an error, got {v:?}"),
@@ -90,28 +100,12 @@ fn suite(b: &dyn Coord) {
     );
 
     // POST /messages/{id}/read: idempotent; broadcast read state per session.
-    let read = b
-        .write(
-            &Write::MarkRead {
-                id: m2.id,
-                session: bb.into(),
-            },
-            None,
-        )
-        .unwrap();
+    let read = mark_read(b, m2.id, bb).unwrap();
     let Written::Message(read) = read else {
         panic!()
     };
     assert!(read.read && read.read_at.is_some());
-    let again = b
-        .write(
-            &Write::MarkRead {
-                id: m2.id,
-                session: bb.into(),
-            },
-            None,
-        )
-        .unwrap();
+    let again = mark_read(b, m2.id, bb).unwrap();
     let Written::Message(again) = again else {
         panic!()
     };
@@ -122,26 +116,8 @@ fn suite(b: &dyn Coord) {
         inbox(b, a, true).iter().any(|m| m.id == m2.id),
         "a has not read the broadcast"
     );
-    assert_eq!(
-        status_of(b.write(
-            &Write::MarkRead {
-                id: 999_999,
-                session: bb.into()
-            },
-            None
-        )),
-        404
-    );
-    assert_eq!(
-        status_of(b.write(
-            &Write::MarkRead {
-                id: m1.id,
-                session: a.into()
-            },
-            None
-        )),
-        403
-    );
+    assert_eq!(status_of(mark_read(b, 999_999, bb)), 404);
+    assert_eq!(status_of(mark_read(b, m1.id, a)), 403);
 
     // Idempotency: the same key applies once and answers the first answer.
     let w = Write::SendMessage(msg(a, "C/x", "once"));

@@ -24,6 +24,9 @@ pub struct Ctx {
     pub identity: Identity,
     pub json: bool,
     pub style: Style,
+    /// Opened on first use and kept: `msg read 1 2 3` opens the store (or
+    /// builds the HTTP agent) once, not once per id.
+    backend: std::cell::OnceCell<Box<dyn Coord>>,
 }
 
 impl Ctx {
@@ -32,6 +35,7 @@ impl Ctx {
             identity,
             json,
             style: Style::detect(no_color, std::io::stdout().is_terminal()),
+            backend: std::cell::OnceCell::new(),
         }
     }
 
@@ -40,8 +44,12 @@ impl Ctx {
     }
 
     /// The backend the identity asks for.
-    pub fn backend(&self) -> Result<Box<dyn Coord>> {
-        open_backend(&self.identity)
+    pub fn backend(&self) -> Result<&dyn Coord> {
+        if let Some(b) = self.backend.get() {
+            return Ok(b.as_ref());
+        }
+        let opened = open_backend(&self.identity)?;
+        Ok(self.backend.get_or_init(|| opened).as_ref())
     }
 
     /// Runs a write. Over HTTP, a write that cannot reach the API (or hits

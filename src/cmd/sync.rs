@@ -43,7 +43,7 @@ pub fn run(ctx: &Ctx, list: bool, drop: Option<String>) -> Result<()> {
         );
         return Ok(());
     }
-    let r = queue.drain(backend.as_ref(), None, true)?;
+    let r = queue.drain(backend, None, true)?;
     ctx.emit(
         &json!({ "delivered": r.delivered, "waiting": r.waiting, "rejected": r.rejected }),
         || {
