@@ -143,7 +143,25 @@ async fn shutdown_signal() {
             Err(_) => std::future::pending::<()>().await,
         }
     };
-    #[cfg(not(unix))]
+    // Windows: Ctrl-Break, the console window closing, logoff and shutdown
+    // stop the server as cleanly as Ctrl-C does.
+    #[cfg(windows)]
+    let term = async {
+        use tokio::signal::windows as w;
+        async fn wait<S>(s: std::io::Result<S>, recv: impl AsyncFnOnce(S)) {
+            match s {
+                Ok(s) => recv(s).await,
+                Err(_) => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            _ = wait(w::ctrl_break(), async |mut s| { s.recv().await; }) => {},
+            _ = wait(w::ctrl_close(), async |mut s| { s.recv().await; }) => {},
+            _ = wait(w::ctrl_logoff(), async |mut s| { s.recv().await; }) => {},
+            _ = wait(w::ctrl_shutdown(), async |mut s| { s.recv().await; }) => {},
+        }
+    };
+    #[cfg(not(any(unix, windows)))]
     let term = std::future::pending::<()>();
     tokio::select! {
         _ = ctrl_c => {},

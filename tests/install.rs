@@ -43,8 +43,12 @@ fn install_merges_keeps_the_rest_and_is_idempotent() {
     let command = hook["command"].as_str().unwrap();
     assert!(command.ends_with("--format json"), "{command}");
     let exe = assert_cmd::cargo::cargo_bin("coord-hook");
-    let exe = exe.canonicalize().unwrap_or(exe);
-    assert!(command.contains(&exe.display().to_string()), "{command}");
+    let exe = exe.canonicalize().unwrap_or(exe).display().to_string();
+    // install writes a plain drive path on Windows, not canonicalize()'s
+    // `\\?\C:\…` form, which not every shell understands.
+    let exe = exe.strip_prefix(r"\\?\").unwrap_or(&exe);
+    assert!(command.contains(exe), "{command}");
+    assert!(!command.contains(r"\\?\"), "{command}");
     for key in ["model", "permissions", "someFutureKey"] {
         assert_eq!(after[key], existing()[key], "{key}");
     }
@@ -160,4 +164,84 @@ fn the_posix_wrapper_is_silent_without_the_binary() {
     assert_eq!(out.status.code(), Some(0));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["hookSpecificOutput"]["hookEventName"], "SessionStart");
+}
+
+/// `hooks/coord-hook.cmd` under the real `cmd.exe` (wine's in CI): silent
+/// and exit 0 when the binary is missing (by name or by full path), and
+/// Claude Code's stdin reaches the binary when it is there.
+#[cfg(windows)]
+#[test]
+fn the_cmd_wrapper_is_silent_without_the_binary_and_passes_stdin() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    let m = Machine::new("BOX");
+    let script = m.root().join("coord-hook.cmd");
+    std::fs::write(&script, include_str!("../hooks/coord-hook.cmd")).unwrap();
+    let run = |bin: Option<&std::ffi::OsStr>, path: &std::ffi::OsStr, stdin: &str| {
+        let mut c = Command::new("cmd");
+        c.arg("/c")
+            .arg(&script)
+            .env("PATH", path)
+            .env("HOME", m.root())
+            .env("USERPROFILE", m.root())
+            .env_remove("COORD_HOOK_BIN")
+            .current_dir(m.root())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(b) = bin {
+            c.env("COORD_HOOK_BIN", b);
+        }
+        let mut child = c.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let system = std::env::var_os("SystemRoot").unwrap_or_else(|| r"C:\windows".into());
+    let bare_path = std::path::Path::new(&system).join("system32");
+    let missing = m.root().join("nowhere").join("coord-hook.exe");
+    for bin in [
+        None,
+        Some(missing.as_os_str()),
+        Some("no-such-coord-hook".as_ref()),
+    ] {
+        let out = run(bin, bare_path.as_os_str(), "{}");
+        assert_eq!(out.status.code(), Some(0), "{bin:?}");
+        assert!(
+            out.stdout.is_empty() && out.stderr.is_empty(),
+            "{bin:?}: {} {}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+
+    // A project folder whose identity names the session: only the hook's
+    // stdin (its `cwd`) leads there.
+    let project = m.root().join("proj");
+    std::fs::create_dir_all(project.join(".claude")).unwrap();
+    std::fs::write(
+        project.join(".claude").join("identity.json"),
+        r#"{"user": "howard", "machine": "BOX", "session": "via-stdin"}"#,
+    )
+    .unwrap();
+    let stdin = json!({"hook_event_name": "SessionStart", "cwd": project}).to_string();
+    let exe = assert_cmd::cargo::cargo_bin("coord-hook");
+    let bin_dir = exe.parent().unwrap().to_path_buf();
+    let with_bin = std::env::join_paths([bin_dir, bare_path.clone()]).unwrap();
+    // By full path, and found on the PATH by its default name.
+    for bin in [Some(exe.as_os_str()), None] {
+        let out = run(bin, &with_bin, &stdin);
+        assert_eq!(out.status.code(), Some(0), "{bin:?}: {}", stderr(&out));
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{bin:?}: {e}: {}", stdout(&out)));
+        let context = v["hookSpecificOutput"]["additionalContext"]
+            .as_str()
+            .unwrap();
+        assert!(context.contains("BOX/via-stdin"), "{context}");
+    }
 }
