@@ -68,6 +68,10 @@ pub enum Command {
         /// Discard one queued write, by key (a unique prefix will do).
         #[arg(long, value_name = "KEY")]
         drop: Option<String>,
+        /// Put the writes the server refused (set aside in
+        /// coord-queue.rejected.jsonl) back into the queue, then sync.
+        #[arg(long, conflicts_with_all = ["list", "drop"])]
+        retry_rejected: bool,
     },
     /// Wire the session-start hook into Claude Code's settings.json.
     Install {

@@ -14,7 +14,7 @@ use crate::backend::Coord;
 use crate::backend::http::HttpCoord;
 use crate::backend::local::LocalStore;
 use crate::error::Error;
-use crate::identity::{Identity, Source, env_var};
+use crate::identity::{Identity, Source, env_var, redact_url};
 use crate::model::*;
 use crate::queue::Queue;
 use crate::render::{self, Style, escape_controls};
@@ -163,13 +163,28 @@ impl Snapshot {
     }
 }
 
-/// The deadline in force: flag > environment > identity.json > default.
-fn timeout(flag: Option<u64>, identity: Option<&Identity>) -> Duration {
+/// The longest deadline the hook keeps: safely inside the 10 s that
+/// `install` gives Claude Code, which kills a slower hook and drops all it
+/// would have said.
+pub const MAX_TIMEOUT_MS: u64 = 8_000;
+/// The shortest, so that a typo cannot make every read fail.
+const MIN_TIMEOUT_MS: u64 = 50;
+/// The most an answer may hold in the hook: parsing more would not fit the
+/// deadline, and the block shows under 10,000 characters anyway.
+pub const MAX_HOOK_ANSWER_BYTES: u64 = 4 * 1024 * 1024;
+/// The most todos the hook asks the embedded store for.
+const HOOK_TODO_LIMIT: u32 = 200;
+
+/// The deadline in force: flag > environment > identity.json > default,
+/// capped to what Claude Code waits for. The second value is the setting
+/// asked for when it was capped.
+pub fn timeout(flag: Option<u64>, identity: Option<&Identity>) -> (Duration, Option<u64>) {
     let ms = flag
         .or_else(|| env_var("COORD_HOOK_TIMEOUT_MS").and_then(|v| v.trim().parse().ok()))
         .or_else(|| identity.and_then(|i| i.hook_timeout_ms))
         .unwrap_or(DEFAULT_TIMEOUT_MS);
-    Duration::from_millis(ms.clamp(50, 60_000))
+    let kept = ms.clamp(MIN_TIMEOUT_MS, MAX_TIMEOUT_MS);
+    (Duration::from_millis(kept), (kept != ms).then_some(ms))
 }
 
 enum Part {
@@ -190,6 +205,7 @@ fn queries(id: &Identity) -> (MessageQuery, TodoQuery, LockQuery) {
             include_unassigned: true,
             project: None,
             status: StatusFilter::Pending,
+            limit: Some(HOOK_TODO_LIMIT),
         },
         LockQuery {
             project: None,
@@ -212,19 +228,24 @@ pub fn fetch(id: &Identity, started: Instant, limit: Duration) -> Snapshot {
     let location;
     match &id.api {
         Some(api) => {
-            location = format!("the coord API at {api}");
+            location = format!("the coord API at {}", redact_url(api));
             let left = deadline.saturating_duration_since(Instant::now());
-            let client = Arc::new(HttpCoord::new(api, id.token.clone(), left));
+            let client = Arc::new(
+                HttpCoord::new(api, id.token.clone(), left)
+                    .with_answer_limit(MAX_HOOK_ANSWER_BYTES),
+            );
+            // Every read, and the parsing of its answer, on a thread of its
+            // own: this thread only waits, so the deadline holds whatever
+            // an answer's size or speed.
             let spawn = |f: Box<dyn FnOnce(&HttpCoord) -> Part + Send>| {
                 let (c, tx) = (client.clone(), tx.clone());
                 std::thread::spawn(move || {
                     let _ = tx.send(f(&c));
                 });
             };
+            spawn(Box::new(move |c| Part::Messages(c.messages(&mq))));
             spawn(Box::new(move |c| Part::Todos(c.todos(&tq))));
             spawn(Box::new(move |c| Part::Locks(c.locks(&lq))));
-            // The third read on this thread: one fewer thread to start.
-            let _ = tx.send(Part::Messages(client.messages(&mq)));
         }
         None => {
             // SQLite answers in microseconds and its waits are bounded by
@@ -314,6 +335,8 @@ pub fn fetch(id: &Identity, started: Instant, limit: Duration) -> Snapshot {
 
 /// Share of the deadline the queue drain may use before the reads.
 const DRAIN_SHARE: u32 = 40;
+/// The largest queue file the hook reads; `coord sync` handles bigger ones.
+const MAX_HOOK_QUEUE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Delivers queued writes first, within part of the deadline, and answers
 /// the line that reports it (None when there was nothing queued).
@@ -323,15 +346,27 @@ fn drain_queue(id: &Identity, started: Instant, limit: Duration) -> Option<Strin
     if !queue.path().exists() {
         return None;
     }
+    // Reading and parsing a queue this big would not fit the deadline.
+    let bytes = queue.bytes();
+    if bytes > MAX_HOOK_QUEUE_BYTES {
+        return Some(format!(
+            "coord queue: {} MB of queued writes wait, more than the hook delivers — run `coord sync`",
+            bytes.div_ceil(1024 * 1024)
+        ));
+    }
     let budget = limit * DRAIN_SHARE / 100;
     let client = HttpCoord::new(api, id.token.clone(), budget);
-    match queue.drain(&client, Some(started + budget), false) {
-        Ok(r) if r.delivered + r.waiting + r.rejected == 0 => None,
+    match queue.drain(&client, Some(api), Some(started + budget), false) {
+        Ok(r) if r.delivered + r.already + r.waiting + r.rejected == 0 => None,
         Ok(r) => {
             let mut line = format!(
                 "coord queue: delivered {} queued write(s); {} still waiting",
-                r.delivered, r.waiting
+                r.delivered + r.already,
+                r.waiting
             );
+            if r.elsewhere > 0 {
+                line.push_str(&format!(" ({} written for another coord API)", r.elsewhere));
+            }
             if r.rejected > 0 {
                 line.push_str(&format!(
                     "; {} refused by the server (see {})",
@@ -393,6 +428,7 @@ fn quoted(s: &str) -> String {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             c => out.push_str(&escape_controls(c.encode_utf8(&mut buf))),
         }
@@ -734,7 +770,7 @@ pub fn run(opts: HookOptions) {
         .or_else(|| std::env::current_dir().ok())
         .unwrap_or_else(|| PathBuf::from("."));
     let identity = Identity::load(opts.identity.as_deref(), &cwd);
-    let limit = timeout(opts.timeout_ms, identity.as_ref().ok());
+    let (limit, capped) = timeout(opts.timeout_ms, identity.as_ref().ok());
     let now = render::now();
     let snap = match &identity {
         Ok(id) => {
@@ -745,6 +781,16 @@ pub fn run(opts: HookOptions) {
             };
             let mut snap = fetch(id, started, limit);
             snap.queue = queue;
+            if let Some(asked) = capped {
+                snap.notes.push(format!(
+                    "coord: the hook deadline {asked} ms is outside {MIN_TIMEOUT_MS}–{MAX_TIMEOUT_MS} ms (Claude Code stops the hook at 10 s); {} ms is used",
+                    limit.as_millis()
+                ));
+            }
+            snap.notes
+                .extend(id.ignored_note().map(|n| format!("coord: {n}")));
+            snap.notes
+                .extend(id.token_withheld.as_ref().map(|n| format!("coord: {n}")));
             snap
         }
         Err(e) => Snapshot {
@@ -770,8 +816,7 @@ pub fn run(opts: HookOptions) {
                     Source::File(p) => p.display().to_string(),
                     Source::Defaults => "defaults".into(),
                 },
-                id.api
-                    .clone()
+                id.api_shown()
                     .unwrap_or_else(|| id.db_path.display().to_string())
             ),
             Err(_) => "preview: the identity could not be read\n\n".into(),

@@ -53,7 +53,17 @@ pub struct Identity {
     pub db_path: PathBuf,
     /// The `.claude` folder that holds the queue (beside the identity file).
     pub state_dir: PathBuf,
+    /// The user-level identity file, the only one trusted with where to
+    /// connect and as whom.
     pub source: Source,
+    /// A project's `.claude/identity.json` (found walking up from the
+    /// working directory): it may name the session and nothing else.
+    pub project_file: Option<PathBuf>,
+    /// Fields of the project file that were ignored, by name.
+    pub ignored: Vec<&'static str>,
+    /// Why an identity-file token was not sent (it belongs to another
+    /// address than the one in use).
+    pub token_withheld: Option<String>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -77,6 +87,25 @@ impl Identity {
         format!("{}/{}", self.machine, self.session)
     }
 
+    /// The API address as it may be shown: without any password.
+    pub fn api_shown(&self) -> Option<String> {
+        self.api.as_deref().map(redact_url)
+    }
+
+    /// One line naming what a project identity file tried to set and was
+    /// not allowed to (None when nothing was ignored).
+    pub fn ignored_note(&self) -> Option<String> {
+        let file = self.project_file.as_ref()?;
+        if self.ignored.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "{} is a project identity file, which may set only \"session\"; ignored: {} (set them in ~/.claude/identity.json)",
+            file.display(),
+            self.ignored.join(", ")
+        ))
+    }
+
     pub fn queue_path(&self) -> PathBuf {
         match env_var("COORD_QUEUE") {
             Some(p) => PathBuf::from(p),
@@ -85,9 +114,9 @@ impl Identity {
     }
 
     /// Finds and reads the identity. `explicit` is `--identity`; `cwd` is
-    /// where the walk up for `.claude/identity.json` starts.
+    /// where the walk up for a project's `.claude/identity.json` starts.
     pub fn load(explicit: Option<&Path>, cwd: &Path) -> Result<Identity> {
-        let (file, source) = match find(explicit, cwd)? {
+        let (file, source) = match find_user(explicit)? {
             Some(path) => (read_file(&path)?, Source::File(path)),
             None => (IdentityFile::default(), Source::Defaults),
         };
@@ -98,10 +127,43 @@ impl Identity {
                 .unwrap_or_else(|| PathBuf::from(".")),
             Source::Defaults => home_claude_dir(),
         };
+        // A project file may name the session; everything else in it is
+        // ignored (a cloned repository must not redirect the connection or
+        // change who we are), and said so.
+        let user_file = match &source {
+            Source::File(p) => Some(p.as_path()),
+            Source::Defaults => None,
+        };
+        // A file named with --identity or COORD_IDENTITY is the whole
+        // identity: the person chose it.
+        let named = explicit.is_some() || env_var("COORD_IDENTITY").is_some();
+        let found = if named {
+            None
+        } else {
+            find_project(cwd, user_file)
+        };
+        let (project_file, project) = match found {
+            Some(p) => {
+                let f = read_file(&p)?;
+                (Some(p), Some(f))
+            }
+            None => (None, None),
+        };
+        let ignored = project
+            .as_ref()
+            .map(IdentityFile::set_fields)
+            .unwrap_or_default();
+        let ignored: Vec<&'static str> = ignored.into_iter().filter(|f| *f != "session").collect();
 
-        let user = file.user.unwrap_or_else(default_user);
+        let user = match file.user {
+            Some(u) => u,
+            None => default_user(),
+        };
         let machine = file.machine.unwrap_or_else(default_machine);
-        let mut session = file.session.unwrap_or_else(|| DEFAULT_SESSION.into());
+        let mut session = project
+            .and_then(|p| p.session)
+            .or(file.session)
+            .unwrap_or_else(|| DEFAULT_SESSION.into());
         let mut machine_override = None;
         if let Some(s) = env_var("COORD_SESSION") {
             // A full id (`MACHINE/NAME`) is accepted as well as a bare name.
@@ -116,14 +178,50 @@ impl Identity {
         let machine = machine_override.unwrap_or(machine);
         check_name("COORD_SESSION", &session)?;
 
-        let api = match env_var("COORD_API") {
+        // A token goes only to the address that came from the same place:
+        // COORD_TOKEN with any address the person set; identity.json's
+        // token only with identity.json's own coord_api.
+        let env_api = match env_var("COORD_API") {
             Some(a) => Some(validate_api(&a).map_err(|m| Error::Usage(format!("COORD_API: {m}")))?),
-            None => file.coord_api,
+            None => None,
         };
-        let token = env_var("COORD_TOKEN").or(file.coord_token.filter(|t| !t.is_empty()));
+        let file_token = file.coord_token.filter(|t| !t.is_empty());
+        let mut token_withheld = None;
+        let token = match env_var("COORD_TOKEN") {
+            Some(t) => {
+                check_token("COORD_TOKEN", &t)?;
+                Some(t)
+            }
+            None => match (&env_api, file_token) {
+                (Some(env), Some(_)) if file.coord_api.as_deref() != Some(env.as_str()) => {
+                    token_withheld = Some(format!(
+                        "the coord_token in the identity file is not sent to {} (COORD_API), which is not the file's coord_api; set COORD_TOKEN for it",
+                        redact_url(env)
+                    ));
+                    None
+                }
+                (_, Some(t)) => {
+                    let path = match &source {
+                        Source::File(p) => p.clone(),
+                        Source::Defaults => PathBuf::from(FILE_NAME),
+                    };
+                    if let Some(p) = token_problem(&t) {
+                        return Err(Error::bad_input(
+                            &path,
+                            format!("field \"coord_token\": {p}"),
+                        ));
+                    }
+                    Some(t)
+                }
+                (_, None) => None,
+            },
+        };
+        let api = env_api.or(file.coord_api);
         let db_path = env_var("COORD_DB")
             .map(PathBuf::from)
-            .or(file.coord_db)
+            // A relative coord_db is relative to the identity file, not to
+            // wherever a command happens to run.
+            .or(file.coord_db.map(|p| state_dir.join(p)))
             .unwrap_or_else(|| state_dir.join(DB_FILE));
 
         Ok(Identity {
@@ -136,7 +234,69 @@ impl Identity {
             db_path,
             state_dir,
             source,
+            project_file,
+            ignored,
+            token_withheld,
         })
+    }
+}
+
+impl IdentityFile {
+    /// The names of the fields this file sets.
+    fn set_fields(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut add = |set: bool, name: &'static str| {
+            if set {
+                out.push(name);
+            }
+        };
+        add(self.user.is_some(), "user");
+        add(self.machine.is_some(), "machine");
+        add(self.coord_api.is_some(), "coord_api");
+        add(self.session.is_some(), "session");
+        add(self.coord_token.is_some(), "coord_token");
+        add(self.hook_timeout_ms.is_some(), "hook_timeout_ms");
+        add(self.coord_db.is_some(), "coord_db");
+        out
+    }
+}
+
+/// `http://user:password@host/…` as `http://***@host/…`: a URL's
+/// credentials never reach a screen, a log, a model or a file.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rfind('@') {
+        Some(at) => format!("{scheme}://***@{}{tail}", &authority[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// The same URL with no credentials at all, for comparing addresses and
+/// for what the queue remembers.
+pub fn strip_credentials(url: &str) -> String {
+    let shown = redact_url(url);
+    shown.replacen("://***@", "://", 1)
+}
+
+/// Why a token cannot go into an HTTP header, if it cannot.
+fn token_problem(t: &str) -> Option<&'static str> {
+    if t.chars().all(|c| c == '\t' || (' '..='~').contains(&c)) {
+        None
+    } else {
+        Some(
+            "contains characters an HTTP header cannot carry (line breaks, controls or non-ASCII); copy the token again",
+        )
+    }
+}
+
+fn check_token(what: &str, t: &str) -> Result<()> {
+    match token_problem(t) {
+        Some(p) => Err(Error::Usage(format!("{what}: {p}"))),
+        None => Ok(()),
     }
 }
 
@@ -145,7 +305,9 @@ pub fn env_var(name: &str) -> Option<String> {
     env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-fn find(explicit: Option<&Path>, cwd: &Path) -> Result<Option<PathBuf>> {
+/// The user-level identity file: `--identity`, `COORD_IDENTITY`,
+/// `$CLAUDETOOLS_ROOT/.claude/identity.json`, `~/.claude/identity.json`.
+fn find_user(explicit: Option<&Path>) -> Result<Option<PathBuf>> {
     // A path the person named must exist: falling back silently would make
     // a typo look like a different identity.
     let named = explicit
@@ -166,14 +328,29 @@ fn find(explicit: Option<&Path>, cwd: &Path) -> Result<Option<PathBuf>> {
             return Ok(Some(p));
         }
     }
+    let p = home_claude_dir().join(FILE_NAME);
+    Ok(p.is_file().then_some(p))
+}
+
+/// The nearest `.claude/identity.json` up from `cwd` that is not the
+/// user-level file itself (a session started in the home folder finds that).
+fn find_project(cwd: &Path, user_file: Option<&Path>) -> Option<PathBuf> {
+    let same = |p: &Path| {
+        user_file.is_some_and(|u| {
+            u == p || matches!((u.canonicalize(), p.canonicalize()), (Ok(a), Ok(b)) if a == b)
+        })
+    };
+    let home = home_claude_dir().join(FILE_NAME);
     for dir in cwd.ancestors() {
         let p = dir.join(".claude").join(FILE_NAME);
         if p.is_file() {
-            return Ok(Some(p));
+            if same(&p) || p == home {
+                return None;
+            }
+            return Some(p);
         }
     }
-    let p = home_claude_dir().join(FILE_NAME);
-    Ok(p.is_file().then_some(p))
+    None
 }
 
 fn read_file(path: &Path) -> Result<IdentityFile> {
@@ -189,6 +366,16 @@ pub fn check(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn parse_file(path: &Path, bytes: Vec<u8>) -> Result<IdentityFile> {
+    if bytes.starts_with(&[0xff, 0xfe])
+        || bytes.starts_with(&[0xfe, 0xff])
+        || (bytes.len() >= 2 && (bytes[0] == 0 || bytes[1] == 0))
+    {
+        // What Windows PowerShell 5's `>` and `Out-File` write.
+        return Err(Error::bad_input(
+            path,
+            "identity file is UTF-16; save it as UTF-8 (in PowerShell: Set-Content -Encoding utf8)",
+        ));
+    }
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::bad_input(path, "identity file is not valid UTF-8"))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text); // Windows editors

@@ -129,13 +129,16 @@ pub fn remove(settings: &mut Value) -> bool {
 
 fn read_settings(path: &Path) -> Result<Option<Value>> {
     match std::fs::read_to_string(path) {
-        Ok(text) if text.trim().is_empty() => Ok(None),
-        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
-            Error::bad_input(
-                path,
-                format!("not valid JSON ({e}); fix it or move it aside"),
-            )
-        }),
+        Ok(text) if text.trim_start_matches('\u{feff}').trim().is_empty() => Ok(None),
+        // Windows editors may start the file with a byte-order mark.
+        Ok(text) => serde_json::from_str(text.trim_start_matches('\u{feff}'))
+            .map(Some)
+            .map_err(|e| {
+                Error::bad_input(
+                    path,
+                    format!("not valid JSON ({e}); fix it or move it aside"),
+                )
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::bad_input(path, format!("cannot read: {e}"))),
     }

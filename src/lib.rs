@@ -176,6 +176,10 @@ fn dispatch(cli: Cli, name: &'static str) -> Result<(), Error> {
         Command::Lock(c) => cmd::lock::run(&ctx()?, c),
         Command::Component(c) => cmd::state::component(&ctx()?, c),
         Command::Workflow(c) => cmd::state::workflow(&ctx()?, c),
-        Command::Sync { list, drop } => cmd::sync::run(&ctx()?, list, drop),
+        Command::Sync {
+            list,
+            drop,
+            retry_rejected,
+        } => cmd::sync::run(&ctx()?, list, drop, retry_rejected),
     }
 }

@@ -216,6 +216,20 @@ pub enum Write {
 }
 
 impl Write {
+    /// The kind of write, as the queue line's `op` names it.
+    pub fn op_name(&self) -> &'static str {
+        match self {
+            Write::SendMessage(_) => "send_message",
+            Write::MarkRead { .. } => "mark_read",
+            Write::AddTodo(_) => "add_todo",
+            Write::CompleteTodo { .. } => "complete_todo",
+            Write::ClaimLock(_) => "claim_lock",
+            Write::ReleaseLock { .. } => "release_lock",
+            Write::SetComponent { .. } => "set_component",
+            Write::SetWorkflow { .. } => "set_workflow",
+        }
+    }
+
     /// A short human description, used by the queue listing and errors.
     pub fn describe(&self) -> String {
         match self {
@@ -308,6 +322,8 @@ pub struct TodoQuery {
     pub include_unassigned: bool,
     pub project: Option<String>,
     pub status: StatusFilter,
+    /// The most to answer (the embedded store only; the contract has none).
+    pub limit: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

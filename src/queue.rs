@@ -81,16 +81,81 @@ pub struct Queue {
 /// What a drain did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Report {
+    /// Writes the server applied now.
     pub delivered: usize,
+    /// Writes the server had already applied (an earlier send whose answer
+    /// was lost): done, and not counted as delivered.
+    pub already: usize,
     pub waiting: usize,
     pub rejected: usize,
+    /// Entries written for another coord API than the one in use: kept,
+    /// not sent.
+    pub elsewhere: usize,
     /// Why the drain stopped early, when it did.
     pub stopped: Option<String>,
 }
 
-/// A guard holding the queue's exclusive lock.
+/// A guard holding one of the queue's exclusive locks.
 struct Locked {
     _file: File,
+}
+
+/// The longest queue line read: a write the server accepts is under 1 MiB
+/// (the CLI refuses larger ones before queueing), so a longer line is
+/// damage, and is set aside by `coord sync`, never parsed.
+pub const MAX_LINE_BYTES: usize = 2 * 1024 * 1024;
+
+/// A line of the queue file as read.
+enum Line {
+    Text(String),
+    /// Over `MAX_LINE_BYTES`: only its start is kept, to name it.
+    TooLong {
+        start: String,
+        len: usize,
+    },
+}
+
+impl Line {
+    /// What the progress file records for this line: its key, or a hash of
+    /// a line that has none.
+    fn id(&self) -> String {
+        match self {
+            Line::Text(t) => match Entry::from_line(t) {
+                Ok(e) => format!("key:{}", e.key),
+                Err(_) => hash_id(t.as_bytes()),
+            },
+            Line::TooLong { start, len } => hash_id(format!("{len}:{start}").as_bytes()),
+        }
+    }
+}
+
+fn hash_id(bytes: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same line hashes the same in every run.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    format!("line:{:016x}", h.finish())
+}
+
+/// Errors that leave an entry waiting (the API, the network or the token
+/// will come right); every other answer refuses the write itself.
+fn keeps_waiting(e: &Error) -> bool {
+    match e {
+        Error::Unreachable { .. } | Error::Server { .. } => true,
+        Error::Rejected { status, .. } => matches!(status, 401 | 408 | 429),
+        _ => false,
+    }
+}
+
+/// Two API addresses are the same fleet when they match without
+/// credentials, a trailing slash or letter case.
+fn same_api(a: &str, b: &str) -> bool {
+    let norm = |s: &str| {
+        crate::identity::strip_credentials(s)
+            .trim_end_matches('/')
+            .to_ascii_lowercase()
+    };
+    norm(a) == norm(b)
 }
 
 impl Queue {
@@ -112,19 +177,28 @@ impl Queue {
         self.path.with_file_name(format!("{stem}.rejected.jsonl"))
     }
 
-    fn lock_path(&self) -> PathBuf {
+    fn sibling(&self, suffix: &str) -> PathBuf {
         let mut name = self.path.file_name().unwrap_or_default().to_os_string();
-        name.push(".lock");
+        name.push(suffix);
         self.path.with_file_name(name)
+    }
+
+    /// The drain's progress: one line per entry it finished (delivered or
+    /// set aside), so a drain that is killed half-way re-sends at most the
+    /// write that was in flight.
+    fn progress_path(&self) -> PathBuf {
+        self.sibling(".progress")
     }
 
     fn io(&self, what: &str, e: std::io::Error) -> Error {
         Error::bad_input(&self.path, format!("{what}: {e}"))
     }
 
-    /// Takes the exclusive lock (a separate file, because the queue itself is
-    /// replaced by rename). `wait: false` answers None when it is held.
-    fn lock(&self, wait: bool) -> Result<Option<Locked>> {
+    /// Takes an exclusive lock file (a separate file, because the queue
+    /// itself is replaced by rename). `wait: false` answers None when it is
+    /// held. `.lock` guards the file's contents and is held only for
+    /// moments; `.drain` is held by the one process delivering.
+    fn lock_file(&self, suffix: &str, wait: bool) -> Result<Option<Locked>> {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| self.io("cannot create the queue folder", e))?;
@@ -133,7 +207,7 @@ impl Queue {
             .create(true)
             .truncate(false)
             .write(true)
-            .open(self.lock_path())
+            .open(self.sibling(suffix))
             .map_err(|e| self.io("cannot open the queue lock", e))?;
         if wait {
             file.lock()
@@ -150,57 +224,156 @@ impl Queue {
         Ok(Some(Locked { _file: file }))
     }
 
+    fn lock(&self) -> Result<Locked> {
+        self.lock_file(".lock", true)?
+            .ok_or_else(|| Error::Failed("cannot lock the queue".into()))
+    }
+
     /// Appends one entry as one whole line, under the lock, and answers how
     /// many writes now wait. An error here means the write was NOT saved.
+    /// The lock is only ever held for moments (never across the network),
+    /// so a write that must queue does not wait for a drain.
     pub fn append(&self, entry: &Entry) -> Result<usize> {
-        let _guard = self.lock(true)?;
-        let mut line = entry.to_line();
-        line.push('\n');
+        let _guard = self.lock()?;
         let mut f = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&self.path)
             .map_err(|e| self.io("cannot open the queue", e))?;
+        // A line torn by a crash or a full disk must not swallow this one:
+        // start on a fresh line.
+        let mut line = String::new();
+        let len = f
+            .metadata()
+            .map_err(|e| self.io("cannot read the queue", e))?
+            .len();
+        if len > 0 {
+            use std::io::{Seek, SeekFrom};
+            let mut last = [0u8; 1];
+            f.seek(SeekFrom::End(-1))
+                .and_then(|_| f.read_exact(&mut last))
+                .map_err(|e| self.io("cannot read the queue", e))?;
+            if last[0] != b'\n' {
+                line.push('\n');
+            }
+        }
+        line.push_str(&entry.to_line());
+        line.push('\n');
         f.write_all(line.as_bytes())
             .and_then(|_| f.sync_data())
             .map_err(|e| self.io("cannot write the queue", e))?;
-        Ok(self.read_lines()?.len())
+        drop(f);
+        self.count()
     }
 
-    fn read_lines(&self) -> Result<Vec<String>> {
-        let mut text = String::new();
-        match File::open(&self.path) {
-            Ok(mut f) => {
-                let mut bytes = Vec::new();
-                f.read_to_end(&mut bytes)
-                    .map_err(|e| self.io("cannot read the queue", e))?;
-                text = String::from_utf8_lossy(&bytes).into_owned();
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+    /// Reads every line, each bounded by `MAX_LINE_BYTES`.
+    fn read_lines(&self) -> Result<Vec<Line>> {
+        use std::io::BufRead;
+        let f = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(self.io("cannot read the queue", e)),
+        };
+        let mut r = std::io::BufReader::new(f);
+        let mut out = Vec::new();
+        loop {
+            let mut buf = Vec::new();
+            let n = (&mut r)
+                .take(MAX_LINE_BYTES as u64 + 1)
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| self.io("cannot read the queue", e))?;
+            if n == 0 {
+                break;
+            }
+            if buf.len() > MAX_LINE_BYTES && buf.last() != Some(&b'\n') {
+                // Skip the rest of the line without holding it.
+                let mut len = buf.len();
+                loop {
+                    let chunk = r
+                        .fill_buf()
+                        .map_err(|e| self.io("cannot read the queue", e))?;
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    match chunk.iter().position(|b| *b == b'\n') {
+                        Some(i) => {
+                            len += i;
+                            r.consume(i + 1);
+                            break;
+                        }
+                        None => {
+                            let k = chunk.len();
+                            len += k;
+                            r.consume(k);
+                        }
+                    }
+                }
+                let start = String::from_utf8_lossy(&buf[..200.min(buf.len())]).into_owned();
+                out.push(Line::TooLong { start, len });
+                continue;
+            }
+            let text = String::from_utf8_lossy(&buf);
+            let text = text.trim_end_matches(['\n', '\r']);
+            if !text.trim().is_empty() {
+                out.push(Line::Text(text.to_string()));
+            }
         }
-        Ok(text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(str::to_string)
-            .collect())
+        Ok(out)
+    }
+
+    /// The ids a killed drain finished (see `progress_path`).
+    fn progress(&self) -> Result<std::collections::HashSet<String>> {
+        match std::fs::read_to_string(self.progress_path()) {
+            Ok(t) => Ok(t
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+            Err(e) => Err(self.io("cannot read the queue's progress file", e)),
+        }
+    }
+
+    /// How many writes wait (0 when there is no queue file).
+    fn count(&self) -> Result<usize> {
+        let done = self.progress()?;
+        Ok(self
+            .read_lines()?
+            .iter()
+            .filter(|l| !done.contains(&l.id()))
+            .count())
     }
 
     /// How many writes wait (0 when there is no queue file).
     pub fn len(&self) -> Result<usize> {
-        Ok(self.read_lines()?.len())
+        self.count()
     }
 
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }
 
-    /// Every line, parsed where it parses.
+    /// The queue file's size in bytes (0 when there is none).
+    pub fn bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
+    /// Every waiting line, parsed where it parses.
     pub fn list(&self) -> Result<Vec<std::result::Result<Entry, (String, String)>>> {
+        let done = self.progress()?;
         Ok(self
             .read_lines()?
             .into_iter()
-            .map(|l| Entry::from_line(&l).map_err(|e| (l, e)))
+            .filter(|l| !done.contains(&l.id()))
+            .map(|l| match l {
+                Line::Text(t) => Entry::from_line(&t).map_err(|e| (t, e)),
+                Line::TooLong { start, len } => Err((
+                    start,
+                    format!("a line of {len} bytes, over the {MAX_LINE_BYTES}-byte bound"),
+                )),
+            })
             .collect())
     }
 
@@ -213,9 +386,7 @@ impl Queue {
                 Err(e) => Err(self.io("cannot empty the queue", e)),
             };
         }
-        let mut tmp_name = self.path.file_name().unwrap_or_default().to_os_string();
-        tmp_name.push(format!(".{}.tmp", std::process::id()));
-        let tmp = self.path.with_file_name(tmp_name);
+        let tmp = self.sibling(&format!(".{}.tmp", std::process::id()));
         let write = || -> std::io::Result<()> {
             let mut f = File::create(&tmp)?;
             for l in lines {
@@ -229,6 +400,56 @@ impl Queue {
             let _ = std::fs::remove_file(&tmp);
             self.io("cannot rewrite the queue", e)
         })
+    }
+
+    /// Rewrites the queue without the lines the progress file names, with
+    /// `update` applied to the entries still waiting, then forgets the
+    /// progress. Holds the lock for that moment only; a line that is too
+    /// long to keep in memory is copied through as it was.
+    fn compact(&self, update: &dyn Fn(&mut Entry)) -> Result<()> {
+        let _guard = self.lock()?;
+        let done = self.progress()?;
+        let mut keep = Vec::new();
+        let mut long_lines = false;
+        for l in self.read_lines()? {
+            if done.contains(&l.id()) {
+                continue;
+            }
+            match l {
+                Line::Text(t) => match Entry::from_line(&t) {
+                    Ok(mut e) => {
+                        update(&mut e);
+                        keep.push(e.to_line());
+                    }
+                    Err(_) => keep.push(t),
+                },
+                Line::TooLong { .. } => long_lines = true,
+            }
+        }
+        if long_lines {
+            // Never rewrite what we could not hold: leave the file for
+            // `coord sync`, which sets such lines aside one by one.
+            return Ok(());
+        }
+        self.rewrite(&keep)?;
+        match std::fs::remove_file(self.progress_path()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.io("cannot remove the queue's progress file", e)),
+        }
+    }
+
+    /// Records that the drain finished the line with `id`, durably.
+    fn record(&self, id: &str) -> Result<()> {
+        let path = self.progress_path();
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::bad_input(&path, format!("cannot record queue progress: {e}")))?;
+        f.write_all(format!("{id}\n").as_bytes())
+            .and_then(|_| f.sync_data())
+            .map_err(|e| Error::bad_input(&path, format!("cannot record queue progress: {e}")))
     }
 
     fn reject(&self, line: &str, reason: &str) -> Result<()> {
@@ -248,12 +469,30 @@ impl Queue {
             .map_err(|e| Error::bad_input(&path, format!("cannot write the rejected file: {e}")))
     }
 
+    /// Sets aside a line too long to hold: its bytes are copied to the
+    /// rejected file as they are, a chunk at a time.
+    fn reject_long(&self, start: &str, len: usize) -> Result<()> {
+        self.reject(
+            start,
+            &format!(
+                "a queue line of {len} bytes, over the {MAX_LINE_BYTES}-byte bound: no write the server accepts is that long; only its first 200 bytes are kept here"
+            ),
+        )
+    }
+
     /// Delivers waiting writes in order through `backend` until the queue is
     /// empty, the API is unreachable, or `deadline` passes. `wait: false`
-    /// skips the drain when another process holds the queue.
+    /// skips the drain when another process is draining. Only entries
+    /// written for `api` (or for no recorded API) are sent.
+    ///
+    /// The queue's lock is held only to read it and, at the end, to rewrite
+    /// it: writers queueing meanwhile never wait on the network. Progress is
+    /// recorded entry by entry, so a killed drain re-sends at most the write
+    /// that was in flight (and its idempotency key makes that harmless).
     pub fn drain(
         &self,
         backend: &dyn Coord,
+        api: Option<&str>,
         deadline: Option<Instant>,
         wait: bool,
     ) -> Result<Report> {
@@ -261,49 +500,97 @@ impl Queue {
         if !self.path.exists() {
             return Ok(report);
         }
-        let Some(_guard) = self.lock(wait)? else {
+        let Some(_drainer) = self.lock_file(".drain", wait)? else {
             report.waiting = self.len()?;
             report.stopped = Some("another process is syncing the queue".into());
             return Ok(report);
         };
-        let lines = self.read_lines()?;
-        let mut keep = Vec::new();
+        // Finish what a killed drain left.
+        if self.progress_path().exists() {
+            self.compact(&|_| {})?;
+        }
+        let lines = {
+            let _guard = self.lock()?;
+            self.read_lines()?
+        };
         let mut stop: Option<String> = None;
+        let mut failed: Option<(String, String)> = None;
         for line in lines {
             if stop.is_some() {
-                keep.push(line);
+                report.waiting += 1;
                 continue;
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                stop = Some("out of time".into());
-                keep.push(line);
-                continue;
-            }
-            let mut entry = match Entry::from_line(&line) {
-                Ok(e) => e,
-                Err(why) => {
-                    self.reject(&line, &format!("unreadable queue line: {why}"))?;
+            let id = line.id();
+            let text = match line {
+                Line::Text(t) => t,
+                Line::TooLong { start, len } => {
+                    if deadline.is_some() {
+                        // The hook never spends its deadline on damage.
+                        report.waiting += 1;
+                        continue;
+                    }
+                    self.reject_long(&start, len)?;
+                    self.record(&id)?;
                     report.rejected += 1;
                     continue;
                 }
             };
-            match backend.write(&entry.write, Some(&entry.key)) {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                stop = Some("out of time".into());
+                report.waiting += 1;
+                continue;
+            }
+            let entry = match Entry::from_line(&text) {
+                Ok(e) => e,
+                Err(why) => {
+                    self.reject(&text, &format!("unreadable queue line: {why}"))?;
+                    self.record(&id)?;
+                    report.rejected += 1;
+                    continue;
+                }
+            };
+            if let (Some(target), Some(now)) = (entry.identity.api.as_deref(), api)
+                && !same_api(target, now)
+            {
+                report.elsewhere += 1;
+                report.waiting += 1;
+                continue;
+            }
+            match backend.apply(&entry.write, Some(&entry.key)) {
+                Ok(a) => {
+                    self.record(&id)?;
+                    if a.replayed {
+                        report.already += 1;
+                    } else {
+                        report.delivered += 1;
+                    }
+                }
                 // A 2xx whose body we could not read was still applied.
-                Ok(_) | Err(Error::Protocol { .. }) => report.delivered += 1,
-                Err(e) if e.is_retryable() => {
-                    entry.attempts += 1;
-                    entry.last_error = Some(crate::render::cell(&e.to_string(), 300));
-                    keep.push(entry.to_line());
+                Err(Error::Protocol { .. }) => {
+                    self.record(&id)?;
+                    report.delivered += 1;
+                }
+                Err(e) if keeps_waiting(&e) => {
+                    let why = crate::render::cell(&e.to_string(), 300);
+                    failed = Some((entry.key.clone(), why.clone()));
                     stop = Some(e.to_string());
+                    report.waiting += 1;
                 }
                 Err(e) => {
-                    self.reject(&line, &e.to_string())?;
+                    self.reject(&text, &e.to_string())?;
+                    self.record(&id)?;
                     report.rejected += 1;
                 }
             }
         }
-        self.rewrite(&keep)?;
-        report.waiting = keep.len();
+        self.compact(&|e: &mut Entry| {
+            if let Some((key, why)) = &failed
+                && e.key == *key
+            {
+                e.attempts += 1;
+                e.last_error = Some(why.clone());
+            }
+        })?;
         report.stopped = stop;
         Ok(report)
     }
@@ -311,8 +598,23 @@ impl Queue {
     /// Removes the entry whose key is `key` (or starts with it, if only one
     /// does) and answers it.
     pub fn drop_entry(&self, key: &str) -> Result<Entry> {
-        let _guard = self.lock(true)?;
-        let lines = self.read_lines()?;
+        let Some(_drainer) = self.lock_file(".drain", false)? else {
+            return Err(Error::Failed(
+                "another process is syncing the queue; drop the entry when it is done".into(),
+            ));
+        };
+        if self.progress_path().exists() {
+            self.compact(&|_| {})?;
+        }
+        let _guard = self.lock()?;
+        let lines: Vec<String> = self
+            .read_lines()?
+            .into_iter()
+            .filter_map(|l| match l {
+                Line::Text(t) => Some(t),
+                Line::TooLong { .. } => None,
+            })
+            .collect();
         let matches: Vec<usize> = lines
             .iter()
             .enumerate()
@@ -339,6 +641,45 @@ impl Queue {
             .collect();
         self.rewrite(&rest)?;
         Ok(entry)
+    }
+
+    /// Puts the writes set aside in the rejected file back into the queue
+    /// (with their keys, so none is applied twice) and answers how many.
+    /// Records that hold no readable entry stay where they are.
+    pub fn retry_rejected(&self) -> Result<usize> {
+        let path = self.rejected_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::bad_input(&path, format!("cannot read: {e}"))),
+        };
+        let mut back = Vec::new();
+        let mut stay = Vec::new();
+        for rec in text.lines().filter(|l| !l.trim().is_empty()) {
+            let entry = serde_json::from_str::<serde_json::Value>(rec)
+                .ok()
+                .and_then(|v| v.get("line").and_then(|l| l.as_str()).map(str::to_string))
+                .and_then(|l| Entry::from_line(&l).ok());
+            match entry {
+                Some(mut e) => {
+                    e.last_error = None;
+                    back.push(e);
+                }
+                None => stay.push(rec.to_string()),
+            }
+        }
+        for e in &back {
+            self.append(e)?;
+        }
+        let mut rest = stay.join("\n");
+        if !rest.is_empty() {
+            rest.push('\n');
+        }
+        let tmp = path.with_extension("jsonl.tmp");
+        std::fs::write(&tmp, rest)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| Error::bad_input(&path, format!("cannot rewrite: {e}")))?;
+        Ok(back.len())
     }
 }
 

@@ -48,23 +48,46 @@ impl Style {
 
 // --- untrusted text --------------------------------------------------------
 
-/// True for characters that must never reach a terminal raw: C0 and C1
-/// controls (but newline and tab), DEL, the bidirectional overrides that
-/// can make text read differently from what it is, and the Unicode line and
-/// paragraph separators (which some readers treat as newlines).
+/// True for characters that must never reach a terminal or a model raw: C0
+/// and C1 controls (but newline and tab), DEL, the bidirectional overrides
+/// that can make text read differently from what it is, the Unicode line and
+/// paragraph separators (which some readers treat as newlines), and the
+/// invisible ones that can hide text: zero-width and direction marks
+/// (U+200B–U+200F, U+2060–U+2064, U+061C, U+180E, U+FEFF) and the tag
+/// characters (U+E0000–U+E007F), which spell out ASCII nobody sees.
 fn is_dangerous(c: char) -> bool {
     (c.is_control() && c != '\n' && c != '\t')
         || matches!(
             c,
-            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}'
+            '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{061c}'
+                | '\u{180e}'
+                | '\u{feff}'
+                | '\u{e0000}'..='\u{e007f}'
         )
+}
+
+/// Windows line ends (and lone CRs) as plain newlines, so that a body
+/// written on Windows shows as lines, not `\x0d` at the end of each.
+pub fn normalize_newlines(s: &str) -> Cow<'_, str> {
+    if s.contains('\r') {
+        Cow::Owned(s.replace("\r\n", "\n").replace('\r', "\n"))
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 /// Shows dangerous characters escaped (`\x1b`, `\u{202e}`); everything else,
 /// newlines and tabs included, stays as it is.
 pub fn escape_controls(s: &str) -> Cow<'_, str> {
+    let s = normalize_newlines(s);
     if !s.chars().any(is_dangerous) {
-        return Cow::Borrowed(s);
+        return s;
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
@@ -346,6 +369,24 @@ mod tests {
         );
         assert_eq!(escape_controls("x\u{202e}y\u{9b}"), "x\\u{202e}y\\u{9b}");
         assert!(matches!(escape_controls("plain ✓"), Cow::Borrowed(_)));
+        // Invisible characters that could hide instructions.
+        for c in [
+            '\u{200b}',
+            '\u{200f}',
+            '\u{2060}',
+            '\u{2064}',
+            '\u{061c}',
+            '\u{180e}',
+            '\u{feff}',
+            '\u{e0000}',
+            '\u{e0041}',
+            '\u{e007f}',
+        ] {
+            let shown = escape_controls(&format!("a{c}b")).into_owned();
+            assert_eq!(shown, format!("a\\u{{{:x}}}b", c as u32));
+        }
+        // CRLF and lone CR are plain newlines.
+        assert_eq!(escape_controls("one\r\ntwo\rthree"), "one\ntwo\nthree");
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct ServeOptions {
 struct AppState {
     store: Arc<Mutex<LocalStore>>,
     token: Option<Arc<str>>,
+    /// The address bound, for the Host check (DNS rebinding).
+    listen: Arc<Mutex<Option<SocketAddr>>>,
 }
 
 /// Opens the store, binds, prints `listening on http://ADDR:PORT` and serves
@@ -55,7 +57,10 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
     let state = AppState {
         store: Arc::new(Mutex::new(store)),
         token: opts.token.map(Arc::from),
+        listen: Arc::new(Mutex::new(None)),
     };
+    #[cfg(unix)]
+    raise_fd_limit();
     let io = |e: std::io::Error| Error::Usage(format!("cannot listen on {}: {e}", opts.listen));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -66,6 +71,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             .await
             .map_err(io)?;
         let addr = listener.local_addr().map_err(io)?;
+        *state.listen.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
         crate::cmd::out(&format!("listening on http://{addr}\n"));
         accept_loop(listener, router(state)).await;
         Ok::<(), Error>(())
@@ -74,33 +80,100 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
     Ok(())
 }
 
-/// At most this many connections are served at once; more wait in the
-/// kernel's backlog until one closes.
-pub const MAX_CONNECTIONS: usize = 512;
+/// At most this many connections are open at once, and at most
+/// `MAX_PER_PEER` from one address. A new connection over either bound is
+/// not made to wait: the oldest connection of the peer holding the most is
+/// closed instead (gracefully: an idle one at once, a busy one after its
+/// request). So idle connections, however many someone opens, cannot keep a
+/// real request out.
+pub const MAX_CONNECTIONS: usize = 1024;
+pub const MAX_PER_PEER: usize = 256;
 /// A client must send a request's headers within this time, also on an idle
 /// keep-alive connection, or the connection is closed.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long in-flight requests may take to finish after Ctrl-C / SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Accepts connections under the connection limit, serves each with
-/// hyper's HTTP/1 (header-read timeout on), and on a signal stops accepting
-/// and lets in-flight requests finish. axum::serve offers neither the
-/// timeout nor the limit.
+/// The open connections, oldest first per peer, each with the handle that
+/// asks it to close.
+#[derive(Default)]
+struct Conns {
+    next: u64,
+    total: usize,
+    by_peer: std::collections::HashMap<
+        std::net::IpAddr,
+        std::collections::VecDeque<(u64, Arc<tokio::sync::Notify>)>,
+    >,
+}
+
+impl Conns {
+    /// Registers a new connection from `peer`, asking older ones to close
+    /// where a bound is reached.
+    fn open(&mut self, peer: std::net::IpAddr) -> (u64, Arc<tokio::sync::Notify>) {
+        if self
+            .by_peer
+            .get(&peer)
+            .is_some_and(|q| q.len() >= MAX_PER_PEER)
+        {
+            self.evict(peer);
+        }
+        if self.total >= MAX_CONNECTIONS
+            && let Some(busiest) = self
+                .by_peer
+                .iter()
+                .max_by_key(|(_, q)| q.len())
+                .map(|(ip, _)| *ip)
+        {
+            self.evict(busiest);
+        }
+        self.next += 1;
+        let close = Arc::new(tokio::sync::Notify::new());
+        self.by_peer
+            .entry(peer)
+            .or_default()
+            .push_back((self.next, close.clone()));
+        self.total += 1;
+        (self.next, close)
+    }
+
+    fn evict(&mut self, peer: std::net::IpAddr) {
+        if let Some(q) = self.by_peer.get_mut(&peer)
+            && let Some((_, close)) = q.pop_front()
+        {
+            // Stored as a permit if the connection is not waiting yet.
+            close.notify_one();
+            self.total -= 1;
+            if q.is_empty() {
+                self.by_peer.remove(&peer);
+            }
+        }
+    }
+
+    fn close(&mut self, peer: std::net::IpAddr, id: u64) {
+        if let Some(q) = self.by_peer.get_mut(&peer)
+            && let Some(i) = q.iter().position(|(c, _)| *c == id)
+        {
+            q.remove(i);
+            self.total -= 1;
+            if q.is_empty() {
+                self.by_peer.remove(&peer);
+            }
+        }
+    }
+}
+
+/// Accepts connections without ever blocking on a limit (see
+/// `MAX_CONNECTIONS`), serves each with hyper's HTTP/1 (header-read timeout
+/// on), and on a signal stops accepting and lets in-flight requests finish.
+/// axum::serve offers neither the timeout nor the limits.
 async fn accept_loop(listener: tokio::net::TcpListener, app: Router) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let conns = Arc::new(Mutex::new(Conns::default()));
+    let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signal = shutdown_signal();
     tokio::pin!(signal);
     loop {
-        let slot = tokio::select! {
-            s = slots.clone().acquire_owned() => match s {
-                Ok(s) => s,
-                Err(_) => break,
-            },
-            _ = &mut signal => break,
-        };
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
                 // Out of file descriptors and the like: back off, go on.
@@ -112,21 +185,62 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: Router) {
             _ = &mut signal => break,
         };
         let _ = tcp.set_nodelay(true);
+        let ip = peer.ip();
+        let (id, close) = conns.lock().unwrap_or_else(|p| p.into_inner()).open(ip);
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
-        let conn = graceful.watch(conn);
+        let conns = conns.clone();
+        let live = live.clone();
+        let mut stop = stop_rx.clone();
+        live.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         tokio::spawn(async move {
-            let _ = conn.await;
-            drop(slot);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {},
+                _ = close.notified() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.as_mut().await;
+                },
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.as_mut().await;
+                },
+            }
+            conns
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .close(ip, id);
+            live.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         });
     }
     drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => {},
-        _ = tokio::time::sleep(SHUTDOWN_GRACE) => {},
+    let _ = stop_tx.send(true);
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while live.load(std::sync::atomic::Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Unix: as many file descriptors as the hard limit allows (up to 64k), so
+/// that the connection bounds, not the default of 1,024, are what holds.
+#[cfg(unix)]
+fn raise_fd_limit() {
+    // SAFETY: plain libc calls on a struct owned by this frame.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            let want = lim.rlim_max.min(65_536);
+            if lim.rlim_cur < want {
+                lim.rlim_cur = want;
+                let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+        }
     }
 }
 
@@ -185,6 +299,7 @@ fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/coord", api)
         .fallback(|| async { error(404, "no such endpoint".into()) })
+        .layer(middleware::from_fn_with_state(state.clone(), browser_guard))
         .layer(middleware::from_fn(log))
         .with_state(state)
 }
@@ -207,14 +322,84 @@ async fn log(req: Request, next: Next) -> Response {
     resp
 }
 
+/// Keeps web pages out. A browser adds `Origin` to every cross-site
+/// request (our clients never send one); a form or `fetch` without a
+/// preflight can only send text/plain, form or multipart bodies; and a
+/// rebound DNS name reaches a token-less loopback server with a foreign
+/// `Host`. Each of these is refused before any handler runs.
+async fn browser_guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if req.headers().contains_key(header::ORIGIN) {
+        return error(
+            403,
+            "requests from web pages (with an Origin header) are refused".into(),
+        );
+    }
+    // Every POST and PUT of the contract carries a JSON body. (A DELETE
+    // carries none, and a browser cannot send one cross-site unasked.)
+    let with_body = matches!(req.method().as_str(), "POST" | "PUT");
+    if with_body && !is_json(req.headers()) {
+        return error(
+            415,
+            "a write's body must be sent as Content-Type: application/json".into(),
+        );
+    }
+    if st.token.is_none() {
+        let listen = *st.listen.lock().unwrap_or_else(|p| p.into_inner());
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !host_allowed(host, listen) {
+            return error(
+                403,
+                format!(
+                    "Host {:?} is not this server's address; without --token only loopback names are served",
+                    clip(host)
+                ),
+            );
+        }
+    }
+    next.run(req).await
+}
+
+fn is_json(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| {
+            let t = t.trim().to_ascii_lowercase();
+            t == "application/json" || (t.starts_with("application/") && t.ends_with("+json"))
+        })
+}
+
+/// A `Host` a token-less server answers: a loopback name or address, or the
+/// address it listens on (any port: a proxy may map it).
+fn host_allowed(host: &str, listen: Option<SocketAddr>) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback() || listen.is_some_and(|l| l.ip() == ip),
+        Err(_) => false,
+    }
+}
+
 async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
     if let Some(token) = &st.token {
+        // RFC 9110: the scheme name is case-insensitive.
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, t)| t.trim());
         if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
             return error(401, "missing or wrong bearer token".into());
         }
@@ -346,11 +531,20 @@ macro_rules! tri {
 async fn do_write(st: AppState, h: HeaderMap, w: Write) -> Response {
     let key = tri!(idempotency_key(&h));
     let result = with_store(&st, move |s| {
-        let out = s.write(&w, key.as_deref())?;
-        Ok((http_status(&w, &out), out.to_json()))
+        let a = s.apply(&w, key.as_deref())?;
+        Ok((http_status(&w, &a.written), a.written.to_json(), a.replayed))
     });
     match result {
-        Ok((status, body)) => ok(status, body),
+        Ok((status, body, replayed)) => {
+            let mut resp = ok(status, body);
+            if replayed {
+                resp.headers_mut().insert(
+                    crate::backend::http::REPLAYED_HEADER,
+                    axum::http::HeaderValue::from_static("true"),
+                );
+            }
+            resp
+        }
         Err(e) => error_response(&e),
     }
 }
@@ -519,6 +713,7 @@ async fn list_todos(State(st): State<AppState>, RawQuery(q): RawQuery) -> Respon
         include_unassigned: tri!(q.flag("include_unassigned")),
         project: q.get("project"),
         status,
+        limit: None,
     };
     do_read(st, move |s| s.todos(&query)).await
 }

@@ -428,15 +428,18 @@ fn identity_search_order_and_overrides() {
         assert!(out.status.success(), "{}", stderr(&out));
         serde_json::from_slice(&out.stdout).unwrap()
     };
+    // A project's identity file names the session and nothing else: who
+    // we are and where we connect come from the user's own file.
     let v = who(m.coord(&["--json", "whoami"]).current_dir(&project));
-    assert_eq!(v["session_id"], "PROJ-BOX/s1");
+    assert_eq!(v["session_id"], "HOME-BOX/s1");
+    assert_eq!(v["ignored_fields"], serde_json::json!(["user", "machine"]));
     // COORD_SESSION overrides the file's session; COORD_DB the store.
     let v = who(m
         .coord(&["--json", "whoami"])
         .current_dir(&project)
         .env("COORD_SESSION", "s2")
         .env("COORD_DB", m.root().join("x.db")));
-    assert_eq!(v["session_id"], "PROJ-BOX/s2");
+    assert_eq!(v["session_id"], "HOME-BOX/s2");
     assert!(v["location"].as_str().unwrap().ends_with("x.db"));
     // --identity beats everything.
     let v = who(m

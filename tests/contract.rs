@@ -155,6 +155,7 @@ fn suite(b: &dyn Coord) {
         include_unassigned: un,
         project: project.map(Into::into),
         status,
+        limit: None,
     };
     assert_eq!(
         b.todos(&q(None, false, None, StatusFilter::Pending))

@@ -12,7 +12,7 @@ use ureq::Agent;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
-use super::Coord;
+use super::{Applied, Coord};
 use crate::error::{Error, Result};
 use crate::model::*;
 
@@ -27,8 +27,16 @@ pub struct HttpCoord {
     agent: Agent,
     /// `{coord_api}/api/coord`
     base: String,
+    /// The same without a password, for every message a person or a model
+    /// may read.
+    shown_base: String,
     token: Option<String>,
+    answer_limit: u64,
 }
+
+/// The header `coord serve` adds when it answers a write with the answer it
+/// gave the same idempotency key before.
+pub const REPLAYED_HEADER: &str = "Idempotency-Replayed";
 
 enum Method {
     Get,
@@ -109,21 +117,41 @@ impl HttpCoord {
             .user_agent(concat!("coord-hook/", env!("CARGO_PKG_VERSION")))
             .build();
         let agent = Agent::with_parts(config, DefaultConnector::default(), LiteralFirst::default());
+        let base = format!("{}/api/coord", api.trim_end_matches('/'));
         HttpCoord {
             agent,
-            base: format!("{}/api/coord", api.trim_end_matches('/')),
+            shown_base: crate::identity::redact_url(&base),
+            base,
             token,
+            answer_limit: MAX_ANSWER_BYTES,
         }
+    }
+
+    /// Reads at most `bytes` of any answer (the hook keeps answers small
+    /// enough to parse inside its deadline).
+    pub fn with_answer_limit(mut self, bytes: u64) -> HttpCoord {
+        self.answer_limit = bytes;
+        self
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
 
+    fn shown(&self, path: &str) -> String {
+        format!("{}{}", self.shown_base, path)
+    }
+
     /// Sends one request; answers the status and the body of a 2xx, or the
     /// error the answer means.
     fn call(&self, req: &Req, key: Option<&str>) -> Result<(u16, Vec<u8>)> {
+        self.call_full(req, key).map(|(s, b, _)| (s, b))
+    }
+
+    /// `call`, also answering whether the server says it replayed.
+    fn call_full(&self, req: &Req, key: Option<&str>) -> Result<(u16, Vec<u8>, bool)> {
         let url = self.url(&req.path);
+        let shown = self.shown(&req.path);
         let result = match &req.body {
             None => {
                 let b = match req.method {
@@ -142,18 +170,22 @@ impl HttpCoord {
                     .send(body.to_string())
             }
         };
-        let mut resp = result.map_err(|e| unreachable(&url, e))?;
+        let mut resp = result.map_err(|e| unreachable(&shown, e))?;
         let status = resp.status().as_u16();
+        let replayed = resp
+            .headers()
+            .get(REPLAYED_HEADER)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
         let bytes = resp
             .body_mut()
             .with_config()
-            .limit(MAX_ANSWER_BYTES)
+            .limit(self.answer_limit)
             .read_to_vec()
-            .map_err(|e| unreachable(&url, e))?;
+            .map_err(|e| unreachable(&shown, e))?;
         if (200..300).contains(&status) {
-            return Ok((status, bytes));
+            return Ok((status, bytes, replayed));
         }
-        Err(error_from_answer(status, &url, &bytes))
+        Err(error_from_answer(status, &shown, &bytes))
     }
 
     /// Query, token and idempotency key, for either kind of request.
@@ -177,7 +209,7 @@ impl HttpCoord {
 
     fn parse<T: DeserializeOwned>(&self, req: &Req, bytes: &[u8]) -> Result<T> {
         serde_json::from_slice(bytes).map_err(|e| Error::Protocol {
-            endpoint: format!("{} {}", req.method.as_str(), self.url(&req.path)),
+            endpoint: format!("{} {}", req.method.as_str(), self.shown(&req.path)),
             msg: if std::str::from_utf8(bytes).is_ok_and(|s| s.trim_start().starts_with('<')) {
                 "an HTML page instead of JSON".to_string()
             } else {
@@ -321,7 +353,7 @@ fn error_from_answer(status: u16, url: &str, bytes: &[u8]) -> Error {
 }
 
 impl Coord for HttpCoord {
-    fn write(&self, w: &Write, key: Option<&str>) -> Result<Written> {
+    fn apply(&self, w: &Write, key: Option<&str>) -> Result<Applied> {
         let fresh;
         let key = match key {
             Some(k) => k,
@@ -371,8 +403,8 @@ impl Coord for HttpCoord {
                 to_value(update),
             ),
         };
-        let (status, bytes) = self.call(&req, Some(key))?;
-        Ok(match w {
+        let (status, bytes, replayed) = self.call_full(&req, Some(key))?;
+        let written = match w {
             Write::SendMessage(_) | Write::MarkRead { .. } => {
                 Written::Message(self.parse(&req, &bytes)?)
             }
@@ -385,7 +417,8 @@ impl Coord for HttpCoord {
             },
             Write::SetComponent { .. } => Written::Component(self.parse(&req, &bytes)?),
             Write::SetWorkflow { .. } => Written::Workflow(self.parse(&req, &bytes)?),
-        })
+        };
+        Ok(Applied { written, replayed })
     }
 
     fn messages(&self, q: &MessageQuery) -> Result<Vec<Message>> {
@@ -420,7 +453,7 @@ impl Coord for HttpCoord {
     }
 
     fn location(&self) -> String {
-        self.base.clone()
+        self.shown_base.clone()
     }
 
     fn is_remote(&self) -> bool {

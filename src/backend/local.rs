@@ -10,15 +10,16 @@ use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params,
 };
 
-use super::Coord;
+use super::{Applied, Coord};
 use crate::error::{Error, Result};
 use crate::model::*;
 
 /// Bump when the schema changes, and add a step to `MIGRATIONS`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Step N brings a database from user_version N to N+1.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     from_session TEXT NOT NULL,
@@ -86,12 +87,17 @@ CREATE TABLE idempotency (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX idempotency_age ON idempotency (created_at);
-"#];
+"#,
+    r#"
+ALTER TABLE idempotency ADD COLUMN op TEXT;
+"#,
+];
 
 /// How long a writer waits for another process before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long idempotency keys are remembered.
-const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+/// How long idempotency keys are remembered: a week, so that a queue that
+/// waited over a weekend (or a drain killed half-way) is still applied once.
+const IDEMPOTENCY_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
 pub const DEFAULT_TTL_HOURS: f64 = 2.0;
 pub const MAX_TTL_HOURS: f64 = 168.0;
 
@@ -514,6 +520,11 @@ impl LocalStore {
             )));
         }
         let expires = now + (ttl * 3_600_000.0).round() as i64;
+        if expires <= now {
+            return Err(Error::invalid(format!(
+                "ttl_hours {ttl} is under a millisecond: the lock would expire before it is stored"
+            )));
+        }
         self.db(tx.execute(
             "DELETE FROM locks WHERE project = ?1 AND resource = ?2 AND expires_at <= ?3",
             params![l.project, l.resource, now],
@@ -604,20 +615,31 @@ impl LocalStore {
     /// Replays the first answer given to `key`, if it was seen in the last
     /// 24 hours.
     fn replay(&self, tx: &Connection, w: &Write, key: &str, now: i64) -> Result<Option<Written>> {
-        let row: Option<(u16, String)> = self.db(tx
+        let row: Option<(u16, String, Option<String>)> = self.db(tx
             .query_row(
-                "SELECT status, body FROM idempotency WHERE key = ?1 AND created_at > ?2",
+                "SELECT status, body, op FROM idempotency WHERE key = ?1 AND created_at > ?2",
                 params![key, now - IDEMPOTENCY_WINDOW_MS],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional())?;
-        let Some((status, body)) = row else {
+        let Some((status, body, op)) = row else {
             return Ok(None);
         };
-        let bad = |e: serde_json::Error| Error::Store {
-            path: self.path.clone(),
-            msg: format!("stored answer for idempotency key {key} is unreadable: {e}"),
+        let reused = |first: &str| {
+            Error::invalid(format!(
+                "Idempotency-Key {} was first used for another kind of write ({first}), not {}; send this write with a new key",
+                crate::render::cell(key, 80),
+                w.op_name()
+            ))
         };
+        if let Some(first) = op.as_deref()
+            && first != w.op_name()
+        {
+            return Err(reused(first));
+        }
+        // A key stored before the kind was recorded: an answer of another
+        // shape means another kind of write.
+        let bad = |_: serde_json::Error| reused("unknown");
         let written = match w {
             Write::SendMessage(_) | Write::MarkRead { .. } => {
                 Written::Message(serde_json::from_str(&body).map_err(bad)?)
@@ -641,13 +663,16 @@ impl LocalStore {
 }
 
 impl Coord for LocalStore {
-    fn write(&self, w: &Write, key: Option<&str>) -> Result<Written> {
+    fn apply(&self, w: &Write, key: Option<&str>) -> Result<Applied> {
         let now = now_ms();
         let tx = self.tx()?;
         if let Some(key) = key
             && let Some(first) = self.replay(&tx, w, key, now)?
         {
-            return Ok(first);
+            return Ok(Applied {
+                written: first,
+                replayed: true,
+            });
         }
         let out = self.apply(&tx, w, now)?;
         if let Some(key) = key {
@@ -657,12 +682,15 @@ impl Coord for LocalStore {
                 [now - IDEMPOTENCY_WINDOW_MS],
             ))?;
             self.db(tx.execute(
-                "INSERT OR REPLACE INTO idempotency (key, status, body, created_at) VALUES (?1,?2,?3,?4)",
-                params![key, status, out.to_json().to_string(), now],
+                "INSERT OR REPLACE INTO idempotency (key, status, body, created_at, op) VALUES (?1,?2,?3,?4,?5)",
+                params![key, status, out.to_json().to_string(), now, w.op_name()],
             ))?;
         }
         self.db(tx.commit())?;
-        Ok(out)
+        Ok(Applied {
+            written: out,
+            replayed: false,
+        })
     }
 
     fn messages(&self, q: &MessageQuery) -> Result<Vec<Message>> {
@@ -692,11 +720,13 @@ impl Coord for LocalStore {
             "SELECT {TODO_COLS} FROM todos \
              WHERE (?1 IS NULL OR status = ?1) \
              AND (?2 IS NULL OR user = ?2 OR (?3 AND user IS NULL)) \
-             AND (?4 IS NULL OR project = ?4) ORDER BY id"
+             AND (?4 IS NULL OR project = ?4) ORDER BY id LIMIT ?5"
         );
+        // LIMIT -1 is SQLite's "no limit".
+        let limit = q.limit.map_or(-1, i64::from);
         self.collect(
             &sql,
-            &[&status, &q.user, &q.include_unassigned, &q.project],
+            &[&status, &q.user, &q.include_unassigned, &q.project, &limit],
             todo_row,
         )
     }

@@ -12,7 +12,12 @@ use crate::model::*;
 /// mutation the same way. `key` is the idempotency key; `None` lets the
 /// backend choose (a fresh one over HTTP, none on the local store).
 pub trait Coord {
-    fn write(&self, w: &Write, key: Option<&str>) -> Result<Written>;
+    /// Applies a write; says whether the answer is a replay of one given
+    /// before to the same idempotency key (then nothing was applied now).
+    fn apply(&self, w: &Write, key: Option<&str>) -> Result<Applied>;
+    fn write(&self, w: &Write, key: Option<&str>) -> Result<Written> {
+        self.apply(w, key).map(|a| a.written)
+    }
     fn messages(&self, q: &MessageQuery) -> Result<Vec<Message>>;
     fn todos(&self, q: &TodoQuery) -> Result<Vec<Todo>>;
     fn locks(&self, q: &LockQuery) -> Result<Vec<Lock>>;
@@ -21,6 +26,13 @@ pub trait Coord {
     fn location(&self) -> String;
     /// True when writes go over the network and may need the queue.
     fn is_remote(&self) -> bool;
+}
+
+/// What a write answered, and whether the server had applied it before.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub written: Written,
+    pub replayed: bool,
 }
 
 fn unexpected(w: &Write) -> Error {

@@ -26,6 +26,11 @@ fn claim(
     ttl: f64,
     note: Option<String>,
 ) -> Result<()> {
+    if ttl.is_finite() && ttl > 0.0 && (ttl * 3_600_000.0).round() < 1.0 {
+        return Err(Error::Usage(format!(
+            "--ttl {ttl} hours is under a millisecond: the lock would expire before it is stored; give hours, e.g. --ttl 0.5"
+        )));
+    }
     let w = Write::ClaimLock(NewLock {
         project,
         resource,

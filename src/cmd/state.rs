@@ -18,22 +18,42 @@ pub fn whoami(ctx: &Ctx) -> Result<()> {
             None
         }
     };
-    let (backend, location) = match &id.api {
-        Some(url) => ("http", url.clone()),
+    let (backend, location) = match id.api_shown() {
+        Some(url) => ("http", url),
         None => ("local", id.db_path.display().to_string()),
     };
+    let (deadline, capped) = crate::hook::timeout(None, Some(id));
+    let deadline_ms = deadline.as_millis() as u64;
+    let deadline_text = match capped {
+        Some(asked) => format!(
+            "{deadline_ms} ms (asked for {asked} ms; kept within {}–{} ms, inside Claude Code's 10 s)",
+            50,
+            crate::hook::MAX_TIMEOUT_MS
+        ),
+        None => format!("{deadline_ms} ms"),
+    };
+    if let Some(n) = id.ignored_note() {
+        note(&format!("warning: {n}"));
+    }
+    if let Some(n) = &id.token_withheld {
+        note(&format!("warning: {n}"));
+    }
     let value = json!({
         "user": id.user,
         "machine": id.machine,
         "session_id": id.session_id(),
         "identity_file": file,
+        "project_identity_file": id.project_file.as_ref().map(|p| p.display().to_string()),
+        "ignored_fields": id.ignored,
         "backend": backend,
         "location": location,
         "queue": id.queue_path().display().to_string(),
+        "hook_deadline_ms": deadline_ms,
+        "hook_deadline_asked_ms": capped,
     });
     ctx.emit(&value, || {
         let mut t = render::Table::new(vec!["", ""]);
-        let rows = [
+        let mut rows = vec![
             ("user", id.user.clone()),
             ("machine", id.machine.clone()),
             ("session", id.session_id()),
@@ -42,7 +62,16 @@ pub fn whoami(ctx: &Ctx) -> Result<()> {
                 file.clone().unwrap_or_else(|| "(defaults)".into()),
             ),
             ("backend", format!("{backend}: {location}")),
+            ("hook deadline", deadline_text.clone()),
         ];
+        if let Some(p) = &id.project_file {
+            let ignored = if id.ignored.is_empty() {
+                String::new()
+            } else {
+                format!(" (ignored: {})", id.ignored.join(", "))
+            };
+            rows.insert(4, ("project identity", format!("{}{ignored}", p.display())));
+        }
         for (k, v) in rows {
             t.row(vec![k.to_string(), render::cell(&v, 200)]);
         }

@@ -8,10 +8,24 @@ use crate::error::{Error, Result};
 use crate::queue::Queue;
 use crate::render::{self, Table};
 
-pub fn run(ctx: &Ctx, list: bool, drop: Option<String>) -> Result<()> {
+pub fn run(ctx: &Ctx, list: bool, drop: Option<String>, retry_rejected: bool) -> Result<()> {
     let queue = Queue::new(ctx.identity.queue_path());
     if list {
         return show(ctx, &queue);
+    }
+    if retry_rejected {
+        let n = queue.retry_rejected()?;
+        note(&format!(
+            "{n} write(s) set aside in {} are back in the queue, with their keys",
+            queue.rejected_path().display()
+        ));
+        if n == 0 {
+            ctx.emit(
+                &json!({ "delivered": 0, "waiting": queue.len()?, "rejected": 0 }),
+                || "nothing was set aside\n".into(),
+            );
+            return Ok(());
+        }
     }
     if let Some(key) = drop {
         let e = queue.drop_entry(&key)?;
@@ -43,16 +57,37 @@ pub fn run(ctx: &Ctx, list: bool, drop: Option<String>) -> Result<()> {
         );
         return Ok(());
     }
-    let r = queue.drain(backend, None, true)?;
+    let api = ctx.identity.api.clone();
+    let r = queue.drain(backend, api.as_deref(), None, true)?;
     ctx.emit(
-        &json!({ "delivered": r.delivered, "waiting": r.waiting, "rejected": r.rejected }),
+        &json!({
+            "delivered": r.delivered,
+            "already_applied": r.already,
+            "waiting": r.waiting,
+            "rejected": r.rejected,
+            "for_another_api": r.elsewhere,
+        }),
         || {
-            format!(
-                "delivered {}, still waiting {}, rejected {}\n",
+            let mut s = format!(
+                "delivered {}, still waiting {}, rejected {}",
                 r.delivered, r.waiting, r.rejected
-            )
+            );
+            if r.already > 0 {
+                s.push_str(&format!(
+                    "; {} the server had already applied (their first answer was lost)",
+                    r.already
+                ));
+            }
+            s.push('\n');
+            s
         },
     );
+    if r.elsewhere > 0 {
+        note(&format!(
+            "note: {} queued write(s) were written for another coord API and stay queued; `coord sync --list` shows where each goes",
+            r.elsewhere
+        ));
+    }
     if r.rejected > 0 {
         note(&format!(
             "warning: {} write(s) were refused by the server; they and the reasons are in {}",
@@ -60,7 +95,7 @@ pub fn run(ctx: &Ctx, list: bool, drop: Option<String>) -> Result<()> {
             queue.rejected_path().display()
         ));
     }
-    match (r.waiting, r.stopped) {
+    match (r.waiting - r.elsewhere, r.stopped) {
         (0, _) => Ok(()),
         (n, Some(why)) => Err(Error::Failed(format!(
             "{n} write(s) still waiting: {why}; run coord sync again later"
@@ -83,12 +118,29 @@ fn show(ctx: &Ctx, queue: &Queue) -> Result<()> {
             return format!("no queued writes ({})\n", queue.path().display());
         }
         let now = render::now();
-        let mut t = Table::new(vec!["KEY", "WRITE", "QUEUED", "TRIES", "LAST ERROR"]);
+        let mut t = Table::new(vec![
+            "KEY",
+            "WRITE",
+            "WRITER",
+            "TARGET",
+            "QUEUED",
+            "TRIES",
+            "LAST ERROR",
+        ]);
         for e in &entries {
             match e {
                 Ok(e) => t.row(vec![
                     e.key.clone(),
                     render::cell(&e.write.describe(), 60),
+                    render::cell(&e.identity.session, 40),
+                    render::cell(
+                        &e.identity
+                            .api
+                            .as_deref()
+                            .map(crate::identity::redact_url)
+                            .unwrap_or_else(|| "(any)".into()),
+                        60,
+                    ),
                     render::when(&e.queued_at, &now),
                     e.attempts.to_string(),
                     render::cell(e.last_error.as_deref().unwrap_or(""), 80),
@@ -96,6 +148,8 @@ fn show(ctx: &Ctx, queue: &Queue) -> Result<()> {
                 Err((_, why)) => t.row(vec![
                     "-".into(),
                     "(unreadable line)".into(),
+                    "-".into(),
+                    "-".into(),
                     "-".into(),
                     "-".into(),
                     render::cell(why, 80),

@@ -20,6 +20,7 @@ pub fn run(ctx: &Ctx, cmd: TodoCmd) -> Result<()> {
                 user,
                 project,
                 status,
+                limit: None,
             },
         ),
         TodoCmd::Done { ids } => done(ctx, &ids),
