@@ -260,7 +260,7 @@ pub fn fetch(id: &Identity, started: Instant, limit: Duration) -> Snapshot {
                 let _ = tx.send(Part::Locks(Ok(Vec::new())));
             } else {
                 let left = deadline.saturating_duration_since(Instant::now());
-                match LocalStore::open_with_timeout(path, left) {
+                match LocalStore::open_for_reading(path, left) {
                     Ok(s) => {
                         let _ = tx.send(Part::Messages(s.messages(&mq)));
                         let _ = tx.send(Part::Todos(s.todos(&tq)));

@@ -3,13 +3,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write as _};
-use std::net::{TcpListener, TcpStream};
 use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{Machine, Server, stderr, stdout};
+use common::{Machine, Server, lossy_proxy, stderr, stdout};
 use serde_json::Value;
 
 /// A fleet server whose database outlives it, so a test can stop it and
@@ -213,67 +209,6 @@ fn writes_made_while_the_server_is_down_arrive_exactly_once() {
     // Again: nothing to deliver.
     let r = sync(&m);
     assert_eq!(r["delivered"], 0);
-}
-
-/// Forwards each request to `target`; for the first `drop` requests it then
-/// closes the client's connection instead of answering (the answer is lost
-/// after the server committed).
-fn lossy_proxy(target: String, drop: usize) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let dropped = Arc::new(AtomicUsize::new(0));
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(client) = conn else { return };
-            let (target, dropped) = (target.clone(), dropped.clone());
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(client.try_clone().unwrap());
-                let mut client = client;
-                loop {
-                    let Some(req) = read_http(&mut reader) else {
-                        return;
-                    };
-                    let mut upstream = TcpStream::connect(&target).unwrap();
-                    upstream.write_all(&req).unwrap();
-                    let mut up = BufReader::new(upstream);
-                    let Some(resp) = read_http(&mut up) else {
-                        return;
-                    };
-                    if dropped.fetch_add(1, Ordering::SeqCst) < drop {
-                        let _ = client.shutdown(std::net::Shutdown::Both);
-                        return;
-                    }
-                    if client.write_all(&resp).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    url
-}
-
-/// One HTTP/1.1 message (headers and a Content-Length body), raw.
-fn read_http(r: &mut impl BufRead) -> Option<Vec<u8>> {
-    let mut raw = Vec::new();
-    let mut len = 0usize;
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().ok()?;
-        }
-        raw.extend_from_slice(line.as_bytes());
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).ok()?;
-    raw.extend_from_slice(&body);
-    Some(raw)
 }
 
 #[test]

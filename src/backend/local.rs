@@ -147,6 +147,60 @@ impl LocalStore {
         Ok(store)
     }
 
+    /// For the hook, which only reads: the store as `open_with_timeout`
+    /// opens it, or, when it cannot be written (a read-only file or folder,
+    /// another user's store), read-only — and if even the WAL's shared
+    /// memory cannot be made, as an immutable snapshot.
+    pub fn open_for_reading(path: &Path, busy: Duration) -> Result<LocalStore> {
+        let probe = |s: &LocalStore| {
+            s.db(s
+                .conn
+                .query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                    r.get::<_, i64>(0)
+                }))
+        };
+        // SQLite opens a file it cannot write read-only without a word; the
+        // first read then fails on the WAL's shared memory.
+        let first = match Self::open_with_timeout(path, busy) {
+            Ok(s) => match probe(&s) {
+                Ok(_) => return Ok(s),
+                Err(e) => e,
+            },
+            Err(e) => e,
+        };
+        if !path.is_file() {
+            return Err(first);
+        }
+        let ro = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let try_open = |target: &str| -> Result<LocalStore> {
+            let conn = Connection::open_with_flags(target, ro).map_err(|e| store_err(path, e))?;
+            let store = LocalStore {
+                conn,
+                path: path.to_path_buf(),
+                busy,
+            };
+            store.db(store.conn.busy_timeout(busy))?;
+            store.check_version()?;
+            probe(&store)?;
+            Ok(store)
+        };
+        let uri = |extra: &str| {
+            let p = path
+                .to_string_lossy()
+                .replace('%', "%25")
+                .replace('?', "%3f")
+                .replace('#', "%23");
+            let p = p.replace('\\', "/");
+            let lead = if p.starts_with('/') { "" } else { "/" };
+            format!("file:{lead}{p}?mode=ro{extra}")
+        };
+        try_open(&uri(""))
+            .or_else(|_| try_open(&uri("&immutable=1")))
+            .map_err(|_| first)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -2,6 +2,7 @@
 //! run inside it with a clean environment.
 #![allow(dead_code)]
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -278,4 +279,65 @@ pub fn race_for_one_lock(m: &Machine, n: usize) {
         n - 1,
         "{codes:?}"
     );
+}
+
+/// Forwards each request to `target`; for the first `drop` requests it then
+/// closes the client's connection instead of answering (the answer is lost
+/// after the server committed).
+pub fn lossy_proxy(target: String, drop: usize) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(client) = conn else { return };
+            let (target, dropped) = (target.clone(), dropped.clone());
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(client.try_clone().unwrap());
+                let mut client = client;
+                loop {
+                    let Some(req) = read_http(&mut reader) else {
+                        return;
+                    };
+                    let mut upstream = std::net::TcpStream::connect(&target).unwrap();
+                    upstream.write_all(&req).unwrap();
+                    let mut up = std::io::BufReader::new(upstream);
+                    let Some(resp) = read_http(&mut up) else {
+                        return;
+                    };
+                    if dropped.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < drop {
+                        let _ = client.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                    if client.write_all(&resp).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// One HTTP/1.1 message (headers and a Content-Length body), raw.
+pub fn read_http(r: &mut impl std::io::BufRead) -> Option<Vec<u8>> {
+    let mut raw = Vec::new();
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().ok()?;
+        }
+        raw.extend_from_slice(line.as_bytes());
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).ok()?;
+    raw.extend_from_slice(&body);
+    Some(raw)
 }
