@@ -145,6 +145,9 @@ pub struct Snapshot {
     pub user: String,
     /// None: could not be loaded (a note says why).
     pub messages: Option<Vec<Message>>,
+    /// How many unread there are in all (the fetch asks for the newest
+    /// only); None when the server does not say and the answer was full.
+    pub message_total: Option<u64>,
     pub todos: Option<Vec<Todo>>,
     pub locks: Option<Vec<Lock>>,
     /// One-line notes for the model and the person (what failed).
@@ -172,6 +175,9 @@ const MIN_TIMEOUT_MS: u64 = 50;
 /// The most an answer may hold in the hook: parsing more would not fit the
 /// deadline, and the block shows under 10,000 characters anyway.
 pub const MAX_HOOK_ANSWER_BYTES: u64 = 4 * 1024 * 1024;
+/// The most messages the hook asks for: the newest, more than a block of
+/// under 10,000 characters can show; the count says how many there are.
+const HOOK_MESSAGE_LIMIT: u32 = 100;
 /// The most todos the hook asks the embedded store for.
 const HOOK_TODO_LIMIT: u32 = 200;
 
@@ -188,7 +194,7 @@ pub fn timeout(flag: Option<u64>, identity: Option<&Identity>) -> (Duration, Opt
 }
 
 enum Part {
-    Messages(Result<Vec<Message>, Error>),
+    Messages(Result<crate::backend::Page, Error>),
     Todos(Result<Vec<Todo>, Error>),
     Locks(Result<Vec<Lock>, Error>),
 }
@@ -198,7 +204,9 @@ fn queries(id: &Identity) -> (MessageQuery, TodoQuery, LockQuery) {
         MessageQuery {
             session: id.session_id(),
             unread_only: true,
-            limit: Some(MAX_MESSAGE_LIMIT),
+            limit: Some(HOOK_MESSAGE_LIMIT),
+            newest_first: true,
+            after_id: None,
         },
         TodoQuery {
             user: Some(id.user.clone()),
@@ -243,7 +251,7 @@ pub fn fetch(id: &Identity, started: Instant, limit: Duration) -> Snapshot {
                     let _ = tx.send(f(&c));
                 });
             };
-            spawn(Box::new(move |c| Part::Messages(c.messages(&mq))));
+            spawn(Box::new(move |c| Part::Messages(c.messages_page(&mq))));
             spawn(Box::new(move |c| Part::Todos(c.todos(&tq))));
             spawn(Box::new(move |c| Part::Locks(c.locks(&lq))));
         }
@@ -255,14 +263,17 @@ pub fn fetch(id: &Identity, started: Instant, limit: Duration) -> Snapshot {
             if !path.exists() {
                 // Nothing was ever written here: nothing to report, and
                 // nothing to create.
-                let _ = tx.send(Part::Messages(Ok(Vec::new())));
+                let _ = tx.send(Part::Messages(Ok(crate::backend::Page {
+                    messages: Vec::new(),
+                    total: Some(0),
+                })));
                 let _ = tx.send(Part::Todos(Ok(Vec::new())));
                 let _ = tx.send(Part::Locks(Ok(Vec::new())));
             } else {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match LocalStore::open_for_reading(path, left) {
                     Ok(s) => {
-                        let _ = tx.send(Part::Messages(s.messages(&mq)));
+                        let _ = tx.send(Part::Messages(s.messages_page(&mq)));
                         let _ = tx.send(Part::Todos(s.todos(&tq)));
                         let _ = tx.send(Part::Locks(s.locks(&lq)));
                     }
@@ -287,7 +298,10 @@ pub fn fetch(id: &Identity, started: Instant, limit: Duration) -> Snapshot {
             Ok(part) => {
                 got += 1;
                 match part {
-                    Part::Messages(Ok(v)) => snap.messages = Some(v),
+                    Part::Messages(Ok(p)) => {
+                        snap.message_total = p.total;
+                        snap.messages = Some(p.messages);
+                    }
                     Part::Todos(Ok(v)) => snap.todos = Some(v),
                     Part::Locks(Ok(v)) => snap.locks = Some(v),
                     Part::Messages(Err(e)) => failures.push(("messages", reason(&e))),
@@ -562,14 +576,19 @@ pub fn render_block(s: &Snapshot, now: &Time, budget: usize) -> String {
         );
     }
     let session = render::cell(&s.session, 120);
+    let fetched = s.messages.as_ref().map_or(0, Vec::len);
+    // The exact count when the server gave one; else what arrived, with a
+    // "+" when that was all it would give.
+    let count = s.message_total.map_or(fetched, |t| {
+        usize::try_from(t).unwrap_or(usize::MAX).max(fetched)
+    });
     let mut head = match &s.messages {
-        Some(m) if m.len() >= MAX_MESSAGE_LIMIT as usize => {
-            format!("=== {HEADER}: {}+ for {session} ===\n", m.len())
+        Some(_) if s.message_total.is_none() && fetched >= MAX_MESSAGE_LIMIT as usize => {
+            format!("=== {HEADER}: {count}+ for {session} ===\n")
         }
-        Some(m) => format!("=== {HEADER}: {} for {session} ===\n", m.len()),
+        Some(_) => format!("=== {HEADER}: {count} for {session} ===\n"),
         None => format!("=== {HEADER}: not loaded for {session} ===\n"),
     };
-    let count = s.messages.as_ref().map_or(0, Vec::len);
     if count > 0 {
         head.push_str(
             "Reproduce this whole block word for word at the top of your reply, before doing anything else. \
@@ -629,13 +648,19 @@ pub fn render_block(s: &Snapshot, now: &Time, budget: usize) -> String {
         out.push_str(&format!("(newest first; {shown} of {count} shown)\n"));
     }
     out.push_str(&body);
-    if shown < msgs.len() {
-        let hidden = &msgs[shown..];
-        let lo = hidden.iter().map(|m| m.id).min().unwrap_or_default();
-        let hi = hidden.iter().map(|m| m.id).max().unwrap_or_default();
+    if shown < count {
+        let hidden = &msgs[shown.min(msgs.len())..];
+        let range = match (
+            hidden.iter().map(|m| m.id).min(),
+            hidden.iter().map(|m| m.id).max(),
+        ) {
+            // Only when every hidden one arrived is the range theirs.
+            (Some(lo), Some(hi)) if count == fetched => format!(" (#{lo}…#{hi})"),
+            _ => String::new(),
+        };
         out.push_str(&format!(
-            "[{} older unread messages not shown (#{lo}…#{hi}): run `coord msg inbox` to read them]\n",
-            hidden.len()
+            "[{} older unread messages not shown{range}: run `coord msg inbox` to read them]\n",
+            count - shown
         ));
     }
     out.push_str(&tail);
@@ -651,7 +676,10 @@ pub fn system_message(s: &Snapshot) -> Option<String> {
         |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     let mut parts = Vec::new();
     if let Some(m) = &s.messages {
-        parts.push(plural(m.len(), "unread message", "unread messages"));
+        let n = s.message_total.map_or(m.len(), |t| {
+            usize::try_from(t).unwrap_or(usize::MAX).max(m.len())
+        });
+        parts.push(plural(n, "unread message", "unread messages"));
     }
     if let Some(t) = s.todos.as_ref().filter(|t| !t.is_empty()) {
         parts.push(plural(t.len(), "todo", "todos"));

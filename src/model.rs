@@ -285,6 +285,10 @@ pub struct MessageQuery {
     pub session: String,
     pub unread_only: bool,
     pub limit: Option<u32>,
+    /// Newest first (`order=desc`): with a limit, the newest N.
+    pub newest_first: bool,
+    /// Only messages with a larger id.
+    pub after_id: Option<i64>,
 }
 
 pub const DEFAULT_MESSAGE_LIMIT: u32 = 100;

@@ -35,7 +35,13 @@ pub struct ServeOptions {
 
 #[derive(Clone)]
 struct AppState {
-    store: Arc<Mutex<LocalStore>>,
+    /// The one connection that writes; writes run on the blocking pool, so
+    /// one that waits for a busy store never holds a worker.
+    writer: Arc<Mutex<LocalStore>>,
+    /// Connections that only read (WAL lets them read while a write is in
+    /// progress or waiting): reads never queue behind writes.
+    readers: Arc<Vec<Mutex<LocalStore>>>,
+    next_reader: Arc<std::sync::atomic::AtomicUsize>,
     token: Option<Arc<str>>,
     /// The address bound, for the Host check (DNS rebinding).
     listen: Arc<Mutex<Option<SocketAddr>>>,
@@ -54,8 +60,13 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
     // Refuse to start on a store we cannot read, before binding.
     let store = LocalStore::open(&opts.db)?;
     store.status()?;
+    let readers = (0..READERS)
+        .map(|_| LocalStore::open(&opts.db).map(Mutex::new))
+        .collect::<Result<Vec<_>>>()?;
     let state = AppState {
-        store: Arc::new(Mutex::new(store)),
+        writer: Arc::new(Mutex::new(store)),
+        readers: Arc::new(readers),
+        next_reader: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         token: opts.token.map(Arc::from),
         listen: Arc::new(Mutex::new(None)),
     };
@@ -445,13 +456,42 @@ fn ok(status: u16, body: Value) -> Response {
     (code, axum::Json(body)).into_response()
 }
 
-/// Runs a store call on this worker. A call takes tens of microseconds;
-/// handing it to the blocking pool cost more in thread switches than it
-/// saved (measured: see BENCHMARKS.md). SQLite's own waits for another
-/// process are bounded by the store's busy timeout.
-fn with_store<T>(st: &AppState, f: impl FnOnce(&LocalStore) -> Result<T>) -> Result<T> {
-    let guard = st.store.lock().unwrap_or_else(|p| p.into_inner());
+/// Read connections: a few, so reads on the workers rarely meet.
+const READERS: usize = 4;
+
+/// Runs a read on this worker, on a free read connection. A read takes
+/// tens of microseconds and never waits for a writer (WAL), so handing it
+/// to the blocking pool would cost more in thread switches than it saves.
+fn with_reader<T>(st: &AppState, f: impl FnOnce(&LocalStore) -> Result<T>) -> Result<T> {
+    let n = st.readers.len();
+    let start = st
+        .next_reader
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    for i in 0..n {
+        if let Ok(guard) = st.readers[(start + i) % n].try_lock() {
+            return f(&guard);
+        }
+    }
+    let guard = st.readers[start % n]
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     f(&guard)
+}
+
+/// Runs a write on the blocking pool: it may wait for the store's lock
+/// (another process, up to the busy timeout), and must not hold a worker
+/// that `/health` and reads need meanwhile.
+async fn with_writer<T: Send + 'static>(
+    st: &AppState,
+    f: impl FnOnce(&LocalStore) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let writer = st.writer.clone();
+    tokio::task::spawn_blocking(move || {
+        let guard = writer.lock().unwrap_or_else(|p| p.into_inner());
+        f(&guard)
+    })
+    .await
+    .unwrap_or_else(|e| Err(Error::Failed(format!("the write failed: {e}"))))
 }
 
 async fn read_json<T: DeserializeOwned>(body: Body) -> std::result::Result<T, Reject> {
@@ -530,10 +570,11 @@ macro_rules! tri {
 
 async fn do_write(st: AppState, h: HeaderMap, w: Write) -> Response {
     let key = tri!(idempotency_key(&h));
-    let result = with_store(&st, move |s| {
+    let result = with_writer(&st, move |s| {
         let a = s.apply(&w, key.as_deref())?;
         Ok((http_status(&w, &a.written), a.written.to_json(), a.replayed))
-    });
+    })
+    .await;
     match result {
         Ok((status, body, replayed)) => {
             let mut resp = ok(status, body);
@@ -553,7 +594,7 @@ async fn do_read<T: serde::Serialize>(
     st: AppState,
     f: impl FnOnce(&LocalStore) -> Result<T>,
 ) -> Response {
-    match with_store(&st, f).and_then(|v| {
+    match with_reader(&st, f).and_then(|v| {
         serde_json::to_vec(&v).map_err(|e| Error::Failed(format!("cannot encode the answer: {e}")))
     }) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
@@ -686,12 +727,48 @@ async fn list_messages(State(st): State<AppState>, RawQuery(q): RawQuery) -> Res
             }
         },
     };
+    let newest_first = match q.get("order").map(|o| o.to_ascii_lowercase()).as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(o) => return error(422, format!("order must be asc or desc, not {:?}", clip(o))),
+    };
+    let after_id = match q.get("after_id") {
+        None => None,
+        Some(a) => match a.trim().parse::<i64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                return error(
+                    422,
+                    format!("after_id must be an integer, not {:?}", clip(&a)),
+                );
+            }
+        },
+    };
     let query = MessageQuery {
         session,
         unread_only: tri!(q.flag("unread")),
         limit,
+        newest_first,
+        after_id,
     };
-    do_read(st, move |s| s.messages(&query)).await
+    let page = with_reader(&st, move |s| s.messages_page(&query)).and_then(|p| {
+        serde_json::to_vec(&p.messages)
+            .map(|b| (b, p.total))
+            .map_err(|e| Error::Failed(format!("cannot encode the answer: {e}")))
+    });
+    match page {
+        Ok((body, total)) => {
+            let mut resp = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+            if let Some(t) = total {
+                resp.headers_mut().insert(
+                    crate::backend::http::TOTAL_HEADER,
+                    axum::http::HeaderValue::from(t),
+                );
+            }
+            resp
+        }
+        Err(e) => error_response(&e),
+    }
 }
 
 async fn list_todos(State(st): State<AppState>, RawQuery(q): RawQuery) -> Response {

@@ -176,7 +176,8 @@ fn metacharacters_are_stored_and_returned_verbatim() {
     let st = m.json(None, &["status"]);
     assert_eq!(st["components"][0]["project"], nasty);
     assert_eq!(st["components"][0]["component"], "a/b c?d#e");
-    let inbox = m.json(None, &["msg", "inbox"]);
+    // Sent to itself: read for the sender, so it is under --all.
+    let inbox = m.json(None, &["msg", "inbox", "--all"]);
     assert_eq!(inbox[0]["body"], nasty);
     assert_eq!(inbox[0]["subject"], nasty);
 }

@@ -248,7 +248,10 @@ fn a_lock_past_its_ttl_is_gone() {
 #[test]
 fn json_output_is_exactly_the_contract_objects() {
     let m = Machine::new("BOX");
-    m.json(None, &["msg", "send", "BOX", "hello", "--subject", "s"]);
+    m.json(
+        Some("other"),
+        &["msg", "send", "BOX", "hello", "--subject", "s"],
+    );
     m.json(None, &["todo", "add", "t"]);
     m.json(None, &["lock", "claim", "p", "r"]);
     m.json(
@@ -357,12 +360,12 @@ fn an_odd_body_comes_back_byte_for_byte() {
     let file = m.root().join("body.txt");
     std::fs::write(&file, &body).unwrap();
     m.json(
-        None,
+        Some("other"),
         &["msg", "send", "BOX", "--body-file", file.to_str().unwrap()],
     );
     // And once more through stdin.
     let out = m
-        .coord(&["--json", "msg", "send", "BOX", "-"])
+        .session("other", &["--json", "msg", "send", "BOX", "-"])
         .write_stdin(body.clone())
         .output()
         .unwrap();

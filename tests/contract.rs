@@ -68,6 +68,7 @@ fn inbox(b: &dyn Coord, session: &str, unread: bool) -> Vec<Message> {
         session: session.into(),
         unread_only: unread,
         limit: None,
+        ..Default::default()
     })
     .unwrap()
 }
@@ -76,8 +77,10 @@ fn suite(b: &dyn Coord) {
     let (a, bb) = ("A/claude-main", "B/claude-main");
 
     // POST /messages → Message; GET /messages: to S or ALL_SESSIONS, oldest first.
+    // The answer is the message as its sender sees it: own messages are
+    // never unread for the session that sent them (v1.1).
     let m1 = b.send_message(msg(a, bb, "one")).unwrap();
-    assert_eq!((m1.read, m1.to_session.as_str()), (false, bb));
+    assert_eq!((m1.read, m1.to_session.as_str()), (true, bb));
     let m2 = b.send_message(msg(a, ALL_SESSIONS, "two")).unwrap();
     b.send_message(msg(bb, a, "not for b")).unwrap();
     let got = inbox(b, bb, true);
@@ -91,6 +94,7 @@ fn suite(b: &dyn Coord) {
             session: bb.into(),
             unread_only: false,
             limit: Some(1),
+            ..Default::default()
         })
         .unwrap();
     assert_eq!(limited.len(), 1);
@@ -113,8 +117,14 @@ fn suite(b: &dyn Coord) {
     assert_eq!(inbox(b, bb, true).len(), 1);
     assert_eq!(inbox(b, bb, false).len(), 2);
     assert!(
-        inbox(b, a, true).iter().any(|m| m.id == m2.id),
-        "a has not read the broadcast"
+        inbox(b, "C/claude-main", true)
+            .iter()
+            .any(|m| m.id == m2.id),
+        "c has not read the broadcast"
+    );
+    assert!(
+        !inbox(b, a, true).iter().any(|m| m.id == m2.id),
+        "a sent the broadcast: it is read for a"
     );
     assert_eq!(status_of(mark_read(b, 999_999, bb)), 404);
     assert_eq!(status_of(mark_read(b, m1.id, a)), 403);

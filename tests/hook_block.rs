@@ -31,6 +31,7 @@ fn snapshot(messages: Vec<Message>) -> Snapshot {
         session: "HOWARD-HOME/claude-main".into(),
         user: "howard".into(),
         messages: Some(messages),
+        message_total: None,
         todos: Some(vec![]),
         locks: Some(vec![]),
         notes: vec![],

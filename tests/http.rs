@@ -495,6 +495,7 @@ fn a_stop_signal_stops_cleanly_and_idempotency_keys_survive_a_restart() {
             session: "B/claude-main".into(),
             unread_only: true,
             limit: None,
+            ..Default::default()
         })
         .unwrap();
     assert_eq!(inbox.iter().filter(|x| x.body == m.body).count(), 1);

@@ -60,6 +60,7 @@ fn block_for(specs: &[(String, Option<String>, bool, i64)]) -> Snapshot {
         session: "ME/claude-main".into(),
         user: "me".into(),
         messages: Some(messages),
+        message_total: None,
         todos: Some(vec![]),
         locks: Some(vec![]),
         notes: vec![],

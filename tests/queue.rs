@@ -216,7 +216,7 @@ fn an_answer_lost_after_the_commit_is_still_applied_once() {
     let server = Server::start(&[]);
     let proxy = lossy_proxy(server.addr(), 1);
     let m = Machine::remote("BOX", &proxy);
-    offline(&m, &["msg", "send", "BOX", "exactly once please"]);
+    offline(&m, &["msg", "send", "BOX/inbox", "exactly once please"]);
     assert_eq!(queue_lines(&m).len(), 1);
     let r = sync(&m);
     // The server applied it at the first send: the replay is not counted as
@@ -224,7 +224,7 @@ fn an_answer_lost_after_the_commit_is_still_applied_once() {
     assert_eq!(r["delivered"], 0);
     assert_eq!(r["already_applied"], 1);
     let direct = Machine::remote("BOX", &server.url);
-    let inbox = direct.json(None, &["msg", "inbox"]);
+    let inbox = direct.json(Some("inbox"), &["msg", "inbox"]);
     assert_eq!(
         inbox
             .as_array()
@@ -281,7 +281,7 @@ fn a_corrupt_line_is_moved_aside_and_the_rest_delivered() {
     let (mut fleet, m) = Fleet::up();
     fleet.stop();
     for i in 0..3 {
-        offline(&m, &["msg", "send", "BOX", &format!("message {i}")]);
+        offline(&m, &["msg", "send", "BOX/inbox", &format!("message {i}")]);
     }
     let path = m.claude_dir().join("coord-queue.jsonl");
     let text = std::fs::read_to_string(&path).unwrap();
@@ -307,7 +307,13 @@ fn a_corrupt_line_is_moved_aside_and_the_rest_delivered() {
             .contains("unreadable queue line")
     );
     assert_eq!(rejected[0]["line"], "{\"v\":1,\"key\":\"truncated-by-a-cra");
-    assert_eq!(m.json(None, &["msg", "inbox"]).as_array().unwrap().len(), 3);
+    assert_eq!(
+        m.json(Some("inbox"), &["msg", "inbox"])
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
 }
 
 #[test]
@@ -345,11 +351,11 @@ fn the_hook_drains_the_queue_first_and_says_so() {
     let (mut fleet, m) = Fleet::up();
     fleet.stop();
     for i in 0..3 {
-        offline(&m, &["msg", "send", "BOX", &format!("queued {i}")]);
+        offline(&m, &["msg", "send", "BOX/inbox", &format!("queued {i}")]);
     }
     // While the API is still down the hook keeps them and says so.
     let out = m
-        .bin("coord-hook", None, &["--timeout", "1000"])
+        .bin("coord-hook", Some("inbox"), &["--timeout", "1000"])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -362,7 +368,7 @@ fn the_hook_drains_the_queue_first_and_says_so() {
 
     fleet.restart();
     let out = m
-        .bin("coord-hook", None, &["--format", "json"])
+        .bin("coord-hook", Some("inbox"), &["--format", "json"])
         .output()
         .unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -7,56 +7,13 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Machine, Server, dead_url, lossy_proxy, read_http, stderr, stdout};
+use common::{
+    Fake, Machine, Server, dead_url, http_answer, lossy_proxy, read_http, stderr, stdout,
+};
 use serde_json::{Value, json};
-
-/// A hostile or foreign server: records every request it gets and answers
-/// each with `answer(request)`.
-struct Fake {
-    url: String,
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl Fake {
-    fn start(answer: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static) -> Fake {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (log, answer) = (seen.clone(), Arc::new(answer));
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut client) = conn else { return };
-                let (log, answer) = (log.clone(), answer.clone());
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(client.try_clone().unwrap());
-                    while let Some(req) = read_http(&mut reader) {
-                        let text = String::from_utf8_lossy(&req).into_owned();
-                        log.lock().unwrap().push(text.clone());
-                        if client.write_all(&answer(&text)).is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        Fake { url, seen }
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-fn http_answer(status: u16, body: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
 
 fn hook_json(m: &Machine, input: &Value) -> (Value, String) {
     let mut child = m
@@ -320,7 +277,9 @@ fn invisible_characters_are_shown_escaped_and_crlf_as_lines() {
     let body = format!(
         "visible{hidden}\u{200b}\u{200f}\u{2063}\u{061c}\u{180e}\u{feff}end\r\nsecond line\r\n"
     );
-    m.coord(&["msg", "send", "BOX", &body]).assert().success();
+    m.session("other", &["msg", "send", "BOX", &body])
+        .assert()
+        .success();
     let (_, ctx) = hook_json(&m, &json!({"hook_event_name": "SessionStart"}));
     let inbox = m.coord(&["msg", "inbox"]).output().unwrap();
     for shown in [ctx.as_str(), &stdout(&inbox)] {
@@ -941,7 +900,7 @@ fn sync_counts_as_delivered_only_what_was_newly_applied() {
 fn the_hook_reads_a_store_it_cannot_write() {
     use std::os::unix::fs::PermissionsExt;
     let m = Machine::new("BOX");
-    m.coord(&["msg", "send", "BOX", "readable by all"])
+    m.session("other", &["msg", "send", "BOX", "readable by all"])
         .assert()
         .success();
     let set = |p: &std::path::Path, mode: u32| {

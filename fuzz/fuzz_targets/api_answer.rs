@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
             session: "A/b".into(),
             user: "u".into(),
             messages,
+            message_total: None,
             todos,
             locks: Some(vec![]),
             notes: vec![],

@@ -12,7 +12,7 @@ use ureq::Agent;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
-use super::{Applied, Coord};
+use super::{Applied, Coord, Page};
 use crate::error::{Error, Result};
 use crate::model::*;
 
@@ -37,6 +37,16 @@ pub struct HttpCoord {
 /// The header `coord serve` adds when it answers a write with the answer it
 /// gave the same idempotency key before.
 pub const REPLAYED_HEADER: &str = "Idempotency-Replayed";
+/// v1.1: how many messages matched before the limit.
+pub const TOTAL_HEADER: &str = "X-Total-Count";
+
+/// A 2xx answer.
+struct Answer {
+    status: u16,
+    bytes: Vec<u8>,
+    replayed: bool,
+    total: Option<u64>,
+}
 
 enum Method {
     Get,
@@ -145,11 +155,11 @@ impl HttpCoord {
     /// Sends one request; answers the status and the body of a 2xx, or the
     /// error the answer means.
     fn call(&self, req: &Req, key: Option<&str>) -> Result<(u16, Vec<u8>)> {
-        self.call_full(req, key).map(|(s, b, _)| (s, b))
+        self.call_full(req, key).map(|a| (a.status, a.bytes))
     }
 
-    /// `call`, also answering whether the server says it replayed.
-    fn call_full(&self, req: &Req, key: Option<&str>) -> Result<(u16, Vec<u8>, bool)> {
+    /// `call`, with what the headers say too.
+    fn call_full(&self, req: &Req, key: Option<&str>) -> Result<Answer> {
         let url = self.url(&req.path);
         let shown = self.shown(&req.path);
         let result = match &req.body {
@@ -176,6 +186,11 @@ impl HttpCoord {
             .headers()
             .get(REPLAYED_HEADER)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+        let total = resp
+            .headers()
+            .get(TOTAL_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
         let bytes = resp
             .body_mut()
             .with_config()
@@ -183,7 +198,12 @@ impl HttpCoord {
             .read_to_vec()
             .map_err(|e| unreachable(&shown, e))?;
         if (200..300).contains(&status) {
-            return Ok((status, bytes, replayed));
+            return Ok(Answer {
+                status,
+                bytes,
+                replayed,
+                total,
+            });
         }
         Err(error_from_answer(status, &shown, &bytes))
     }
@@ -403,7 +423,12 @@ impl Coord for HttpCoord {
                 to_value(update),
             ),
         };
-        let (status, bytes, replayed) = self.call_full(&req, Some(key))?;
+        let Answer {
+            status,
+            bytes,
+            replayed,
+            ..
+        } = self.call_full(&req, Some(key))?;
         let written = match w {
             Write::SendMessage(_) | Write::MarkRead { .. } => {
                 Written::Message(self.parse(&req, &bytes)?)
@@ -421,13 +446,48 @@ impl Coord for HttpCoord {
         Ok(Applied { written, replayed })
     }
 
-    fn messages(&self, q: &MessageQuery) -> Result<Vec<Message>> {
-        self.get(
-            Req::get("/messages")
+    fn messages_page(&self, q: &MessageQuery) -> Result<Page> {
+        let limit = q.limit.unwrap_or(DEFAULT_MESSAGE_LIMIT);
+        let ask = |limit: u32| -> Result<(Vec<Message>, Option<u64>)> {
+            let req = Req::get("/messages")
                 .q("session", Some(&q.session))
                 .q("unread", q.unread_only.then_some("true"))
-                .q("limit", q.limit),
-        )
+                .q("limit", Some(limit))
+                .q("order", q.newest_first.then_some("desc"))
+                .q("after_id", q.after_id);
+            let a = self.call_full(&req, None)?;
+            Ok((self.parse(&req, &a.bytes)?, a.total))
+        };
+        let (mut messages, mut total) = ask(limit)?;
+        // A v1 server ignores after_id and order (and sends no count): it
+        // answers the oldest first. Filter, and to find the newest, ask
+        // again for as many as it gives.
+        if let Some(after) = q.after_id {
+            messages.retain(|m| m.id > after);
+        }
+        let ignored_order = q.newest_first && messages.windows(2).any(|w| w[0].id < w[1].id);
+        if ignored_order {
+            if total.is_none() && messages.len() >= limit as usize && limit < MAX_MESSAGE_LIMIT {
+                let (more, _) = ask(MAX_MESSAGE_LIMIT)?;
+                messages = more;
+                if let Some(after) = q.after_id {
+                    messages.retain(|m| m.id > after);
+                }
+                if messages.len() < MAX_MESSAGE_LIMIT as usize {
+                    total = Some(messages.len() as u64);
+                }
+            }
+            messages.sort_by_key(|m| std::cmp::Reverse(m.id));
+            // Cut to the page only when the count is known; otherwise the
+            // caller sees that there are at least this many.
+            if total.is_some() {
+                messages.truncate(limit as usize);
+            }
+        }
+        if total.is_none() && messages.len() < limit as usize {
+            total = Some(messages.len() as u64);
+        }
+        Ok(Page { messages, total })
     }
 
     fn todos(&self, q: &TodoQuery) -> Result<Vec<Todo>> {

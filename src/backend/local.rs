@@ -10,12 +10,12 @@ use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params,
 };
 
-use super::{Applied, Coord};
+use super::{Applied, Coord, Page};
 use crate::error::{Error, Result};
 use crate::model::*;
 
 /// Bump when the schema changes, and add a step to `MIGRATIONS`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Step N brings a database from user_version N to N+1.
 const MIGRATIONS: &[&str] = &[
@@ -90,6 +90,45 @@ CREATE INDEX idempotency_age ON idempotency (created_at);
 "#,
     r#"
 ALTER TABLE idempotency ADD COLUMN op TEXT;
+"#,
+    r#"
+-- Unread is cheap: a direct message carries its recipient's read state,
+-- indexed on what is unread; a broadcast is read by a session when its id
+-- is at or below the session's mark, or when it is one of the few
+-- exceptions above the mark in message_reads.
+ALTER TABLE messages ADD COLUMN read_at INTEGER;
+UPDATE messages SET read_at = (
+    SELECT r.read_at FROM message_reads r
+    WHERE r.message_id = messages.id AND r.session = messages.to_session)
+WHERE to_session <> 'ALL_SESSIONS';
+DELETE FROM message_reads
+WHERE message_id IN (SELECT id FROM messages WHERE to_session <> 'ALL_SESSIONS');
+CREATE INDEX messages_unread ON messages (to_session, id) WHERE read_at IS NULL;
+CREATE INDEX messages_from ON messages (from_session, id);
+CREATE INDEX message_reads_session ON message_reads (session, message_id);
+CREATE TABLE broadcast_marks (
+    session TEXT PRIMARY KEY,
+    upto INTEGER NOT NULL,
+    at INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO broadcast_marks (session, upto, at)
+SELECT s.session,
+       COALESCE(
+           (SELECT min(m.id) FROM messages m
+            WHERE m.to_session = 'ALL_SESSIONS' AND m.from_session <> s.session
+              AND NOT EXISTS (SELECT 1 FROM message_reads r
+                              WHERE r.message_id = m.id AND r.session = s.session)) - 1,
+           (SELECT max(id) FROM messages WHERE to_session = 'ALL_SESSIONS')),
+       s.at
+FROM (SELECT session, max(read_at) AS at FROM message_reads GROUP BY session) s;
+DELETE FROM message_reads
+WHERE message_id <= (SELECT b.upto FROM broadcast_marks b WHERE b.session = message_reads.session);
+-- Locks and todos: indexes the reads use.
+CREATE INDEX locks_holder ON locks (session_id, expires_at);
+CREATE INDEX locks_expiry ON locks (expires_at);
+CREATE INDEX todos_pending_user ON todos (status, user, id);
+-- Idempotency keys keep a reference to what they made, not the answer.
+ALTER TABLE idempotency ADD COLUMN ref INTEGER;
 "#,
 ];
 
@@ -296,10 +335,168 @@ fn store_err(path: &Path, e: rusqlite::Error) -> Error {
     }
 }
 
+// --- queries ---------------------------------------------------------------
+
+/// The todos query with only the filters asked for written out, so that
+/// SQLite can use its indexes (`?N IS NULL OR …` keeps it from any).
+fn todos_sql(q: &TodoQuery) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value as V;
+    let mut conds = Vec::new();
+    let mut params: Vec<V> = Vec::new();
+    let mut param = |v: V| {
+        params.push(v);
+        format!("?{}", params.len())
+    };
+    if q.status != StatusFilter::All {
+        conds.push(format!(
+            "status = {}",
+            param(V::Text(q.status.as_str().into()))
+        ));
+    }
+    if let Some(u) = &q.user {
+        let p = param(V::Text(u.clone()));
+        conds.push(if q.include_unassigned {
+            format!("(user = {p} OR user IS NULL)")
+        } else {
+            format!("user = {p}")
+        });
+    }
+    if let Some(pr) = &q.project {
+        conds.push(format!("project = {}", param(V::Text(pr.clone()))));
+    }
+    let filter = if conds.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conds.join(" AND "))
+    };
+    // LIMIT -1 is SQLite's "no limit".
+    let limit = param(V::Integer(q.limit.map_or(-1, i64::from)));
+    (
+        format!("SELECT {TODO_COLS} FROM todos {filter} ORDER BY id LIMIT {limit}"),
+        params,
+    )
+}
+
+/// The active locks, with only the filters asked for written out.
+fn locks_sql(q: &LockQuery, now: i64) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value as V;
+    let mut params: Vec<V> = vec![V::Integer(now)];
+    let mut conds = vec!["expires_at > ?1".to_string()];
+    if let Some(s) = &q.session_id {
+        params.push(V::Text(s.clone()));
+        conds.push(format!("session_id = ?{}", params.len()));
+    }
+    if let Some(p) = &q.project {
+        params.push(V::Text(p.clone()));
+        conds.push(format!("project = ?{}", params.len()));
+    }
+    (
+        format!(
+            "SELECT {LOCK_COLS} FROM locks WHERE {} ORDER BY id",
+            conds.join(" AND ")
+        ),
+        params,
+    )
+}
+
+impl LocalStore {
+    /// `EXPLAIN QUERY PLAN` of the hook's three reads for `session` and
+    /// `user`, one line per step (for the tests that keep them indexed).
+    pub fn hook_query_plans(&self, session: &str, user: &str) -> Result<Vec<String>> {
+        use rusqlite::types::Value as V;
+        let mut out = Vec::new();
+        let mut explain = |sql: &str, params: Vec<V>| -> Result<()> {
+            let refs: Vec<&dyn rusqlite::ToSql> = params.iter().map(|p| p as _).collect();
+            let rows = self.collect(&format!("EXPLAIN QUERY PLAN {sql}"), &refs, |r| {
+                r.get::<_, String>(3)
+            })?;
+            out.extend(rows);
+            Ok(())
+        };
+        let (todos, tp) = todos_sql(&TodoQuery {
+            user: Some(user.into()),
+            include_unassigned: true,
+            status: StatusFilter::Pending,
+            limit: Some(200),
+            ..TodoQuery::default()
+        });
+        explain(&todos, tp)?;
+        let (locks, lp) = locks_sql(
+            &LockQuery {
+                session_id: Some(session.into()),
+                project: None,
+            },
+            now_ms(),
+        );
+        explain(&locks, lp)?;
+        let (msgs, count) = messages_sql(true, true);
+        let p = vec![V::Text(session.into()), V::Integer(0), V::Integer(100)];
+        explain(&msgs, p.clone())?;
+        explain(&count, p[..2].to_vec())?;
+        Ok(out)
+    }
+}
+
+/// The messages query (and its count) for session `?1`, ids above `?2`,
+/// at most `?3`.
+fn messages_sql(unread_only: bool, newest_first: bool) -> (String, String) {
+    let dir = if newest_first { "DESC" } else { "ASC" };
+    // Two index ranges, each already in id order and cut to the limit,
+    // then merged: never a scan of the history. Unread direct messages
+    // come from the partial index on unread rows; unread broadcasts are
+    // those above the session's mark that are not exceptions.
+    // One lower bound per range (`after_id`, or the session's mark when it
+    // is higher), so that the index range starts there.
+    let (direct, broadcast) = if unread_only {
+        (
+            "m.to_session = ?1 AND m.read_at IS NULL AND m.from_session <> ?1 AND m.id > ?2",
+            "m.to_session = 'ALL_SESSIONS' AND m.from_session <> ?1 \
+             AND m.id > max(?2, COALESCE((SELECT upto FROM broadcast_marks WHERE session = ?1), 0)) \
+             AND NOT EXISTS (SELECT 1 FROM message_reads x WHERE x.message_id = m.id AND x.session = ?1)",
+        )
+    } else {
+        (
+            "m.to_session = ?1 AND m.id > ?2",
+            "m.to_session = 'ALL_SESSIONS' AND m.id > ?2",
+        )
+    };
+    let part = |filter: &str| {
+        format!(
+            "SELECT id FROM (SELECT m.id FROM messages m WHERE {filter} \
+             ORDER BY m.id {dir} LIMIT ?3)"
+        )
+    };
+    let sql = format!(
+        "SELECT {MESSAGE_COLS}, {READ_AT} FROM messages m {READ_JOINS} \
+         WHERE m.id IN ({} UNION ALL {}) ORDER BY m.id {dir} LIMIT ?3",
+        part(direct),
+        part(broadcast)
+    );
+    let count = format!(
+        "SELECT (SELECT count(*) FROM messages m WHERE {direct}) \
+              + (SELECT count(*) FROM messages m WHERE {broadcast})"
+    );
+    (sql, count)
+}
+
 // --- row mapping -----------------------------------------------------------
 
 const MESSAGE_COLS: &str = "m.id, m.from_session, m.to_session, m.subject, m.body, \
-     m.created_by_user, m.created_by_machine, m.created_at, r.read_at";
+     m.created_by_user, m.created_by_machine, m.created_at";
+
+/// When the session `?1` read message `m`, as one SQL expression over `m`,
+/// the broadcast exception `r` and the mark `b` (both joined on `?1`): an
+/// own message is read when it was sent; a direct one carries its read
+/// state; a broadcast at or below the mark was read by the time the mark
+/// moved (its own row, when still there, says exactly when).
+const READ_AT: &str = "CASE WHEN m.from_session = ?1 THEN m.created_at \
+     WHEN m.to_session <> 'ALL_SESSIONS' THEN m.read_at \
+     WHEN m.id <= COALESCE(b.upto, 0) THEN COALESCE(r.read_at, b.at) \
+     ELSE r.read_at END";
+
+/// The joins `READ_AT` needs, for session `?1`.
+const READ_JOINS: &str = "LEFT JOIN message_reads r ON r.message_id = m.id AND r.session = ?1 \
+     LEFT JOIN broadcast_marks b ON b.session = ?1";
 
 fn message_row(r: &Row) -> rusqlite::Result<Message> {
     let read_at: Option<i64> = r.get(8)?;
@@ -435,10 +632,14 @@ impl LocalStore {
                         "message {id} is addressed to {to}, not {session}"
                     )));
                 }
-                self.db(tx.execute(
-                    "INSERT OR IGNORE INTO message_reads (message_id, session, read_at) VALUES (?1,?2,?3)",
-                    params![id, session, now],
-                ))?;
+                if to == *session {
+                    self.db(tx.execute(
+                        "UPDATE messages SET read_at = ?2 WHERE id = ?1 AND read_at IS NULL",
+                        params![id, now],
+                    ))?;
+                } else {
+                    self.read_broadcast(tx, *id, session, now)?;
+                }
                 self.message(tx, *id, session).map(Written::Message)
             }
             Write::AddTodo(t) => {
@@ -579,10 +780,9 @@ impl LocalStore {
                 "ttl_hours {ttl} is under a millisecond: the lock would expire before it is stored"
             )));
         }
-        self.db(tx.execute(
-            "DELETE FROM locks WHERE project = ?1 AND resource = ?2 AND expires_at <= ?3",
-            params![l.project, l.resource, now],
-        ))?;
+        // Expired locks are gone: purge them all as claims happen (through
+        // the expiry index, so this costs what expired since the last one).
+        self.db(tx.execute("DELETE FROM locks WHERE expires_at <= ?1", [now]))?;
         let held = self.db(tx
             .query_row(
                 &format!("SELECT {LOCK_COLS} FROM locks WHERE project = ?1 AND resource = ?2"),
@@ -631,14 +831,54 @@ impl LocalStore {
         self.db(c
             .query_row(
                 &format!(
-                    "SELECT {MESSAGE_COLS} FROM messages m LEFT JOIN message_reads r \
-                     ON r.message_id = m.id AND r.session = ?2 WHERE m.id = ?1"
+                    "SELECT {MESSAGE_COLS}, {READ_AT} FROM messages m {READ_JOINS} WHERE m.id = ?2"
                 ),
-                params![id, session],
+                params![session, id],
                 message_row,
             )
             .optional())?
             .ok_or_else(|| Error::not_found(format!("message {id}")))
+    }
+
+    /// Marks broadcast `id` read for `session`: an exception above the
+    /// session's mark, then the mark moves up over every broadcast now read
+    /// (own ones count as read), and the exceptions it passed are dropped.
+    /// The cost follows the exceptions, never the history.
+    fn read_broadcast(&self, tx: &Connection, id: i64, session: &str, now: i64) -> Result<()> {
+        let upto: i64 = self.db(tx.query_row(
+            "SELECT COALESCE((SELECT upto FROM broadcast_marks WHERE session = ?1), 0)",
+            [session],
+            |r| r.get(0),
+        ))?;
+        if id <= upto {
+            return Ok(());
+        }
+        self.db(tx.execute(
+            "INSERT OR IGNORE INTO message_reads (message_id, session, read_at) VALUES (?1,?2,?3)",
+            params![id, session, now],
+        ))?;
+        let new_upto: i64 = self.db(tx.query_row(
+            "SELECT COALESCE(
+                 (SELECT min(m.id) FROM messages m
+                  WHERE m.to_session = 'ALL_SESSIONS' AND m.id > ?2 AND m.from_session <> ?1
+                    AND NOT EXISTS (SELECT 1 FROM message_reads r
+                                    WHERE r.message_id = m.id AND r.session = ?1)) - 1,
+                 (SELECT max(id) FROM messages WHERE to_session = 'ALL_SESSIONS'))",
+            params![session, upto],
+            |r| r.get(0),
+        ))?;
+        if new_upto > upto {
+            self.db(tx.execute(
+                "INSERT INTO broadcast_marks (session, upto, at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (session) DO UPDATE SET upto = excluded.upto, at = excluded.at",
+                params![session, new_upto, now],
+            ))?;
+            self.db(tx.execute(
+                "DELETE FROM message_reads WHERE session = ?1 AND message_id <= ?2",
+                params![session, new_upto],
+            ))?;
+        }
+        Ok(())
     }
 
     fn todo(&self, c: &Connection, id: i64) -> Result<Todo> {
@@ -747,50 +987,35 @@ impl Coord for LocalStore {
         })
     }
 
-    fn messages(&self, q: &MessageQuery) -> Result<Vec<Message>> {
+    fn messages_page(&self, q: &MessageQuery) -> Result<Page> {
         let limit = q
             .limit
             .unwrap_or(DEFAULT_MESSAGE_LIMIT)
             .clamp(1, MAX_MESSAGE_LIMIT);
-        let unread = if q.unread_only {
-            "AND r.read_at IS NULL"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "SELECT {MESSAGE_COLS} FROM messages m LEFT JOIN message_reads r \
-             ON r.message_id = m.id AND r.session = ?1 \
-             WHERE m.to_session IN (?1, '{ALL_SESSIONS}') {unread} ORDER BY m.id LIMIT ?2"
-        );
-        self.collect(&sql, &[&q.session, &limit], message_row)
+        let after = q.after_id.unwrap_or(0);
+        let (sql, count) = messages_sql(q.unread_only, q.newest_first);
+        let messages = self.collect(&sql, &[&q.session, &after, &limit], message_row)?;
+        let total: i64 = self.retry_busy(|| {
+            self.conn
+                .prepare_cached(&count)?
+                .query_row(params![q.session, after], |r| r.get(0))
+        })?;
+        Ok(Page {
+            messages,
+            total: Some(total.max(0) as u64),
+        })
     }
 
     fn todos(&self, q: &TodoQuery) -> Result<Vec<Todo>> {
-        let status = match q.status {
-            StatusFilter::All => None,
-            s => Some(s.as_str()),
-        };
-        let sql = format!(
-            "SELECT {TODO_COLS} FROM todos \
-             WHERE (?1 IS NULL OR status = ?1) \
-             AND (?2 IS NULL OR user = ?2 OR (?3 AND user IS NULL)) \
-             AND (?4 IS NULL OR project = ?4) ORDER BY id LIMIT ?5"
-        );
-        // LIMIT -1 is SQLite's "no limit".
-        let limit = q.limit.map_or(-1, i64::from);
-        self.collect(
-            &sql,
-            &[&status, &q.user, &q.include_unassigned, &q.project, &limit],
-            todo_row,
-        )
+        let (sql, params) = todos_sql(q);
+        let refs: Vec<&dyn rusqlite::ToSql> = params.iter().map(|p| p as _).collect();
+        self.collect(&sql, &refs, todo_row)
     }
 
     fn locks(&self, q: &LockQuery) -> Result<Vec<Lock>> {
-        let sql = format!(
-            "SELECT {LOCK_COLS} FROM locks WHERE expires_at > ?1 \
-             AND (?2 IS NULL OR project = ?2) AND (?3 IS NULL OR session_id = ?3) ORDER BY id"
-        );
-        self.collect(&sql, &[&now_ms(), &q.project, &q.session_id], lock_row)
+        let (sql, params) = locks_sql(q, now_ms());
+        let refs: Vec<&dyn rusqlite::ToSql> = params.iter().map(|p| p as _).collect();
+        self.collect(&sql, &refs, lock_row)
     }
 
     fn status(&self) -> Result<Status> {

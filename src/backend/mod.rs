@@ -18,7 +18,12 @@ pub trait Coord {
     fn write(&self, w: &Write, key: Option<&str>) -> Result<Written> {
         self.apply(w, key).map(|a| a.written)
     }
-    fn messages(&self, q: &MessageQuery) -> Result<Vec<Message>>;
+    /// Messages and how many matched before the limit (None when the
+    /// server does not say: a v1 server).
+    fn messages_page(&self, q: &MessageQuery) -> Result<Page>;
+    fn messages(&self, q: &MessageQuery) -> Result<Vec<Message>> {
+        self.messages_page(q).map(|p| p.messages)
+    }
     fn todos(&self, q: &TodoQuery) -> Result<Vec<Todo>>;
     fn locks(&self, q: &LockQuery) -> Result<Vec<Lock>>;
     fn status(&self) -> Result<Status>;
@@ -26,6 +31,14 @@ pub trait Coord {
     fn location(&self) -> String;
     /// True when writes go over the network and may need the queue.
     fn is_remote(&self) -> bool;
+}
+
+/// One page of messages.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Page {
+    pub messages: Vec<Message>,
+    /// How many matched before the limit, when known.
+    pub total: Option<u64>,
 }
 
 /// What a write answered, and whether the server had applied it before.

@@ -38,18 +38,48 @@ fn send(ctx: &Ctx, s: MsgSend) -> Result<()> {
     })
 }
 
+/// The newest `limit` (unread, or all), shown in time order, and how many
+/// more there are.
 fn inbox(ctx: &Ctx, all: bool, limit: u32) -> Result<()> {
-    let msgs = ctx.backend()?.messages(&MessageQuery {
+    let page = ctx.backend()?.messages_page(&MessageQuery {
         session: ctx.session_id(),
         unread_only: !all,
         limit: Some(limit),
+        newest_first: true,
+        after_id: None,
     })?;
+    let mut msgs = page.messages;
+    // The newest `limit`, in time order.
+    msgs.sort_by_key(|m| std::cmp::Reverse(m.id));
+    msgs.truncate(limit as usize);
+    msgs.sort_by_key(|m| m.id);
+    let more = match page.total {
+        Some(t) => t.saturating_sub(msgs.len() as u64).to_string(),
+        // A server that does not count: there may be more.
+        None if msgs.len() >= limit as usize => "possibly".into(),
+        None => "0".into(),
+    };
+    let what = if all { "messages" } else { "unread messages" };
+    let more_line = (more != "0").then(|| {
+        format!(
+            "{more} older {what} not shown (the newest {} are): `coord msg inbox{} --limit N` shows more",
+            msgs.len(),
+            if all { " --all" } else { "" }
+        )
+    });
+    if ctx.json
+        && let Some(l) = &more_line
+    {
+        super::note(&format!("note: {l}"));
+    }
     ctx.emit(&msgs, || {
         if msgs.is_empty() {
-            let what = if all { "messages" } else { "unread messages" };
             return format!("no {what} for {}\n", ctx.session_id());
         }
         let mut s = render::messages(&msgs, &render::now(), &ctx.style);
+        if let Some(l) = &more_line {
+            s.push_str(&format!("\n{}\n", ctx.style.dim(l)));
+        }
         if !all {
             s.push_str(&format!(
                 "\n{}\n",

@@ -341,3 +341,48 @@ pub fn read_http(r: &mut impl std::io::BufRead) -> Option<Vec<u8>> {
     raw.extend_from_slice(&body);
     Some(raw)
 }
+
+/// A hostile or foreign server: records every request it gets and answers
+/// each with `answer(request)`.
+pub struct Fake {
+    pub url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Fake {
+    pub fn start(answer: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static) -> Fake {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (log, answer) = (seen.clone(), std::sync::Arc::new(answer));
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut client) = conn else { return };
+                let (log, answer) = (log.clone(), answer.clone());
+                std::thread::spawn(move || {
+                    let mut reader = std::io::BufReader::new(client.try_clone().unwrap());
+                    while let Some(req) = read_http(&mut reader) {
+                        let text = String::from_utf8_lossy(&req).into_owned();
+                        log.lock().unwrap().push(text.clone());
+                        if client.write_all(&answer(&text)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Fake { url, seen }
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+pub fn http_answer(status: u16, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}

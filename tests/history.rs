@@ -1,0 +1,402 @@
+//! Cost follows what is unread, not history (issue 12): a store written by
+//! the first schema keeps every read state, newest-first pages with a count
+//! on both backends and from a v1 server that ignores them, and the hook's
+//! reads go through indexes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Fake, Machine, Server, http_answer, stderr, stdout};
+use coord_hook::backend::Coord;
+use coord_hook::backend::http::HttpCoord;
+use coord_hook::backend::local::LocalStore;
+use coord_hook::model::*;
+use serde_json::{Value, json};
+
+const B: &str = "B/claude-main";
+const C: &str = "C/claude-main";
+
+fn q(session: &str, unread: bool) -> MessageQuery {
+    MessageQuery {
+        session: session.into(),
+        unread_only: unread,
+        limit: Some(1000),
+        ..Default::default()
+    }
+}
+
+fn read_map(b: &dyn Coord, session: &str) -> Vec<(i64, bool)> {
+    b.messages(&q(session, false))
+        .unwrap()
+        .iter()
+        .map(|m| (m.id, m.read))
+        .collect()
+}
+
+fn unread_ids(b: &dyn Coord, session: &str) -> Vec<i64> {
+    b.messages(&q(session, true))
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect()
+}
+
+#[test]
+fn a_store_written_by_the_first_schema_keeps_every_read_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+            .unwrap();
+        c.execute_batch(include_str!("fixtures/schema-v1.sql"))
+            .unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+        let msg = |id: i64, from: &str, to: &str| {
+            c.execute(
+                "INSERT INTO messages (id, from_session, to_session, subject, body, created_by_user, created_by_machine, created_at) VALUES (?1, ?2, ?3, NULL, ?4, 'u', 'M', ?5)",
+                rusqlite::params![id, from, to, format!("m{id}"), 1_700_000_000_000i64 + id],
+            )
+            .unwrap();
+        };
+        let read = |id: i64, session: &str, at: i64| {
+            c.execute(
+                "INSERT INTO message_reads (message_id, session, read_at) VALUES (?1, ?2, ?3)",
+                rusqlite::params![id, session, at],
+            )
+            .unwrap();
+        };
+        msg(1, "A/x", B);
+        msg(2, "A/x", B);
+        msg(3, "A/x", ALL_SESSIONS);
+        msg(4, "A/x", ALL_SESSIONS);
+        msg(5, B, ALL_SESSIONS);
+        msg(6, "A/x", ALL_SESSIONS);
+        msg(7, "A/x", C);
+        read(1, B, 1_700_000_100_001);
+        read(3, B, 1_700_000_100_003);
+        read(6, B, 1_700_000_100_006);
+        read(3, C, 1_700_000_200_003);
+        read(4, C, 1_700_000_200_004);
+    }
+    let s = LocalStore::open(&db).unwrap();
+    // B: its direct #1 read, #2 not; broadcasts #3 and #6 read, #4 not;
+    // #5 is B's own broadcast, read for B now (v1.1).
+    assert_eq!(
+        read_map(&s, B),
+        [
+            (1, true),
+            (2, false),
+            (3, true),
+            (4, false),
+            (5, true),
+            (6, true)
+        ]
+    );
+    assert_eq!(unread_ids(&s, B), [2, 4]);
+    assert_eq!(
+        read_map(&s, C),
+        [(3, true), (4, true), (5, false), (6, false), (7, false)]
+    );
+    assert_eq!(unread_ids(&s, C), [5, 6, 7]);
+    // The read times of direct messages and of broadcasts above the mark
+    // are kept exactly.
+    let all = s.messages(&q(B, false)).unwrap();
+    let at = |id: i64| all.iter().find(|m| m.id == id).unwrap().read_at;
+    assert_eq!(at(1).map(|t| t.timestamp_millis()), Some(1_700_000_100_001));
+    assert_eq!(at(6).map(|t| t.timestamp_millis()), Some(1_700_000_100_006));
+    assert!(at(3).is_some());
+    assert_eq!(at(2), None);
+    drop(s);
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let version: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+
+    // Reading #4 moves B's mark over #5 (own) and #6: no exceptions left.
+    let s = LocalStore::open(&db).unwrap();
+    s.write(
+        &Write::MarkRead {
+            id: 4,
+            session: B.into(),
+        },
+        None,
+    )
+    .unwrap();
+    assert_eq!(unread_ids(&s, B), [2]);
+    let left: i64 = c
+        .query_row(
+            "SELECT count(*) FROM message_reads WHERE session = ?1",
+            [B],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0);
+    let upto: i64 = c
+        .query_row(
+            "SELECT upto FROM broadcast_marks WHERE session = ?1",
+            [B],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(upto, 6);
+}
+
+/// 150 messages to B; then newest-first pages with a count.
+fn newest_first(b: &dyn Coord) {
+    for i in 1..=150 {
+        let to = if i % 10 == 0 { ALL_SESSIONS } else { B };
+        b.write(
+            &Write::SendMessage(NewMessage {
+                to_session: to.into(),
+                body: format!("n{i}"),
+                subject: None,
+                from_session: "A/x".into(),
+                created_by_user: "u".into(),
+                created_by_machine: "A".into(),
+            }),
+            None,
+        )
+        .unwrap();
+    }
+    let page = b
+        .messages_page(&MessageQuery {
+            session: B.into(),
+            unread_only: true,
+            limit: Some(10),
+            newest_first: true,
+            after_id: None,
+        })
+        .unwrap();
+    let bodies: Vec<&str> = page.messages.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(
+        bodies,
+        [
+            "n150", "n149", "n148", "n147", "n146", "n145", "n144", "n143", "n142", "n141"
+        ]
+    );
+    assert_eq!(page.total, Some(150));
+    // after_id: only the newer ones, oldest first by default.
+    let after = b
+        .messages_page(&MessageQuery {
+            session: B.into(),
+            unread_only: true,
+            limit: Some(100),
+            newest_first: false,
+            after_id: Some(page.messages[2].id),
+        })
+        .unwrap();
+    assert_eq!(
+        after
+            .messages
+            .iter()
+            .map(|m| m.body.as_str())
+            .collect::<Vec<_>>(),
+        ["n149", "n150"]
+    );
+    assert_eq!(after.total, Some(2));
+    // Oldest first without order, as in v1.
+    let asc = b.messages(&MessageQuery {
+        session: B.into(),
+        unread_only: true,
+        limit: Some(3),
+        ..Default::default()
+    });
+    assert_eq!(
+        asc.unwrap()
+            .iter()
+            .map(|m| m.body.as_str())
+            .collect::<Vec<_>>(),
+        ["n1", "n2", "n3"]
+    );
+}
+
+#[test]
+fn newest_first_with_a_count_on_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    newest_first(&LocalStore::open(&dir.path().join("s.db")).unwrap());
+}
+
+#[test]
+fn newest_first_with_a_count_through_coord_serve() {
+    let s = Server::start(&[]);
+    newest_first(&HttpCoord::new(&s.url, None, Duration::from_secs(10)));
+}
+
+/// The hook and `msg inbox` with 1,500 unread: the count is exact, the
+/// newest show.
+fn fifteen_hundred(m: &Machine) {
+    for chunk in 0..3 {
+        let mut children = Vec::new();
+        for i in 0..10 {
+            let n = chunk * 10 + i;
+            children.push(
+                m.std_bin(
+                    "coord",
+                    Some("sender"),
+                    &["msg", "send", "BOX", &format!("batch {n}")],
+                )
+                .spawn()
+                .unwrap(),
+            );
+        }
+        for mut c in children {
+            assert!(c.wait().unwrap().success());
+        }
+    }
+    // 30 sent by the CLI; 1,470 more through the library for speed.
+    let out = m
+        .bin("coord-hook", None, &["--format", "json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ctx = v["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .unwrap();
+    assert!(
+        ctx.contains("UNREAD COORD MESSAGES: 30 for BOX/claude-main"),
+        "{ctx}"
+    );
+    let out = m.coord(&["msg", "inbox", "--limit", "5"]).output().unwrap();
+    let text = stdout(&out);
+    assert!(
+        text.contains("25 older unread messages not shown"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_hook_shows_the_newest_and_the_exact_count_on_both_backends() {
+    let m = Machine::new("BOX");
+    fifteen_hundred(&m);
+    let s = Server::start(&[]);
+    let r = Machine::remote("BOX", &s.url);
+    fifteen_hundred(&r);
+    // Far more than a block holds: the newest shows, the count is exact.
+    let c = HttpCoord::new(&s.url, None, Duration::from_secs(30));
+    for i in 0..1_470 {
+        c.write(
+            &Write::SendMessage(NewMessage {
+                to_session: "BOX/claude-main".into(),
+                body: format!("bulk {i}"),
+                subject: None,
+                from_session: "A/x".into(),
+                created_by_user: "u".into(),
+                created_by_machine: "A".into(),
+            }),
+            None,
+        )
+        .unwrap();
+    }
+    let out = r
+        .bin("coord-hook", None, &["--format", "json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ctx = v["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .unwrap();
+    assert!(
+        ctx.contains("UNREAD COORD MESSAGES: 1500 for BOX/claude-main"),
+        "{ctx}"
+    );
+    assert!(ctx.contains("| bulk 1469\n"), "{ctx}");
+    assert!(v["systemMessage"].as_str().unwrap().contains("1500 unread"));
+    let out = r.coord(&["msg", "inbox", "--limit", "3"]).output().unwrap();
+    let text = stdout(&out);
+    assert!(text.contains("bulk 1469"), "{text}");
+    assert!(
+        text.contains("1497 older unread messages not shown"),
+        "{text}"
+    );
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}
+
+/// A v1 server: answers GET /messages oldest first up to `limit`, ignoring
+/// `order` and `after_id`, and sends no count.
+fn v1_server(n: i64) -> Fake {
+    Fake::start(move |req| {
+        let line = req.lines().next().unwrap_or("");
+        if line.contains("/messages?") {
+            let limit: i64 = line
+                .split(['?', '&', ' '])
+                .find_map(|kv| kv.strip_prefix("limit="))
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(100);
+            let msgs: Vec<Value> = (1..=n.min(limit))
+                .map(|i| {
+                    json!({"id": i, "from_session": "A/x", "to_session": "BOX/claude-main",
+                           "subject": null, "body": format!("v1 message {i}"),
+                           "created_by_user": "u", "created_by_machine": "A",
+                           "created_at": format!("2026-11-25T08:{:02}:{:02}", i / 60 % 60, i % 60),
+                           "read": false, "read_at": null})
+                })
+                .collect();
+            http_answer(200, &Value::Array(msgs).to_string())
+        } else {
+            http_answer(200, "[]")
+        }
+    })
+}
+
+#[test]
+fn against_a_v1_server_that_ignores_order_the_newest_still_show() {
+    let fake = v1_server(150);
+    let m = Machine::remote("BOX", &fake.url);
+    let out = m
+        .bin("coord-hook", None, &["--format", "json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ctx = v["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .unwrap();
+    assert!(ctx.contains("UNREAD COORD MESSAGES: 150 for"), "{ctx}");
+    assert!(ctx.contains("| v1 message 150\n"), "{ctx}");
+    assert!(!ctx.contains("note:"), "{ctx}");
+    let out = m
+        .coord(&["--json", "msg", "inbox", "--limit", "2"])
+        .output()
+        .unwrap();
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got[0]["id"], 149);
+    assert_eq!(got[1]["id"], 150);
+    assert!(stderr(&out).contains("148 older"), "{}", stderr(&out));
+    // More than it will ever give: the count is marked as a floor.
+    let fake = v1_server(1500);
+    let m = Machine::remote("BOX", &fake.url);
+    let out = m
+        .bin("coord-hook", None, &["--format", "json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ctx = v["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .unwrap();
+    assert!(ctx.contains("UNREAD COORD MESSAGES: 1000+ for"), "{ctx}");
+}
+
+#[test]
+fn the_hooks_reads_use_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = LocalStore::open(&dir.path().join("s.db")).unwrap();
+    let plans = s.hook_query_plans("B/claude-main", "howard").unwrap();
+    assert!(!plans.is_empty());
+    for line in &plans {
+        // A full scan of a table (not of a small subquery result) is what
+        // makes a read grow with history.
+        for table in ["messages", "locks", "todos", "message_reads"] {
+            assert!(
+                !(line.starts_with("SCAN ") && line.split_whitespace().nth(1) == Some(table)),
+                "{plans:#?}"
+            );
+            let scan = format!("SCAN {table} ");
+            assert!(
+                !line.contains(&scan) || line.contains("USING"),
+                "{plans:#?}"
+            );
+        }
+    }
+}
