@@ -181,6 +181,74 @@ fn seed(db: &Path) {
     }
 }
 
+/// A store with history: 100,000 messages to the session that it has read,
+/// 10,000 read broadcasts and 50,000 expired locks, then the usual 20
+/// unread, 5 todos and 2 locks on top. Written straight into the schema
+/// (in one transaction) because 110,000 writes one by one would take
+/// minutes; the read state is the one the store itself keeps.
+fn seed_history(db: &Path) {
+    drop(LocalStore::open(db).expect("store"));
+    let mut c = rusqlite::Connection::open(db).expect("open");
+    let tx = c.transaction().expect("tx");
+    let now = chrono::Utc::now().timestamp_millis();
+    {
+        let mut m = tx
+            .prepare(
+                "INSERT INTO messages (from_session, to_session, subject, body, created_by_user, \
+                 created_by_machine, created_at, read_at) VALUES (?1, ?2, NULL, ?3, 'old', 'OLD', ?4, ?5)",
+            )
+            .expect("prepare");
+        for i in 0..110_000i64 {
+            let broadcast = i % 11 == 0;
+            let to = if broadcast { ALL_SESSIONS } else { SESSION };
+            let at = now - 86_400_000 + i;
+            let read_at = (!broadcast).then_some(at + 1000);
+            m.execute(rusqlite::params![
+                "OLD/claude-main",
+                to,
+                format!("old message {i}: something that happened a while ago"),
+                at,
+                read_at
+            ])
+            .expect("insert message");
+        }
+        let upto: i64 = tx
+            .query_row(
+                "SELECT max(id) FROM messages WHERE to_session = 'ALL_SESSIONS'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("max");
+        tx.execute(
+            "INSERT INTO broadcast_marks (session, upto, at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![SESSION, upto, now],
+        )
+        .expect("mark");
+        let mut l = tx
+            .prepare(
+                "INSERT INTO locks (project, resource, session_id, note, created_at, expires_at) \
+                 VALUES ('old', ?1, ?2, NULL, ?3, ?4)",
+            )
+            .expect("prepare");
+        for i in 0..50_000i64 {
+            let holder = if i % 2 == 0 {
+                SESSION
+            } else {
+                "OLD/claude-main"
+            };
+            l.execute(rusqlite::params![
+                format!("r{i}"),
+                holder,
+                now - 7_200_000,
+                now - 3_600_000
+            ])
+            .expect("insert lock");
+        }
+    }
+    tx.commit().expect("commit");
+    seed(db);
+}
+
 struct Home {
     dir: PathBuf,
 }
@@ -367,6 +435,25 @@ fn main() {
     let http = time_many(runs, || remote.hook(&[]), &remote.input());
     let embedded = time_many(runs, || local.hook(&[]), &local.input());
 
+    // The same against stores with history, in the same run.
+    eprintln!("coord-hook bench: history stores (110k messages, 50k expired locks)");
+    let history_db = tmp.join("history-served.db");
+    seed_history(&history_db);
+    let history_server = Server::start(&history_db, &tmp.join("history-serve.log"));
+    let remote_history = Home::new(
+        &tmp,
+        "remote-history",
+        serde_json::json!({"user": "bench", "machine": "BENCH", "coord_api": history_server.url}),
+    );
+    let local_history = Home::new(
+        &tmp,
+        "local-history",
+        serde_json::json!({"user": "bench", "machine": "BENCH"}),
+    );
+    seed_history(&local_history.dir.join(".claude/coord.db"));
+    let http_history = time_many(runs, || remote_history.hook(&[]), &remote_history.input());
+    let embedded_history = time_many(runs, || local_history.hook(&[]), &local_history.input());
+
     let python = python().map(|py| {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/hook_baseline.py");
         time_many(
@@ -414,6 +501,25 @@ fn main() {
     let l = load(&server.url, clients, load_secs);
     let server_rss = vm_hwm_kib(server.child.id());
     drop(server);
+    eprintln!("coord-hook bench: load on the history store");
+    let lh = load(&history_server.url, clients, load_secs);
+    // An idle session's hook (nothing unread) against the history server,
+    // unloaded and then while the load runs.
+    let idle = Home::new(
+        &tmp,
+        "idle-history",
+        serde_json::json!({"user": "idle", "machine": "IDLE", "coord_api": history_server.url}),
+    );
+    let idle_quiet = time_many(runs.min(100), || idle.hook(&[]), &idle.input());
+    let idle_loaded = {
+        let url = history_server.url.clone();
+        let bg = std::thread::spawn(move || load(&url, clients, load_secs.min(5)));
+        std::thread::sleep(Duration::from_millis(300));
+        let s = time_many(runs.min(100), || idle.hook(&[]), &idle.input());
+        let _ = bg.join();
+        s
+    };
+    drop(history_server);
 
     let ratio = python.as_ref().map(|p| p.median / http.median);
     rows.push(Row {
@@ -449,6 +555,37 @@ fn main() {
         s: blackholed,
     });
 
+    let h_http = http_history.median / rows[0].s.median;
+    let h_local = embedded_history.median / rows[1].s.median;
+    let history_rows = [
+        Row {
+            case: "hook → coord serve, history store".into(),
+            met: Some(h_http <= 1.3),
+            target: format!("≤ 1.3× the fresh store (is {h_http:.2}×)"),
+            s: http_history,
+        },
+        Row {
+            case: "hook → embedded store, history store".into(),
+            met: Some(h_local <= 1.3),
+            target: format!("≤ 1.3× the fresh store (is {h_local:.2}×)"),
+            s: embedded_history,
+        },
+    ];
+    let loaded_ratio = idle_loaded.median / idle_quiet.median;
+    let idle_rows = [
+        Row {
+            case: "empty-inbox hook → history server, unloaded".into(),
+            met: None,
+            target: String::new(),
+            s: idle_quiet,
+        },
+        Row {
+            case: format!("empty-inbox hook → history server under {clients}-client load"),
+            met: Some(loaded_ratio <= 2.0),
+            target: format!("≤ 2× unloaded (is {loaded_ratio:.2}×)"),
+            s: idle_loaded,
+        },
+    ];
     let size = |p: &str| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let kib = |k: Option<u64>| {
         k.map_or("n/a".to_string(), |k| {
@@ -490,7 +627,46 @@ fn main() {
             yes(r.met)
         );
     }
+    let _ = writeln!(
+        md,
+        "\n## History\n\nThe same hook against stores with history (100,000 read messages to the session, 10,000 \
+         read broadcasts, 50,000 expired locks, and the same 20 unread, 5 todos and 2 locks on top), in the same run \
+         as the fresh cases above.\n\n| case | runs | min ms | median ms | p95 ms | max ms | target | met |\n\
+         |---|---:|---:|---:|---:|---:|---|---|"
+    );
+    for r in history_rows.iter().chain(idle_rows.iter()) {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            r.case,
+            r.s.n,
+            r.s.min,
+            r.s.median,
+            r.s.p95,
+            r.s.max,
+            r.target,
+            yes(r.met)
+        );
+    }
     let rps = l.requests as f64 / l.secs;
+    let rps_h = lh.requests as f64 / lh.secs;
+    let h_ratio = rps_h / rps;
+    let h_ok = h_ratio >= 0.8 && lh.lat.p99 < 50.0 && lh.errors == 0;
+    let _ = writeln!(
+        md,
+        "\n| coord serve under load | requests/s | p50 ms | p99 ms | max ms | errors | target | met |\n|---|---:|---:|---:|---:|---:|---|---|\n\
+         | fresh store | {rps:.0} | {:.2} | {:.2} | {:.2} | {} | | |\n\
+         | history store | {rps_h:.0} | {:.2} | {:.2} | {:.2} | {} | ≥ 0.8× fresh (is {h_ratio:.2}×), p99 < 50 ms, 0 errors | {} |",
+        l.lat.median,
+        l.lat.p99,
+        l.lat.max,
+        l.errors,
+        lh.lat.median,
+        lh.lat.p99,
+        lh.lat.max,
+        lh.errors,
+        if h_ok { "yes" } else { "NO" }
+    );
     let load_ok = rps >= 5000.0 && l.lat.p99 <= 20.0 && l.errors == 0;
     let _ = writeln!(
         md,

@@ -102,6 +102,11 @@ pub enum Command {
         /// Allow a non-loopback --listen without a token.
         #[arg(long)]
         insecure: bool,
+        /// Delete read messages, broadcasts and done todos older than DAYS
+        /// (at start and hourly; at least 7).
+        #[arg(long, value_name = "DAYS", default_value_t = 90,
+              value_parser = clap::value_parser!(u32).range(7..))]
+        retain: u32,
     },
 }
 

@@ -157,6 +157,7 @@ fn dispatch(cli: Cli, name: &'static str) -> Result<(), Error> {
             db,
             token,
             insecure,
+            retain,
         } => {
             let db = match db.or_else(|| identity::env_var("COORD_DB").map(PathBuf::from)) {
                 Some(db) => db,
@@ -167,6 +168,7 @@ fn dispatch(cli: Cli, name: &'static str) -> Result<(), Error> {
                 db,
                 token: token.filter(|t| !t.is_empty()),
                 insecure,
+                retain_days: retain,
             })
         }
         Command::Whoami => cmd::state::whoami(&ctx()?),

@@ -31,6 +31,23 @@ pub struct ServeOptions {
     pub db: PathBuf,
     pub token: Option<String>,
     pub insecure: bool,
+    /// `--retain DAYS`.
+    pub retain_days: u32,
+}
+
+/// How often the retention pass runs while serving.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// One retention pass, logged in one line when it deleted anything.
+fn purge(store: &LocalStore, days: u32) {
+    match store.purge(days) {
+        Ok(p) if p == crate::backend::local::Purged::default() => {}
+        Ok(p) => crate::cmd::note(&format!(
+            "coord serve: retention ({days} days) deleted {} messages, {} done todos, {} idempotency keys, {} expired locks",
+            p.messages, p.todos, p.keys, p.locks
+        )),
+        Err(e) => crate::cmd::note(&format!("coord serve: retention pass failed: {e}")),
+    }
 }
 
 #[derive(Clone)]
@@ -60,6 +77,13 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
     // Refuse to start on a store we cannot read, before binding.
     let store = LocalStore::open(&opts.db)?;
     store.status()?;
+    if store.ensure_incremental_vacuum()? {
+        crate::cmd::note(&format!(
+            "coord serve: {} rewritten once so that it can shrink (auto_vacuum)",
+            opts.db.display()
+        ));
+    }
+    purge(&store, opts.retain_days);
     let readers = (0..READERS)
         .map(|_| LocalStore::open(&opts.db).map(Mutex::new))
         .collect::<Result<Vec<_>>>()?;
@@ -84,6 +108,20 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         let addr = listener.local_addr().map_err(io)?;
         *state.listen.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
         crate::cmd::out(&format!("listening on http://{addr}\n"));
+        let writer = state.writer.clone();
+        let days = opts.retain_days;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PURGE_EVERY);
+            tick.tick().await; // the first tick is now: done above
+            loop {
+                tick.tick().await;
+                let w = writer.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    purge(&w.lock().unwrap_or_else(|p| p.into_inner()), days)
+                })
+                .await;
+            }
+        });
         accept_loop(listener, router(state)).await;
         Ok::<(), Error>(())
     })?;

@@ -250,6 +250,12 @@ impl LocalStore {
         let version: i64 = self
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version == 0 {
+            // First, before WAL and before any table: lets the file shrink
+            // (see `purge`).
+            self.conn
+                .execute_batch("PRAGMA auto_vacuum = INCREMENTAL")?;
+        }
         if version < SCHEMA_VERSION {
             self.conn
                 .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
@@ -909,14 +915,14 @@ impl LocalStore {
     /// Replays the first answer given to `key`, if it was seen in the last
     /// 24 hours.
     fn replay(&self, tx: &Connection, w: &Write, key: &str, now: i64) -> Result<Option<Written>> {
-        let row: Option<(u16, String, Option<String>)> = self.db(tx
+        let row: Option<(u16, String, Option<String>, Option<i64>)> = self.db(tx
             .query_row(
-                "SELECT status, body, op FROM idempotency WHERE key = ?1 AND created_at > ?2",
+                "SELECT status, body, op, ref FROM idempotency WHERE key = ?1 AND created_at > ?2",
                 params![key, now - IDEMPOTENCY_WINDOW_MS],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional())?;
-        let Some((status, body, op)) = row else {
+        let Some((status, body, op, reference)) = row else {
             return Ok(None);
         };
         let reused = |first: &str| {
@@ -930,6 +936,17 @@ impl LocalStore {
             && first != w.op_name()
         {
             return Err(reused(first));
+        }
+        // Messages and todos are kept as a reference: the answer is the
+        // object as it is now, seen by whoever wrote it.
+        if let Some(id) = reference {
+            let written = match w {
+                Write::SendMessage(m) => Written::Message(self.message(tx, id, &m.from_session)?),
+                Write::MarkRead { session, .. } => Written::Message(self.message(tx, id, session)?),
+                Write::AddTodo(_) | Write::CompleteTodo { .. } => Written::Todo(self.todo(tx, id)?),
+                _ => return Err(reused("unknown")),
+            };
+            return Ok(Some(written));
         }
         // A key stored before the kind was recorded: an answer of another
         // shape means another kind of write.
@@ -956,6 +973,76 @@ impl LocalStore {
     }
 }
 
+/// What one retention pass deleted.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Purged {
+    pub messages: usize,
+    pub todos: usize,
+    pub keys: usize,
+    pub locks: usize,
+}
+
+/// The fewest days `coord serve --retain` keeps: idempotency keys live 7.
+pub const MIN_RETAIN_DAYS: u32 = 7;
+
+impl LocalStore {
+    /// Deletes what is past keeping: read direct messages and broadcasts
+    /// older than `days` (with their read state), done todos completed that
+    /// long ago, idempotency keys past their window, expired locks; then
+    /// gives free pages back to the file system.
+    pub fn purge(&self, days: u32) -> Result<Purged> {
+        let now = now_ms();
+        let cut = now - i64::from(days.max(MIN_RETAIN_DAYS)) * 24 * 3600 * 1000;
+        let tx = self.tx()?;
+        let mut p = Purged::default();
+        p.messages += self.db(tx.execute(
+            "DELETE FROM messages WHERE created_at < ?1 AND to_session <> 'ALL_SESSIONS' AND read_at IS NOT NULL",
+            [cut],
+        ))?;
+        p.messages += self.db(tx.execute(
+            "DELETE FROM messages WHERE created_at < ?1 AND to_session = 'ALL_SESSIONS'",
+            [cut],
+        ))?;
+        self.db(tx.execute(
+            "DELETE FROM message_reads WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = message_id)",
+            [],
+        ))?;
+        p.todos = self.db(tx.execute(
+            "DELETE FROM todos WHERE status = 'done' AND completed_at < ?1",
+            [cut],
+        ))?;
+        p.keys = self.db(tx.execute(
+            "DELETE FROM idempotency WHERE created_at <= ?1",
+            [now - IDEMPOTENCY_WINDOW_MS],
+        ))?;
+        p.locks = self.db(tx.execute("DELETE FROM locks WHERE expires_at <= ?1", [now]))?;
+        self.db(tx.commit())?;
+        // Each step of this pragma frees a page: run it to the end.
+        self.retry_busy(|| {
+            let mut st = self.conn.prepare("PRAGMA incremental_vacuum")?;
+            let mut rows = st.query([])?;
+            while rows.next()?.is_some() {}
+            Ok(())
+        })?;
+        Ok(p)
+    }
+
+    /// Makes the file able to shrink (`auto_vacuum = INCREMENTAL`): a
+    /// store made before this needs one full VACUUM, which rewrites it.
+    /// Answers whether it did that.
+    pub fn ensure_incremental_vacuum(&self) -> Result<bool> {
+        let mode: i64 = self.db(self.conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)))?;
+        if mode == 2 {
+            return Ok(false);
+        }
+        self.retry_busy(|| {
+            self.conn
+                .execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")
+        })?;
+        Ok(true)
+    }
+}
+
 impl Coord for LocalStore {
     fn apply(&self, w: &Write, key: Option<&str>) -> Result<Applied> {
         let now = now_ms();
@@ -975,9 +1062,16 @@ impl Coord for LocalStore {
                 "DELETE FROM idempotency WHERE created_at <= ?1",
                 [now - IDEMPOTENCY_WINDOW_MS],
             ))?;
+            // A small reference to what was made where that is enough (a
+            // message's body may be a megabyte); the small answers whole.
+            let (body, reference) = match &out {
+                Written::Message(m) => (String::new(), Some(m.id)),
+                Written::Todo(t) => (String::new(), Some(t.id)),
+                other => (other.to_json().to_string(), None),
+            };
             self.db(tx.execute(
-                "INSERT OR REPLACE INTO idempotency (key, status, body, created_at, op) VALUES (?1,?2,?3,?4,?5)",
-                params![key, status, out.to_json().to_string(), now, w.op_name()],
+                "INSERT OR REPLACE INTO idempotency (key, status, body, created_at, op, ref) VALUES (?1,?2,?3,?4,?5,?6)",
+                params![key, status, body, now, w.op_name(), reference],
             ))?;
         }
         self.db(tx.commit())?;
