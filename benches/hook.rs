@@ -141,6 +141,7 @@ fn seed(db: &Path) {
                 from_session: "OTHER/claude-main".into(),
                 created_by_user: "bench".into(),
                 created_by_machine: "OTHER".into(),
+                in_reply_to: None,
             }),
             None,
         )

@@ -45,6 +45,13 @@ pub enum Command {
     Whoami,
     /// Show active locks, component states and workflows.
     Status,
+    /// List the sessions the fleet has seen: address, user, project, last
+    /// seen, unread (where cheap), and which are active.
+    Sessions {
+        /// Also sessions not seen for a day or more.
+        #[arg(long)]
+        all: bool,
+    },
     /// Send, list and acknowledge messages.
     #[command(subcommand)]
     Msg(MsgCmd),
@@ -114,7 +121,25 @@ pub enum Command {
 pub enum MsgCmd {
     /// Send a message to a session, a machine, or everyone.
     Send(MsgSend),
-    /// List this session's messages (unread by default), oldest first.
+    /// Answer a message: to its sender, `re: ` its subject.
+    Reply {
+        /// The message to answer.
+        id: i64,
+        /// The answer; `-` reads it from standard input.
+        body: Option<String>,
+        /// Read the answer from this file.
+        #[arg(long, value_name = "FILE", conflicts_with = "body")]
+        body_file: Option<PathBuf>,
+    },
+    /// List what this session sent, newest first, with who has read it.
+    Sent {
+        /// At most this many (1 to 1000).
+        #[arg(long, value_name = "N", default_value_t = 20,
+              value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
+    /// List this session's messages (unread by default): the newest N, in
+    /// time order.
     Inbox {
         /// Include messages already read.
         #[arg(long)]
@@ -143,6 +168,9 @@ pub struct MsgSend {
     /// Read the body from this file.
     #[arg(long, value_name = "FILE", conflicts_with = "body")]
     pub body_file: Option<PathBuf>,
+    /// Send even to an address no session of the fleet has used.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -205,10 +233,15 @@ pub enum LockCmd {
         #[arg(long, value_name = "TXT")]
         note: Option<String>,
     },
-    /// Release a lock by id.
+    /// Release a lock: by id, or by PROJECT RESOURCE.
     Release {
-        id: i64,
-        /// Release it even when another session holds it.
+        /// The lock's id, or its project (then give the resource too).
+        #[arg(value_name = "ID | PROJECT")]
+        what: String,
+        /// The resource, when the lock is named by project.
+        resource: Option<String>,
+        /// Release it even when another session holds it (the holder is
+        /// told who broke it).
         #[arg(long)]
         force: bool,
     },

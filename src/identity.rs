@@ -31,7 +31,22 @@ struct IdentityFile {
     hook_timeout_ms: Option<u64>,
     #[serde(default)]
     coord_db: Option<PathBuf>,
+    /// Keys this version does not know: named in a warning, never silently
+    /// dropped (a typo must not change who you are).
+    #[serde(flatten)]
+    unknown: std::collections::BTreeMap<String, serde_json::Value>,
 }
+
+/// The keys identity.json may hold.
+const KNOWN_KEYS: &[&str] = &[
+    "user",
+    "machine",
+    "coord_api",
+    "session",
+    "coord_token",
+    "hook_timeout_ms",
+    "coord_db",
+];
 
 /// Where the identity came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +79,12 @@ pub struct Identity {
     /// Why an identity-file token was not sent (it belongs to another
     /// address than the one in use).
     pub token_withheld: Option<String>,
+    /// One line per unknown key in the identity files, with the key it
+    /// probably meant.
+    pub warnings: Vec<String>,
+    /// True when the session name was set (COORD_SESSION or an identity
+    /// file), not defaulted: the hook then does not pick one per window.
+    pub session_explicit: bool,
 }
 
 impl std::fmt::Debug for Identity {
@@ -155,21 +176,42 @@ impl Identity {
             .unwrap_or_default();
         let ignored: Vec<&'static str> = ignored.into_iter().filter(|f| *f != "session").collect();
 
+        let mut warnings = Vec::new();
+        for (f, path) in [
+            (Some(&file), user_file),
+            (project.as_ref(), found_path(&project_file)),
+        ] {
+            if let (Some(f), Some(path)) = (f, path) {
+                warnings.extend(unknown_key_warnings(f, path));
+            }
+        }
         let user = match file.user {
             Some(u) => u,
-            None => default_user(),
+            None => default_user().ok_or_else(|| {
+                let file = match &source {
+                    Source::File(p) => p.display().to_string(),
+                    Source::Defaults => home_claude_dir().join(FILE_NAME).display().to_string(),
+                };
+                Error::Usage(format!(
+                    "no user: USER and USERNAME are unset and {file} has no \"user\"; set one of them (e.g. {{\"user\": \"howard\"}})"
+                ))
+            })?,
         };
-        let machine = file.machine.unwrap_or_else(default_machine);
-        let mut session = project
-            .and_then(|p| p.session)
-            .or(file.session)
-            .unwrap_or_else(|| DEFAULT_SESSION.into());
+        // Machine names are written upper-case, as Windows shows them.
+        let machine = file
+            .machine
+            .map(|m| m.to_uppercase())
+            .unwrap_or_else(default_machine);
+        let named_session = project.and_then(|p| p.session).or(file.session);
+        let mut session_explicit = named_session.is_some();
+        let mut session = named_session.unwrap_or_else(|| DEFAULT_SESSION.into());
         let mut machine_override = None;
         if let Some(s) = env_var("COORD_SESSION") {
+            session_explicit = true;
             // A full id (`MACHINE/NAME`) is accepted as well as a bare name.
             match s.split_once('/') {
                 Some((m, n)) if !m.is_empty() && !n.is_empty() => {
-                    machine_override = Some(m.to_string());
+                    machine_override = Some(m.to_uppercase());
                     session = n.to_string();
                 }
                 _ => session = s,
@@ -237,6 +279,8 @@ impl Identity {
             project_file,
             ignored,
             token_withheld,
+            warnings,
+            session_explicit,
         })
     }
 }
@@ -259,6 +303,46 @@ impl IdentityFile {
         add(self.coord_db.is_some(), "coord_db");
         out
     }
+}
+
+fn found_path(p: &Option<PathBuf>) -> Option<&Path> {
+    p.as_deref()
+}
+
+/// "unknown key "machin" (did you mean "machine"?)" for each unknown key.
+fn unknown_key_warnings(f: &IdentityFile, path: &Path) -> Vec<String> {
+    f.unknown
+        .keys()
+        .map(|k| {
+            let near = KNOWN_KEYS
+                .iter()
+                .map(|known| (edit_distance(&k.to_ascii_lowercase(), known), *known))
+                .min()
+                .filter(|(d, _)| *d <= 2 || k.eq_ignore_ascii_case("token"))
+                .map(|(_, known)| format!(" — did you mean \"{known}\"?"))
+                .unwrap_or_else(|| format!(" (known keys: {})", KNOWN_KEYS.join(", ")));
+            format!(
+                "{}: unknown key \"{}\" is ignored{near}",
+                path.display(),
+                crate::render::cell(k, 40)
+            )
+        })
+        .collect()
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// `http://user:password@host/…` as `http://***@host/…`: a URL's
@@ -403,19 +487,17 @@ pub fn home_claude_dir() -> PathBuf {
         .join(".claude")
 }
 
-fn default_user() -> String {
-    env_var("USER")
-        .or_else(|| env_var("USERNAME"))
-        .unwrap_or_else(|| "unknown".into())
+fn default_user() -> Option<String> {
+    env_var("USER").or_else(|| env_var("USERNAME"))
 }
 
 fn default_machine() -> String {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let host = host.split('.').next().unwrap_or("").trim().to_string();
     if host.is_empty() || check_name("host name", &host).is_err() {
-        "localhost".into()
+        "LOCALHOST".into()
     } else {
-        host
+        host.to_uppercase()
     }
 }
 

@@ -13,6 +13,7 @@ pub mod model;
 pub mod queue;
 pub mod render;
 pub mod server;
+pub mod sessions;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -173,6 +174,7 @@ fn dispatch(cli: Cli, name: &'static str) -> Result<(), Error> {
         }
         Command::Whoami => cmd::state::whoami(&ctx()?),
         Command::Status => cmd::state::status(&ctx()?),
+        Command::Sessions { all } => cmd::sessions::run(&ctx()?, all),
         Command::Msg(c) => cmd::msg::run(&ctx()?, c),
         Command::Todo(c) => cmd::todo::run(&ctx()?, c),
         Command::Lock(c) => cmd::lock::run(&ctx()?, c),

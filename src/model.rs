@@ -30,6 +30,42 @@ pub struct Message {
     pub read: bool,
     #[serde(default, with = "opt_time")]
     pub read_at: Option<Time>,
+    /// v1.1: the message this one answers.
+    #[serde(default, deserialize_with = "de_opt_id")]
+    pub in_reply_to: Option<i64>,
+    /// v1.1: who has read it; only in answers about what a session sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_by: Option<Vec<String>>,
+}
+
+/// v1.1: a session the fleet has seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub session_id: String,
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub machine: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub project: Option<String>,
+    #[serde(default)]
+    pub client: Option<String>,
+    #[serde(with = "time_serde")]
+    pub first_seen: Time,
+    #[serde(with = "time_serde")]
+    pub last_seen: Time,
+}
+
+/// v1.1: what `PUT /sessions/{id}` carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionUpdate {
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,6 +168,9 @@ pub struct NewMessage {
     pub from_session: String,
     pub created_by_user: String,
     pub created_by_machine: String,
+    /// v1.1: the message this one answers (a v1 server ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_reply_to: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -213,6 +252,11 @@ pub enum Write {
         name: String,
         update: WorkflowUpdate,
     },
+    /// v1.1 presence: creates or refreshes a session's `last_seen`.
+    TouchSession {
+        session_id: String,
+        update: SessionUpdate,
+    },
 }
 
 impl Write {
@@ -227,6 +271,7 @@ impl Write {
             Write::ReleaseLock { .. } => "release_lock",
             Write::SetComponent { .. } => "set_component",
             Write::SetWorkflow { .. } => "set_workflow",
+            Write::TouchSession { .. } => "touch_session",
         }
     }
 
@@ -245,6 +290,7 @@ impl Write {
                 update,
             } => format!("component set {project} {component} {}", update.state),
             Write::SetWorkflow { name, update } => format!("workflow set {name} {}", update.state),
+            Write::TouchSession { session_id, .. } => format!("session {session_id} seen"),
         }
     }
 }
@@ -261,6 +307,7 @@ pub enum Written {
     },
     Component(Component),
     Workflow(Workflow),
+    Session(Session),
 }
 
 impl Written {
@@ -272,6 +319,7 @@ impl Written {
             Written::Lock { lock, .. } => serde_json::to_value(lock),
             Written::Component(c) => serde_json::to_value(c),
             Written::Workflow(w) => serde_json::to_value(w),
+            Written::Session(s) => serde_json::to_value(s),
         };
         v.unwrap_or(serde_json::Value::Null)
     }
@@ -289,6 +337,9 @@ pub struct MessageQuery {
     pub newest_first: bool,
     /// Only messages with a larger id.
     pub after_id: Option<i64>,
+    /// v1.1: what `session` sent (`from_session=`), each with `read_by`,
+    /// instead of what it received.
+    pub sent: bool,
 }
 
 pub const DEFAULT_MESSAGE_LIMIT: u32 = 100;
@@ -349,10 +400,21 @@ pub fn expand_recipient(input: &str) -> String {
         .any(|w| t.eq_ignore_ascii_case(w))
     {
         ALL_SESSIONS.to_string()
-    } else if t.contains('/') {
-        t.to_string()
+    } else if let Some((m, n)) = t.split_once('/') {
+        format!("{}/{n}", m.to_uppercase())
     } else {
-        format!("{t}/{DEFAULT_SESSION}")
+        format!("{}/{DEFAULT_SESSION}", t.to_uppercase())
+    }
+}
+
+/// A session id as the fleet writes it: the machine part upper-case (as
+/// Windows shows computer names), the name as given. Session ids compare
+/// case-insensitively in the machine part this way.
+pub fn canonical_session(id: &str) -> String {
+    match id.split_once('/') {
+        Some((m, n)) => format!("{}/{n}", m.to_uppercase()),
+        None if id == ALL_SESSIONS => id.to_string(),
+        None => id.to_uppercase(),
     }
 }
 
@@ -454,6 +516,11 @@ mod tests {
         assert_eq!(expand_recipient("broadcast"), ALL_SESSIONS);
         assert_eq!(expand_recipient("HOWARD-HOME"), "HOWARD-HOME/claude-main");
         assert_eq!(expand_recipient("HOWARD-HOME/two"), "HOWARD-HOME/two");
+        // Machine names are upper-case; the session name keeps its case.
+        assert_eq!(expand_recipient("beta"), "BETA/claude-main");
+        assert_eq!(expand_recipient("vm/Two"), "VM/Two");
+        assert_eq!(canonical_session("howard-home/x"), "HOWARD-HOME/x");
+        assert_eq!(canonical_session(ALL_SESSIONS), ALL_SESSIONS);
     }
 
     #[test]

@@ -698,6 +698,7 @@ mod tests {
                 from_session: "A/x".into(),
                 created_by_user: "u".into(),
                 created_by_machine: "A".into(),
+                in_reply_to: None,
             }),
             "k1".into(),
             WrittenBy {

@@ -237,9 +237,13 @@ pub fn messages(msgs: &[Message], now: &Time, style: &Style) -> String {
         } else {
             style.yellow("unread")
         };
+        let re = m
+            .in_reply_to
+            .map(|r| format!("  ·  re #{r}"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{}  from {} to {}  ·  {}  ·  {state}",
+            "{}  from {} to {}  ·  {}{re}  ·  {state}",
             style.bold(&format!("#{}", m.id)),
             style.cyan(&cell(&m.from_session, 80)),
             cell(&m.to_session, 80),

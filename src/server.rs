@@ -343,6 +343,8 @@ fn router(state: AppState) -> Router {
         .route("/locks/{id}", delete(release_lock))
         .route("/components/{project}/{component}", put(set_component))
         .route("/workflows/{name}", put(set_workflow))
+        .route("/sessions", get(list_sessions))
+        .route("/sessions/{id}", put(touch_session))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth))
         .route("/health", get(health));
     Router::new()
@@ -739,6 +741,39 @@ async fn set_component(
     .await
 }
 
+async fn touch_session(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    body: Body,
+) -> Response {
+    body_write(st, h, body, |update| Write::TouchSession {
+        session_id: id,
+        update,
+    })
+    .await
+}
+
+async fn list_sessions(State(st): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    let q = tri!(Query::parse(q));
+    let within = match q.get("active_within") {
+        None => None,
+        Some(w) => match w.trim().parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                return error(
+                    422,
+                    format!("active_within must be seconds, not {:?}", clip(&w)),
+                );
+            }
+        },
+    };
+    do_read(st, move |s| {
+        s.sessions(within).map(Option::unwrap_or_default)
+    })
+    .await
+}
+
 async fn set_workflow(
     State(st): State<AppState>,
     Path(name): Path<String>,
@@ -750,9 +785,7 @@ async fn set_workflow(
 
 async fn list_messages(State(st): State<AppState>, RawQuery(q): RawQuery) -> Response {
     let q = tri!(Query::parse(q));
-    let Some(session) = q.get("session") else {
-        return error(422, "query parameter session is required".into());
-    };
+    let session = q.get("session");
     let limit = match q.get("limit") {
         None => None,
         Some(l) => match l.parse::<u32>() {
@@ -782,12 +815,26 @@ async fn list_messages(State(st): State<AppState>, RawQuery(q): RawQuery) -> Res
             }
         },
     };
+    // v1.1: from_session lists what a session sent, instead of `session`.
+    let (session, sent) = match q.get("from_session") {
+        Some(from) => (from, true),
+        None => match session {
+            Some(s) => (s, false),
+            None => {
+                return error(
+                    422,
+                    "query parameter session (or from_session) is required".into(),
+                );
+            }
+        },
+    };
     let query = MessageQuery {
         session,
         unread_only: tri!(q.flag("unread")),
         limit,
         newest_first,
         after_id,
+        sent,
     };
     let page = with_reader(&st, move |s| s.messages_page(&query)).and_then(|p| {
         serde_json::to_vec(&p.messages)

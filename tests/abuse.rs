@@ -196,7 +196,7 @@ fn fifty_by_twenty(m: &Machine) {
                     m.std_bin(
                         "coord",
                         Some(&format!("w{w}")),
-                        &["msg", "send", "SINK/inbox", &format!("{w}-{i}")],
+                        &["msg", "send", "SINK/inbox", &format!("{w}-{i}"), "--force"],
                     )
                 })
                 .collect();

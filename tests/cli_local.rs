@@ -20,6 +20,7 @@ fn ids(v: &Value) -> Vec<i64> {
 #[test]
 fn two_sessions_of_one_machine_message_each_other() {
     let m = Machine::new("HOWARD-HOME");
+    m.arrive(Some("two"));
     let sent = m.json(
         None,
         &[
@@ -282,7 +283,7 @@ fn json_output_is_exactly_the_contract_objects() {
     let _: Vec<Message> = serde_json::from_value(msgs.clone()).unwrap();
     assert_eq!(
         keys(&msgs[0]),
-        "body,created_at,created_by_machine,created_by_user,from_session,id,read,read_at,subject,to_session"
+        "body,created_at,created_by_machine,created_by_user,from_session,id,in_reply_to,read,read_at,subject,to_session"
     );
     let todos = m.json(None, &["todo", "list"]);
     let _: Vec<Todo> = serde_json::from_value(todos.clone()).unwrap();
@@ -408,11 +409,22 @@ fn whoami_names_the_identity_and_the_store() {
 
     // Without any identity file: defaults, and a note on stderr.
     std::fs::remove_file(m.identity_path()).unwrap();
-    let out = m.coord(&["whoami"]).output().unwrap();
-    assert!(out.status.success());
+    let out = m.coord(&["whoami"]).env("USER", "howard").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("(defaults)"));
     assert_eq!(stderr(&out).lines().count(), 1);
     assert!(stderr(&out).contains("no identity.json"));
+    // And with no user anywhere: an error that says what to set, not a
+    // silent "unknown".
+    let out = m
+        .coord(&["whoami"])
+        .env_remove("USER")
+        .env_remove("USERNAME")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("USER"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("\"user\""), "{}", stderr(&out));
 }
 
 #[test]

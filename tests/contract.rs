@@ -20,6 +20,7 @@ fn msg(from: &str, to: &str, body: &str) -> NewMessage {
         from_session: from.into(),
         created_by_user: "howard".into(),
         created_by_machine: from.split('/').next().unwrap().into(),
+        in_reply_to: None,
     }
 }
 

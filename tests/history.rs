@@ -113,7 +113,7 @@ fn a_store_written_by_the_first_schema_keeps_every_read_state() {
     let version: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 
     // Reading #4 moves B's mark over #5 (own) and #6: no exceptions left.
     let s = LocalStore::open(&db).unwrap();
@@ -156,6 +156,7 @@ fn newest_first(b: &dyn Coord) {
                 from_session: "A/x".into(),
                 created_by_user: "u".into(),
                 created_by_machine: "A".into(),
+                in_reply_to: None,
             }),
             None,
         )
@@ -168,6 +169,7 @@ fn newest_first(b: &dyn Coord) {
             limit: Some(10),
             newest_first: true,
             after_id: None,
+            sent: false,
         })
         .unwrap();
     let bodies: Vec<&str> = page.messages.iter().map(|m| m.body.as_str()).collect();
@@ -186,6 +188,7 @@ fn newest_first(b: &dyn Coord) {
             limit: Some(100),
             newest_first: false,
             after_id: Some(page.messages[2].id),
+            sent: false,
         })
         .unwrap();
     assert_eq!(
@@ -273,6 +276,7 @@ fn the_hook_shows_the_newest_and_the_exact_count_on_both_backends() {
                 from_session: "A/x".into(),
                 created_by_user: "u".into(),
                 created_by_machine: "A".into(),
+                in_reply_to: None,
             }),
             None,
         )
@@ -403,6 +407,7 @@ fn a_blocked_store_makes_writes_wait_not_reads_or_health() {
             from_session: "A/x".into(),
             created_by_user: "u".into(),
             created_by_machine: "A".into(),
+            in_reply_to: None,
         })
     };
     c.write(&send("before"), None).unwrap();

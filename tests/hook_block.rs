@@ -23,6 +23,8 @@ fn message(id: i64, to: &str, subject: Option<&str>, body: &str) -> Message {
         created_at: now() - Duration::minutes(200 - id.min(199)),
         read: false,
         read_at: None,
+        in_reply_to: None,
+        read_by: None,
     }
 }
 

@@ -98,14 +98,17 @@ fn check_seeded_block(ctx: &str) {
 #[test]
 fn on_the_embedded_store() {
     let m = Machine::new("HOWARD-HOME");
-    // Nothing written yet: one short line, and no database is created.
+    // Nothing written yet: one short line. The session's presence is the
+    // first thing the store holds.
     let out = hook(&m, &[], &input_for(&m));
     assert!(out.status.success());
     assert_eq!(
         stdout(&out),
         "coord: no unread messages, open todos or locks for HOWARD-HOME/claude-main.\n"
     );
-    assert!(!m.db_path().exists());
+    let sessions = m.json(None, &["sessions"]);
+    assert_eq!(sessions[0]["session_id"], "HOWARD-HOME/claude-main");
+    assert_eq!(sessions[0]["active"], true);
 
     seed(&m);
     let out = hook(&m, &["--format", "json"], &input_for(&m));

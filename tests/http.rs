@@ -267,6 +267,7 @@ fn two_machines_talk_through_one_server() {
     let s = Server::start(&[]);
     let a = Machine::remote("ALPHA", &s.url);
     let b = Machine::remote("BRAVO", &s.url);
+    b.arrive(None);
     let sent = a.json(
         None,
         &["msg", "send", "BRAVO", "build is green", "-s", "ci"],
@@ -465,6 +466,7 @@ fn a_stop_signal_stops_cleanly_and_idempotency_keys_survive_a_restart() {
         from_session: "A/claude-main".into(),
         created_by_user: "h".into(),
         created_by_machine: "A".into(),
+        in_reply_to: None,
     });
     let key = "7f1d2c3b-aaaa-4bbb-8ccc-ddddeeeeffff";
     let first = {

@@ -54,6 +54,8 @@ fn block_for(specs: &[(String, Option<String>, bool, i64)]) -> Snapshot {
             created_at: now() - chrono::Duration::seconds(*age),
             read: false,
             read_at: None,
+            in_reply_to: None,
+            read_by: None,
         })
         .collect();
     Snapshot {
@@ -167,6 +169,7 @@ proptest! {
             0 => Write::SendMessage(NewMessage {
                 to_session: other.clone(), body: text.clone(), subject: flag.then(|| other.clone()),
                 from_session: "A/b".into(), created_by_user: text.clone(), created_by_machine: "A".into(),
+                in_reply_to: None,
             }),
             1 => Write::MarkRead { id, session: text.clone() },
             2 => Write::AddTodo(NewTodo {

@@ -216,7 +216,10 @@ fn an_answer_lost_after_the_commit_is_still_applied_once() {
     let server = Server::start(&[]);
     let proxy = lossy_proxy(server.addr(), 1);
     let m = Machine::remote("BOX", &proxy);
-    offline(&m, &["msg", "send", "BOX/inbox", "exactly once please"]);
+    offline(
+        &m,
+        &["msg", "send", "BOX/inbox", "exactly once please", "--force"],
+    );
     assert_eq!(queue_lines(&m).len(), 1);
     let r = sync(&m);
     // The server applied it at the first send: the replay is not counted as

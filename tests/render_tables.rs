@@ -25,6 +25,8 @@ fn message(id: i64, to: &str, subject: Option<&str>, body: &str) -> Message {
         created_at: at(8, 12),
         read: false,
         read_at: None,
+        in_reply_to: None,
+        read_by: None,
     }
 }
 

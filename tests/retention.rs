@@ -20,6 +20,7 @@ fn send(s: &LocalStore, from: &str, to: &str, body: &str, key: Option<&str>) -> 
                 from_session: from.into(),
                 created_by_user: "u".into(),
                 created_by_machine: "A".into(),
+                in_reply_to: None,
             }),
             key,
         )

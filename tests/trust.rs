@@ -72,9 +72,15 @@ fn a_repository_identity_cannot_redirect_the_hook_or_take_the_token() {
         "BOX",
         &json!({"user": "howard", "machine": "BOX", "coord_api": server.url, "coord_token": "fleet-secret"}),
     );
-    m.coord(&["msg", "send", "BOX/in-repo", "the real fleet speaks"])
-        .assert()
-        .success();
+    m.coord(&[
+        "msg",
+        "send",
+        "BOX/in-repo",
+        "the real fleet speaks",
+        "--force",
+    ])
+    .assert()
+    .success();
     let thief = Fake::start(|_| {
         http_answer(
             200,

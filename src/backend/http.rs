@@ -372,6 +372,35 @@ fn error_from_answer(status: u16, url: &str, bytes: &[u8]) -> Error {
     }
 }
 
+impl HttpCoord {
+    /// v1.1 `from_session`: what `q.session` sent. A v1 server ignores the
+    /// parameter and answers the session's inbox instead; that is told
+    /// apart by the senders, and said.
+    fn sent(&self, q: &MessageQuery, limit: u32) -> Result<Page> {
+        let req = Req::get("/messages")
+            .q("session", Some(&q.session))
+            .q("from_session", Some(&q.session))
+            .q("limit", Some(limit))
+            .q("order", q.newest_first.then_some("desc"));
+        let a = self.call_full(&req, None)?;
+        let messages: Vec<Message> = self.parse(&req, &a.bytes)?;
+        let me = canonical_session(&q.session);
+        if messages
+            .iter()
+            .any(|m| canonical_session(&m.from_session) != me || m.read_by.is_none())
+        {
+            return Err(Error::Failed(format!(
+                "the coord API at {} does not list sent messages (a v1 server without from_session)",
+                self.shown_base
+            )));
+        }
+        Ok(Page {
+            messages,
+            total: a.total,
+        })
+    }
+}
+
 impl Coord for HttpCoord {
     fn apply(&self, w: &Write, key: Option<&str>) -> Result<Applied> {
         let fresh;
@@ -422,6 +451,11 @@ impl Coord for HttpCoord {
                 format!("/workflows/{}", seg(name)),
                 to_value(update),
             ),
+            Write::TouchSession { session_id, update } => Req::with_body(
+                Method::Put,
+                format!("/sessions/{}", seg(session_id)),
+                to_value(update),
+            ),
         };
         let Answer {
             status,
@@ -442,12 +476,16 @@ impl Coord for HttpCoord {
             },
             Write::SetComponent { .. } => Written::Component(self.parse(&req, &bytes)?),
             Write::SetWorkflow { .. } => Written::Workflow(self.parse(&req, &bytes)?),
+            Write::TouchSession { .. } => Written::Session(self.parse(&req, &bytes)?),
         };
         Ok(Applied { written, replayed })
     }
 
     fn messages_page(&self, q: &MessageQuery) -> Result<Page> {
         let limit = q.limit.unwrap_or(DEFAULT_MESSAGE_LIMIT);
+        if q.sent {
+            return self.sent(q, limit);
+        }
         let ask = |limit: u32| -> Result<(Vec<Message>, Option<u64>)> {
             let req = Req::get("/messages")
                 .q("session", Some(&q.session))
@@ -510,6 +548,15 @@ impl Coord for HttpCoord {
 
     fn status(&self) -> Result<Status> {
         self.get(Req::get("/status"))
+    }
+
+    fn sessions(&self, active_within: Option<u64>) -> Result<Option<Vec<Session>>> {
+        match self.get(Req::get("/sessions").q("active_within", active_within)) {
+            Ok(v) => Ok(Some(v)),
+            // A v1 server: no sessions. Quietly off.
+            Err(Error::Rejected { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn location(&self) -> String {

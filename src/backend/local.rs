@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::model::*;
 
 /// Bump when the schema changes, and add a step to `MIGRATIONS`.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Step N brings a database from user_version N to N+1.
 const MIGRATIONS: &[&str] = &[
@@ -129,6 +129,28 @@ CREATE INDEX locks_expiry ON locks (expires_at);
 CREATE INDEX todos_pending_user ON todos (status, user, id);
 -- Idempotency keys keep a reference to what they made, not the answer.
 ALTER TABLE idempotency ADD COLUMN ref INTEGER;
+"#,
+    r#"
+-- v1.1: replies, and the sessions the fleet has seen. Machine names are
+-- upper-case from now on (session ids compare case-insensitively there).
+ALTER TABLE messages ADD COLUMN in_reply_to INTEGER;
+CREATE TABLE sessions (
+    session_id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    machine TEXT NOT NULL,
+    name TEXT NOT NULL,
+    project TEXT,
+    client TEXT,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX sessions_seen ON sessions (last_seen);
+UPDATE messages SET to_session = upper(substr(to_session, 1, instr(to_session, '/') - 1)) || substr(to_session, instr(to_session, '/'))
+WHERE instr(to_session, '/') > 0;
+UPDATE messages SET from_session = upper(substr(from_session, 1, instr(from_session, '/') - 1)) || substr(from_session, instr(from_session, '/'))
+WHERE instr(from_session, '/') > 0;
+UPDATE locks SET session_id = upper(substr(session_id, 1, instr(session_id, '/') - 1)) || substr(session_id, instr(session_id, '/'))
+WHERE instr(session_id, '/') > 0;
 "#,
 ];
 
@@ -389,7 +411,7 @@ fn locks_sql(q: &LockQuery, now: i64) -> (String, Vec<rusqlite::types::Value>) {
     let mut params: Vec<V> = vec![V::Integer(now)];
     let mut conds = vec!["expires_at > ?1".to_string()];
     if let Some(s) = &q.session_id {
-        params.push(V::Text(s.clone()));
+        params.push(V::Text(canonical_session(s)));
         conds.push(format!("session_id = ?{}", params.len()));
     }
     if let Some(p) = &q.project {
@@ -406,6 +428,46 @@ fn locks_sql(q: &LockQuery, now: i64) -> (String, Vec<rusqlite::types::Value>) {
 }
 
 impl LocalStore {
+    /// What `session` sent, each with who has read it.
+    fn sent(&self, session: &str, limit: u32, newest_first: bool) -> Result<Page> {
+        let dir = if newest_first { "DESC" } else { "ASC" };
+        let mut messages = self.collect(
+            &format!(
+                "SELECT {MESSAGE_COLS}, m.created_at FROM messages m WHERE m.from_session = ?1 \
+                 ORDER BY m.id {dir} LIMIT ?2"
+            ),
+            &[&session, &limit],
+            message_row,
+        )?;
+        for m in &mut messages {
+            let readers: Vec<String> = if m.to_session == ALL_SESSIONS {
+                self.collect(
+                    "SELECT session FROM broadcast_marks WHERE upto >= ?1 AND session <> ?2 \
+                     UNION SELECT session FROM message_reads WHERE message_id = ?1 AND session <> ?2 \
+                     ORDER BY 1",
+                    &[&m.id, &session],
+                    |r| r.get(0),
+                )?
+            } else {
+                self.collect(
+                    "SELECT to_session FROM messages WHERE id = ?1 AND read_at IS NOT NULL",
+                    &[&m.id],
+                    |r| r.get(0),
+                )?
+            };
+            m.read_by = Some(readers);
+        }
+        let total: i64 = self.retry_busy(|| {
+            self.conn
+                .prepare_cached("SELECT count(*) FROM messages WHERE from_session = ?1")?
+                .query_row([session], |r| r.get(0))
+        })?;
+        Ok(Page {
+            messages,
+            total: Some(total.max(0) as u64),
+        })
+    }
+
     /// `EXPLAIN QUERY PLAN` of the hook's three reads for `session` and
     /// `user`, one line per step (for the tests that keep them indexed).
     pub fn hook_query_plans(&self, session: &str, user: &str) -> Result<Vec<String>> {
@@ -488,7 +550,7 @@ fn messages_sql(unread_only: bool, newest_first: bool) -> (String, String) {
 // --- row mapping -----------------------------------------------------------
 
 const MESSAGE_COLS: &str = "m.id, m.from_session, m.to_session, m.subject, m.body, \
-     m.created_by_user, m.created_by_machine, m.created_at";
+     m.created_by_user, m.created_by_machine, m.created_at, m.in_reply_to";
 
 /// When the session `?1` read message `m`, as one SQL expression over `m`,
 /// the broadcast exception `r` and the mark `b` (both joined on `?1`): an
@@ -505,7 +567,7 @@ const READ_JOINS: &str = "LEFT JOIN message_reads r ON r.message_id = m.id AND r
      LEFT JOIN broadcast_marks b ON b.session = ?1";
 
 fn message_row(r: &Row) -> rusqlite::Result<Message> {
-    let read_at: Option<i64> = r.get(8)?;
+    let read_at: Option<i64> = r.get(9)?;
     Ok(Message {
         id: r.get(0)?,
         from_session: r.get(1)?,
@@ -517,6 +579,24 @@ fn message_row(r: &Row) -> rusqlite::Result<Message> {
         created_at: from_millis(r.get(7)?),
         read: read_at.is_some(),
         read_at: read_at.map(from_millis),
+        in_reply_to: r.get(8)?,
+        read_by: None,
+    })
+}
+
+const SESSION_COLS: &str =
+    "session_id, user, machine, name, project, client, first_seen, last_seen";
+
+fn session_row(r: &Row) -> rusqlite::Result<Session> {
+    Ok(Session {
+        session_id: r.get(0)?,
+        user: r.get(1)?,
+        machine: r.get(2)?,
+        name: r.get(3)?,
+        project: r.get(4)?,
+        client: r.get(5)?,
+        first_seen: from_millis(r.get(6)?),
+        last_seen: from_millis(r.get(7)?),
     })
 }
 
@@ -609,24 +689,52 @@ impl LocalStore {
                 required("to_session", &m.to_session)?;
                 required("body", &m.body)?;
                 required("from_session", &m.from_session)?;
+                let (from, to) = (
+                    canonical_session(&m.from_session),
+                    canonical_session(&m.to_session),
+                );
                 self.db(tx.execute(
                     "INSERT INTO messages (from_session, to_session, subject, body, \
-                     created_by_user, created_by_machine, created_at) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+                     created_by_user, created_by_machine, created_at, in_reply_to) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
                     params![
-                        m.from_session,
-                        m.to_session,
+                        from,
+                        to,
                         m.subject,
                         m.body,
                         m.created_by_user,
                         m.created_by_machine,
-                        now
+                        now,
+                        m.in_reply_to
                     ],
                 ))?;
                 let id = tx.last_insert_rowid();
-                self.message(tx, id, &m.from_session).map(Written::Message)
+                self.message(tx, id, &from).map(Written::Message)
+            }
+            Write::TouchSession { session_id, update } => {
+                required("session_id", session_id)?;
+                required("user", &update.user)?;
+                let id = canonical_session(session_id);
+                let (machine, name) = id.split_once('/').ok_or_else(|| {
+                    Error::invalid(format!("session_id {id:?} is not MACHINE/NAME"))
+                })?;
+                self.db(tx.execute(
+                    "INSERT INTO sessions (session_id, user, machine, name, project, client, first_seen, last_seen) \
+                     VALUES (?1,?2,?3,?4,?5,?6,?7,?7) \
+                     ON CONFLICT (session_id) DO UPDATE SET user = excluded.user, \
+                     project = COALESCE(excluded.project, project), client = COALESCE(excluded.client, client), \
+                     last_seen = excluded.last_seen",
+                    params![id, update.user, machine, name, update.project, update.client, now],
+                ))?;
+                self.db(tx.query_row(
+                    &format!("SELECT {SESSION_COLS} FROM sessions WHERE session_id = ?1"),
+                    [&id],
+                    session_row,
+                ))
+                .map(Written::Session)
             }
             Write::MarkRead { id, session } => {
                 required("session", session)?;
+                let session = &canonical_session(session);
                 let to: Option<String> = self.db(tx
                     .query_row("SELECT to_session FROM messages WHERE id = ?1", [id], |r| {
                         r.get(0)
@@ -705,6 +813,7 @@ impl LocalStore {
                         )
                         .optional())?
                     .ok_or_else(|| Error::not_found(format!("lock {id} (or it expired)")))?;
+                let session_id = &canonical_session(session_id);
                 if lock.session_id != *session_id && !force {
                     return Err(Error::forbidden(format!(
                         "lock {id} is held by {}, not {session_id} (use --force to break it)",
@@ -774,6 +883,10 @@ impl LocalStore {
         required("project", &l.project)?;
         required("resource", &l.resource)?;
         required("session_id", &l.session_id)?;
+        let l = &NewLock {
+            session_id: canonical_session(&l.session_id),
+            ..l.clone()
+        };
         let ttl = l.ttl_hours.unwrap_or(DEFAULT_TTL_HOURS);
         if !(ttl > 0.0 && ttl <= MAX_TTL_HOURS) {
             return Err(Error::invalid(format!(
@@ -968,6 +1081,9 @@ impl LocalStore {
             Write::SetWorkflow { .. } => {
                 Written::Workflow(serde_json::from_str(&body).map_err(bad)?)
             }
+            Write::TouchSession { .. } => {
+                Written::Session(serde_json::from_str(&body).map_err(bad)?)
+            }
         };
         Ok(Some(written))
     }
@@ -1087,12 +1203,16 @@ impl Coord for LocalStore {
             .unwrap_or(DEFAULT_MESSAGE_LIMIT)
             .clamp(1, MAX_MESSAGE_LIMIT);
         let after = q.after_id.unwrap_or(0);
+        let session = canonical_session(&q.session);
+        if q.sent {
+            return self.sent(&session, limit, q.newest_first);
+        }
         let (sql, count) = messages_sql(q.unread_only, q.newest_first);
-        let messages = self.collect(&sql, &[&q.session, &after, &limit], message_row)?;
+        let messages = self.collect(&sql, &[&session, &after, &limit], message_row)?;
         let total: i64 = self.retry_busy(|| {
             self.conn
                 .prepare_cached(&count)?
-                .query_row(params![q.session, after], |r| r.get(0))
+                .query_row(params![session, after], |r| r.get(0))
         })?;
         Ok(Page {
             messages,
@@ -1127,6 +1247,28 @@ impl Coord for LocalStore {
                 workflow_row,
             )?,
         })
+    }
+
+    fn sessions(&self, active_within: Option<u64>) -> Result<Option<Vec<Session>>> {
+        let since = active_within.map_or(i64::MIN, |s| now_ms() - (s as i64).saturating_mul(1000));
+        self.collect(
+            &format!(
+                "SELECT {SESSION_COLS} FROM sessions WHERE last_seen >= ?1 ORDER BY last_seen DESC"
+            ),
+            &[&since],
+            session_row,
+        )
+        .map(Some)
+    }
+
+    fn unread_count(&self, session: &str) -> Result<Option<u64>> {
+        let page = self.messages_page(&MessageQuery {
+            session: session.into(),
+            unread_only: true,
+            limit: Some(1),
+            ..Default::default()
+        })?;
+        Ok(page.total)
     }
 
     fn location(&self) -> String {

@@ -27,6 +27,13 @@ pub trait Coord {
     fn todos(&self, q: &TodoQuery) -> Result<Vec<Todo>>;
     fn locks(&self, q: &LockQuery) -> Result<Vec<Lock>>;
     fn status(&self) -> Result<Status>;
+    /// v1.1: the sessions seen (within `active_within` seconds), most
+    /// recent first; None when the server does not know sessions (v1).
+    fn sessions(&self, active_within: Option<u64>) -> Result<Option<Vec<Session>>>;
+    /// How many messages `session` has unread, where that is cheap to ask.
+    fn unread_count(&self, _session: &str) -> Result<Option<u64>> {
+        Ok(None)
+    }
     /// Where the data lives, for people: a file path or a URL.
     fn location(&self) -> String;
     /// True when writes go over the network and may need the queue.

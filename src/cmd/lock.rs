@@ -14,7 +14,11 @@ pub fn run(ctx: &Ctx, cmd: LockCmd) -> Result<()> {
             ttl,
             note,
         } => claim(ctx, project, resource, ttl, note),
-        LockCmd::Release { id, force } => release(ctx, id, force),
+        LockCmd::Release {
+            what,
+            resource,
+            force,
+        } => release(ctx, &what, resource.as_deref(), force),
         LockCmd::List { project, mine } => list(ctx, project, mine),
     }
 }
@@ -51,21 +55,99 @@ fn claim(
     })
 }
 
-fn release(ctx: &Ctx, id: i64, force: bool) -> Result<()> {
+/// Releases by id, or by project and resource (looked up among the active
+/// locks). A forced release of another session's lock tells that session
+/// who broke it.
+fn release(ctx: &Ctx, what: &str, resource: Option<&str>, force: bool) -> Result<()> {
+    let id = match (what.trim().parse::<i64>(), resource) {
+        (Ok(id), None) => id,
+        (_, Some(resource)) => {
+            let locks = ctx.backend()?.locks(&LockQuery {
+                project: Some(what.to_string()),
+                session_id: None,
+            })?;
+            locks
+                .iter()
+                .find(|l| l.resource == resource)
+                .map(|l| l.id)
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "no active lock on {}/{}: `coord lock list --project {}` shows what is held",
+                        render::cell(what, 60),
+                        render::cell(resource, 60),
+                        render::cell(what, 60)
+                    ))
+                })?
+        }
+        (Err(_), None) => {
+            return Err(Error::Usage(format!(
+                "{} is not a lock id; give an id, or PROJECT RESOURCE",
+                render::cell(what, 60)
+            )));
+        }
+    };
+    let me = ctx.session_id();
     let w = Write::ReleaseLock {
         id,
-        session_id: ctx.session_id(),
+        session_id: me.clone(),
         force,
     };
-    ctx.write_and_emit(&w, |written| match written {
-        Written::Lock { lock, .. } => format!(
-            "released {}/{} (lock {})\n",
-            render::cell(&lock.project, 60),
-            render::cell(&lock.resource, 60),
-            lock.id
-        ),
+    let Some(written) = ctx.write(&w)? else {
+        return Ok(());
+    };
+    if let Written::Lock { lock, .. } = &written
+        && force
+        && !lock.session_id.eq_ignore_ascii_case(&me)
+    {
+        let id = &ctx.identity;
+        let note = Write::SendMessage(NewMessage {
+            to_session: lock.session_id.clone(),
+            subject: Some(format!(
+                "lock {}/{} released by {me}",
+                lock.project, lock.resource
+            )),
+            body: format!(
+                "{me} force-released your lock {}/{} (lock {}, which was to expire {}). \
+                 Claim it again with `coord lock claim {} {}` when it is free.",
+                lock.project,
+                lock.resource,
+                lock.id,
+                crate::model::format_time(&lock.expires_at),
+                lock.project,
+                lock.resource
+            ),
+            from_session: me.clone(),
+            created_by_user: id.user.clone(),
+            created_by_machine: id.machine.clone(),
+            in_reply_to: None,
+        });
+        if let Err(e) = ctx.write(&note) {
+            super::note(&format!(
+                "warning: the lock was released, but {} could not be told: {e}",
+                render::cell(&lock.session_id, 80)
+            ));
+        }
+    }
+    ctx.emit(&written.to_json(), || match &written {
+        Written::Lock { lock, .. } => {
+            let broke = if lock.session_id.eq_ignore_ascii_case(&me) {
+                String::new()
+            } else {
+                format!(
+                    "; {} held it and has been sent a message saying so",
+                    render::cell(&lock.session_id, 80)
+                )
+            };
+            format!(
+                "released {}/{} (lock {}){broke}\n",
+                render::cell(&lock.project, 60),
+                render::cell(&lock.resource, 60),
+                lock.id
+            )
+        }
         _ => String::new(),
-    })
+    });
+    Ok(())
 }
 
 fn list(ctx: &Ctx, project: Option<String>, mine: bool) -> Result<()> {

@@ -3,6 +3,7 @@
 
 pub mod lock;
 pub mod msg;
+pub mod sessions;
 pub mod state;
 pub mod sync;
 pub mod todo;
@@ -31,6 +32,10 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(identity: Identity, json: bool, no_color: bool) -> Ctx {
+        // A typo in identity.json must not pass unseen.
+        for w in &identity.warnings {
+            note(&format!("warning: {w}"));
+        }
         Ctx {
             identity,
             json,

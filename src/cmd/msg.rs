@@ -1,4 +1,4 @@
-//! `coord msg send|inbox|read`.
+//! `coord msg send|reply|sent|inbox|read`.
 
 use super::{Ctx, for_each_id, read_text};
 use crate::cli::{MsgCmd, MsgSend};
@@ -9,6 +9,12 @@ use crate::render;
 pub fn run(ctx: &Ctx, cmd: MsgCmd) -> Result<()> {
     match cmd {
         MsgCmd::Send(s) => send(ctx, s),
+        MsgCmd::Reply {
+            id,
+            body,
+            body_file,
+        } => reply(ctx, id, body, body_file.as_deref()),
+        MsgCmd::Sent { limit } => sent(ctx, limit),
         MsgCmd::Inbox { all, limit } => inbox(ctx, all, limit),
         MsgCmd::Read { ids } => read(ctx, &ids),
     }
@@ -19,14 +25,26 @@ fn send(ctx: &Ctx, s: MsgSend) -> Result<()> {
         return Err(Error::Usage("the recipient is empty".into()));
     }
     let body = read_text(s.body, s.body_file.as_deref(), "message body")?;
+    let to = resolve(ctx, &s.to, s.force)?;
+    deliver(ctx, to, body, s.subject.filter(|s| !s.is_empty()), None)
+}
+
+fn deliver(
+    ctx: &Ctx,
+    to: String,
+    body: String,
+    subject: Option<String>,
+    in_reply_to: Option<i64>,
+) -> Result<()> {
     let id = &ctx.identity;
     let w = Write::SendMessage(NewMessage {
-        to_session: expand_recipient(&s.to),
+        to_session: to,
         body,
-        subject: s.subject.filter(|s| !s.is_empty()),
+        subject,
         from_session: id.session_id(),
         created_by_user: id.user.clone(),
         created_by_machine: id.machine.clone(),
+        in_reply_to,
     });
     ctx.write_and_emit(&w, |written| match written {
         Written::Message(m) => format!(
@@ -38,6 +56,189 @@ fn send(ctx: &Ctx, s: MsgSend) -> Result<()> {
     })
 }
 
+/// Where `to` reaches: a known session or machine (any case), a broadcast,
+/// or — only with `--force` — an address nobody has used. An unknown one is
+/// a usage error naming the closest known addresses: a message must never
+/// go silently where nobody reads.
+fn resolve(ctx: &Ctx, to: &str, force: bool) -> Result<String> {
+    let expanded = expand_recipient(to);
+    if expanded == ALL_SESSIONS || force {
+        return Ok(expanded);
+    }
+    let known = match ctx.backend()?.sessions(None) {
+        Ok(Some(k)) => k,
+        Ok(None) => {
+            super::note(&format!(
+                "note: the coord API does not list sessions (a v1 server): {expanded} is not checked"
+            ));
+            return Ok(expanded);
+        }
+        // Offline: the address cannot be checked now; the write waits in
+        // the queue (and says so) rather than being lost.
+        Err(e) if e.is_retryable() => return Ok(expanded),
+        Err(e) => return Err(e),
+    };
+    let me = ctx.session_id();
+    let mut ids: Vec<String> = known.iter().map(|s| s.session_id.clone()).collect();
+    ids.push(me.clone());
+    let machine_of = |id: &str| {
+        id.split_once('/')
+            .map_or(id.to_string(), |(m, _)| m.to_string())
+    };
+    let find = |wanted: &str| {
+        ids.iter()
+            .find(|id| id.eq_ignore_ascii_case(wanted))
+            .cloned()
+            .or_else(|| {
+                // A bare machine: its claude-main, when any session of that
+                // machine is known.
+                let (m, n) = wanted.split_once('/')?;
+                (n == DEFAULT_SESSION
+                    && ids.iter().any(|id| machine_of(id).eq_ignore_ascii_case(m)))
+                .then(|| format!("{}/{DEFAULT_SESSION}", m.to_uppercase()))
+            })
+    };
+    if let Some(found) = find(&expanded) {
+        return Ok(found);
+    }
+    // `$(hostname)` on a machine with a domain: the host name up to the
+    // first dot is the machine.
+    if let Some((m, n)) = expanded.split_once('/')
+        && let Some((short, _)) = m.split_once('.')
+        && let Some(found) = find(&format!("{short}/{n}"))
+    {
+        return Ok(found);
+    }
+    let mut near: Vec<(usize, String)> = ids
+        .iter()
+        .map(|id| {
+            (
+                distance(&id.to_lowercase(), &expanded.to_lowercase()),
+                id.clone(),
+            )
+        })
+        .collect();
+    near.sort();
+    near.dedup_by(|a, b| a.1 == b.1);
+    let names: Vec<String> = near.into_iter().take(3).map(|(_, id)| id).collect();
+    Err(Error::Usage(format!(
+        "no session of the fleet has used {}, so nobody would read it; known: {} — check `coord sessions`, or send anyway with --force",
+        render::cell(&expanded, 80),
+        if names.is_empty() {
+            "none yet".to_string()
+        } else {
+            names.join(", ")
+        }
+    )))
+}
+
+/// Levenshtein distance, for "closest known".
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Answers message `id`: to its sender, `re: ` its subject (or its first
+/// line), marked as a reply.
+fn reply(ctx: &Ctx, id: i64, body: Option<String>, file: Option<&std::path::Path>) -> Result<()> {
+    let body = read_text(body, file, "reply")?;
+    let original = find_message(ctx, id)?;
+    let topic = original
+        .subject
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| original.body.lines().next().unwrap_or("").to_string());
+    let topic = render::clip(topic.trim(), 80);
+    let subject = if topic.to_ascii_lowercase().starts_with("re:") {
+        topic
+    } else {
+        format!("re: {topic}")
+    };
+    deliver(ctx, original.from_session, body, Some(subject), Some(id))
+}
+
+/// Message `id` among this session's (read or not).
+fn find_message(ctx: &Ctx, id: i64) -> Result<Message> {
+    let backend = ctx.backend()?;
+    let near = backend.messages(&MessageQuery {
+        session: ctx.session_id(),
+        unread_only: false,
+        limit: Some(1),
+        after_id: Some(id - 1),
+        ..Default::default()
+    })?;
+    if let Some(m) = near.into_iter().find(|m| m.id == id) {
+        return Ok(m);
+    }
+    // A server that ignores after_id: look through what it gives.
+    backend
+        .messages(&MessageQuery {
+            session: ctx.session_id(),
+            unread_only: false,
+            limit: Some(MAX_MESSAGE_LIMIT),
+            newest_first: true,
+            ..Default::default()
+        })?
+        .into_iter()
+        .find(|m| m.id == id)
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "message {id} is not among {}'s messages: `coord msg inbox --all` lists them",
+                ctx.session_id()
+            ))
+        })
+}
+
+/// What this session sent, newest first, with who has read each.
+fn sent(ctx: &Ctx, limit: u32) -> Result<()> {
+    let page = ctx.backend()?.messages_page(&MessageQuery {
+        session: ctx.session_id(),
+        limit: Some(limit),
+        newest_first: true,
+        sent: true,
+        ..Default::default()
+    })?;
+    let msgs = page.messages;
+    ctx.emit(&msgs, || {
+        if msgs.is_empty() {
+            return format!("{} has sent no messages\n", ctx.session_id());
+        }
+        let now = render::now();
+        let mut t = render::Table::new(vec!["ID", "TO", "SENT", "READ BY", "TEXT"]);
+        for m in &msgs {
+            let text = match m.subject.as_deref().filter(|s| !s.is_empty()) {
+                Some(s) => s.to_string(),
+                None => m.body.clone(),
+            };
+            let read_by = match m.read_by.as_deref() {
+                Some([]) | None => ctx.style.dim("nobody yet"),
+                Some(r) => render::cell(&r.join(", "), 60),
+            };
+            t.row(vec![
+                m.id.to_string(),
+                render::cell(&m.to_session, 40),
+                render::when(&m.created_at, &now),
+                read_by,
+                render::cell(&text, 60),
+            ]);
+        }
+        t.render(&ctx.style)
+    });
+    Ok(())
+}
+
 /// The newest `limit` (unread, or all), shown in time order, and how many
 /// more there are.
 fn inbox(ctx: &Ctx, all: bool, limit: u32) -> Result<()> {
@@ -47,6 +248,7 @@ fn inbox(ctx: &Ctx, all: bool, limit: u32) -> Result<()> {
         limit: Some(limit),
         newest_first: true,
         after_id: None,
+        sent: false,
     })?;
     let mut msgs = page.messages;
     // The newest `limit`, in time order.

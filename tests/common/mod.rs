@@ -100,6 +100,17 @@ impl Machine {
         c
     }
 
+    /// A session of this machine starts: its hook runs once, so the fleet
+    /// knows the address (presence).
+    pub fn arrive(&self, session: Option<&str>) {
+        let out = self
+            .bin("coord-hook", session, &[])
+            .write_stdin("{}")
+            .output()
+            .expect("run the hook");
+        assert!(out.status.success());
+    }
+
     /// Runs with `--json`, expects success, and parses stdout.
     pub fn json(&self, session: Option<&str>, args: &[&str]) -> Value {
         let mut all = vec!["--json"];
@@ -305,7 +316,11 @@ pub fn lossy_proxy(target: String, drop: usize) -> String {
                     let Some(resp) = read_http(&mut up) else {
                         return;
                     };
-                    if dropped.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < drop {
+                    // Only writes lose their answer (reads, such as the
+                    // address check, pass).
+                    if req.starts_with(b"POST")
+                        && dropped.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < drop
+                    {
                         let _ = client.shutdown(std::net::Shutdown::Both);
                         return;
                     }
