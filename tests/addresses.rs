@@ -1,0 +1,426 @@
+//! Every session has its own address (issue 13): a name per Claude Code
+//! window, presence and `coord sessions`, no silent misdelivery, own
+//! messages, replies and `read_by`, locks between windows, and a v1 server
+//! that knows none of it. Both backends, real binaries.
+
+mod common;
+
+use std::io::Write as _;
+use std::process::{Child, Command, Stdio};
+
+use common::{Fake, Machine, Server, http_answer, stderr, stdout};
+use serde_json::{Value, json};
+
+/// A stand-in for a Claude Code window's process: a real process that
+/// lives until dropped (what the registry checks is only that it runs).
+struct Window {
+    child: Child,
+    env_file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Window {
+    fn open() -> Window {
+        let child = if cfg!(windows) {
+            // Waits for a key on a stdin that never sends one.
+            Command::new("cmd")
+                .args(["/c", "pause"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        } else {
+            Command::new("sleep").arg("300").spawn().unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        Window {
+            child,
+            env_file: dir.path().join("sessionstart-hook-0.sh"),
+            _dir: dir,
+        }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// The SessionStart hook of this window, as Claude Code runs it.
+    fn start(
+        &self,
+        m: &Machine,
+        project: &std::path::Path,
+        source: &str,
+        claude_session: &str,
+    ) -> Value {
+        let mut c = m.std_bin("coord-hook", None, &["--format", "json"]);
+        c.env("CLAUDE_PID", self.pid())
+            .env("CLAUDE_ENV_FILE", &self.env_file)
+            .env("CLAUDE_PROJECT_DIR", project)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let input = json!({"session_id": claude_session, "cwd": project,
+                           "hook_event_name": "SessionStart", "source": source});
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The session id the hook last wrote for the model's commands.
+    fn exported(&self) -> String {
+        let text = std::fs::read_to_string(&self.env_file).unwrap_or_default();
+        let last = text.lines().last().unwrap_or("").to_string();
+        last.trim_start_matches("export COORD_SESSION=")
+            .trim_matches('\'')
+            .to_string()
+    }
+
+    fn close(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn project(m: &Machine, name: &str) -> std::path::PathBuf {
+    let p = m.root().join(name);
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+fn two_windows(m: &Machine) {
+    let web = project(m, "web app");
+    let api = project(m, "api");
+    let first = Window::open();
+    let second = Window::open();
+    first.start(m, &web, "startup", "c-1");
+    assert_eq!(first.exported(), "BOX/claude-main");
+    let v = second.start(m, &api, "startup", "c-2");
+    assert_eq!(second.exported(), "BOX/api");
+    assert!(
+        v["hookSpecificOutput"]["additionalContext"]
+            .as_str()
+            .unwrap()
+            .contains("BOX/api"),
+        "{v}"
+    );
+    // Stable across resume, compact and /clear (a new Claude session id).
+    first.start(m, &web, "resume", "c-1");
+    first.start(m, &web, "compact", "c-1");
+    first.start(m, &web, "clear", "c-1b");
+    assert_eq!(first.exported(), "BOX/claude-main");
+    second.start(m, &api, "clear", "c-2b");
+    assert_eq!(second.exported(), "BOX/api");
+
+    // The fleet knows both.
+    let sessions = m.json(None, &["sessions"]);
+    let ids: Vec<&str> = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["session_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"BOX/claude-main") && ids.contains(&"BOX/api"),
+        "{sessions}"
+    );
+    let api_row = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["session_id"] == "BOX/api")
+        .unwrap();
+    assert_eq!(api_row["project"], "api");
+    assert_eq!(api_row["active"], true);
+    let table = m.coord(&["sessions"]).output().unwrap();
+    assert!(stdout(&table).contains("BOX/api"), "{}", stdout(&table));
+
+    // Two windows, two inboxes, and a lock one holds is a conflict for the
+    // other (exit 3), not a renewal.
+    m.session("api", &["lock", "claim", "web", "db-migrate"])
+        .assert()
+        .success();
+    let out = m
+        .coord(&["lock", "claim", "web", "db-migrate"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+
+    // A name is free again once its window's process is gone: a new window
+    // gets claude-main after the first one closed.
+    first.close();
+    let third = Window::open();
+    third.start(m, &web, "startup", "c-3");
+    assert_eq!(third.exported(), "BOX/claude-main");
+    // A third concurrent window of the same project gets a unique name.
+    let fourth = Window::open();
+    fourth.start(m, &api, "startup", "c-4");
+    assert_eq!(fourth.exported(), "BOX/api-2");
+    second.close();
+    third.close();
+    fourth.close();
+}
+
+#[test]
+fn two_windows_get_two_names_on_the_embedded_store() {
+    two_windows(&Machine::new("BOX"));
+}
+
+#[test]
+fn two_windows_get_two_names_through_coord_serve() {
+    let s = Server::start(&[]);
+    two_windows(&Machine::remote("BOX", &s.url));
+}
+
+#[test]
+fn an_explicit_name_wins_and_is_quoted_for_the_shell() {
+    let m = Machine::with_identity(
+        "BOX",
+        &json!({"user": "h", "machine": "box", "session": "it's-mine"}),
+    );
+    let w = Window::open();
+    w.start(&m, &project(&m, "p"), "startup", "c");
+    let text = std::fs::read_to_string(&w.env_file).unwrap();
+    assert_eq!(text, "export COORD_SESSION='BOX/it'\\''s-mine'\n");
+    w.close();
+}
+
+fn addressing(m: &Machine, other: &Machine) {
+    other.arrive(None);
+    // Wrong case, a domain, a bare machine: all reach BETA/claude-main.
+    for to in ["beta", "BETA", "beta.example.internal", "Beta/claude-main"] {
+        let v = m.json(None, &["msg", "send", to, &format!("to {to}")]);
+        assert_eq!(v["to_session"], "BETA/claude-main", "{to}");
+    }
+    // Nobody has used GAMMA: nothing is sent, exit 2, and the closest known
+    // addresses and --force are named.
+    let out = m
+        .coord(&["msg", "send", "GAMMA", "lost?"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("GAMMA/claude-main") && err.contains("--force"),
+        "{err}"
+    );
+    assert!(err.contains("BETA/claude-main"), "{err}");
+    let forced = m.json(None, &["msg", "send", "GAMMA", "on purpose", "--force"]);
+    assert_eq!(forced["to_session"], "GAMMA/claude-main");
+    // Broadcasts always go, and are never unread for their sender.
+    m.json(None, &["msg", "send", "ALL", "everyone"]);
+    let mine = m.json(None, &["msg", "inbox"]);
+    assert!(
+        mine.as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["body"] != "everyone"),
+        "{mine}"
+    );
+    let theirs = other.json(None, &["msg", "inbox", "--limit", "1000"]);
+    let bodies: Vec<&str> = theirs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["body"].as_str().unwrap())
+        .collect();
+    assert!(
+        bodies.contains(&"everyone") && bodies.contains(&"to beta"),
+        "{bodies:?}"
+    );
+    // The hook of the sender does not show its own broadcast.
+    let out = m
+        .bin("coord-hook", None, &[])
+        .write_stdin("{}")
+        .output()
+        .unwrap();
+    assert!(!stdout(&out).contains("everyone"), "{}", stdout(&out));
+
+    // A conversation: reply, and who has read what.
+    let first = theirs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["body"] == "to beta")
+        .unwrap()
+        .clone();
+    let id = first["id"].to_string();
+    let r = other.json(None, &["msg", "reply", &id, "got it"]);
+    assert_eq!(r["to_session"], first["from_session"]);
+    assert_eq!(r["in_reply_to"], first["id"]);
+    assert_eq!(r["subject"], "re: to beta");
+    other.json(None, &["msg", "read", &id]);
+    let inbox = m.coord(&["msg", "inbox"]).output().unwrap();
+    assert!(
+        stdout(&inbox).contains(&format!("re #{id}")),
+        "{}",
+        stdout(&inbox)
+    );
+    let block = m
+        .bin("coord-hook", None, &[])
+        .write_stdin("{}")
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&block).contains(&format!("· re #{id}")),
+        "{}",
+        stdout(&block)
+    );
+    let sent = m.json(None, &["msg", "sent", "--limit", "50"]);
+    let row = sent
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == first["id"])
+        .unwrap();
+    assert_eq!(row["read_by"], json!(["BETA/claude-main"]));
+    let table = m.coord(&["msg", "sent"]).output().unwrap();
+    assert!(stdout(&table).contains("READ BY"), "{}", stdout(&table));
+}
+
+#[test]
+fn addresses_on_the_embedded_store() {
+    let m = Machine::new("ALPHA");
+    // One store, two machines' sessions (as on a shared host).
+    let other = Machine::with_identity(
+        "BETA",
+        &json!({"user": "b", "machine": "beta", "coord_db": m.db_path()}),
+    );
+    addressing(&m, &other);
+}
+
+#[test]
+fn addresses_through_coord_serve() {
+    let s = Server::start(&[]);
+    addressing(
+        &Machine::remote("ALPHA", &s.url),
+        &Machine::remote("beta", &s.url),
+    );
+}
+
+#[test]
+fn a_forced_release_tells_the_holder_and_release_takes_a_name() {
+    let s = Server::start(&[]);
+    let m = Machine::remote("BOX", &s.url);
+    m.arrive(Some("api"));
+    m.session("api", &["lock", "claim", "web", "deploy"])
+        .assert()
+        .success();
+    // By name, not someone else's without --force.
+    let out = m
+        .coord(&["lock", "release", "web", "deploy"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = m
+        .coord(&["lock", "release", "web", "deploy", "--force"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("BOX/api held it"), "{}", stdout(&out));
+    let told = m.json(Some("api"), &["msg", "inbox"]);
+    assert!(
+        told[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("BOX/claude-main force-released your lock web/deploy"),
+        "{told}"
+    );
+    // Own lock by name.
+    m.coord(&["lock", "claim", "web", "deploy"])
+        .assert()
+        .success();
+    m.coord(&["lock", "release", "web", "deploy"])
+        .assert()
+        .success();
+    assert_eq!(m.json(None, &["lock", "list"]), json!([]));
+    let out = m
+        .coord(&["lock", "release", "web", "deploy"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn identity_typos_are_named_with_what_was_meant() {
+    let m = Machine::with_identity(
+        "BOX",
+        &json!({"user": "h", "machin": "OTHER", "coord_tokn": "x"}),
+    );
+    let out = m.coord(&["whoami"]).output().unwrap();
+    assert!(out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("\"machin\"") && err.contains("did you mean \"machine\""),
+        "{err}"
+    );
+    assert!(err.contains("did you mean \"coord_token\""), "{err}");
+    let out = m
+        .bin("coord-hook", None, &[])
+        .write_stdin("{}")
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains("did you mean \"machine\""),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// A v1 server: no /sessions (404), ignores in_reply_to, order, from_session.
+fn v1() -> Fake {
+    Fake::start(|req| {
+        let line = req.lines().next().unwrap_or("");
+        if line.contains("/sessions") {
+            http_answer(404, r#"{"detail":"Not Found"}"#)
+        } else if line.starts_with("POST /api/coord/messages ") {
+            http_answer(
+                201,
+                r#"{"id":7,"from_session":"BOX/claude-main","to_session":"NEWBOX/claude-main","subject":null,"body":"hi","created_by_user":"h","created_by_machine":"BOX","created_at":"2026-11-25T08:00:00","read":false,"read_at":null}"#,
+            )
+        } else if line.starts_with("GET /api/coord/messages") {
+            http_answer(
+                200,
+                r#"[{"id":3,"from_session":"BOX/claude-main","to_session":"ALL_SESSIONS","subject":null,"body":"my own broadcast","created_by_user":"h","created_by_machine":"BOX","created_at":"2026-11-25T08:00:00","read":false,"read_at":null},
+                    {"id":4,"from_session":"X/y","to_session":"BOX/claude-main","subject":null,"body":"for me","created_by_user":"x","created_by_machine":"X","created_at":"2026-11-25T08:01:00","read":false,"read_at":null}]"#,
+            )
+        } else {
+            http_answer(200, "[]")
+        }
+    })
+}
+
+#[test]
+fn a_v1_server_still_sends_and_the_hook_still_works() {
+    let fake = v1();
+    let m = Machine::remote("BOX", &fake.url);
+    // Sends unchecked, with one note.
+    let out = m.coord(&["msg", "send", "NEWBOX", "hi"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("v1"), "{}", stderr(&out));
+    // The hook works, presence's 404 is quiet, and its own broadcast is not
+    // shown as unread.
+    let out = m
+        .bin("coord-hook", None, &[])
+        .write_stdin("{}")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(text.contains("| for me"), "{text}");
+    assert!(!text.contains("my own broadcast"), "{text}");
+    assert!(!text.contains("note:"), "{text}");
+    // Commands that need v1.1 say so.
+    let out = m.coord(&["sessions"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("v1"), "{}", stderr(&out));
+    let out = m.coord(&["msg", "sent"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("v1"), "{}", stderr(&out));
+}
