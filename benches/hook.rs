@@ -220,11 +220,14 @@ fn seed_history(db: &Path) {
                 |r| r.get(0),
             )
             .expect("max");
-        tx.execute(
-            "INSERT INTO broadcast_marks (session, upto, at) VALUES (?1, ?2, ?3)",
-            rusqlite::params![SESSION, upto, now],
-        )
-        .expect("mark");
+        // The bench session and an idle one have read every old broadcast.
+        for who in [SESSION, "IDLE/claude-main"] {
+            tx.execute(
+                "INSERT INTO broadcast_marks (session, upto, at) VALUES (?1, ?2, ?3)",
+                rusqlite::params![who, upto, now],
+            )
+            .expect("mark");
+        }
         let mut l = tx
             .prepare(
                 "INSERT INTO locks (project, resource, session_id, note, created_at, expires_at) \
