@@ -80,6 +80,10 @@ pub enum Command {
         #[arg(long, conflicts_with_all = ["list", "drop"])]
         retry_rejected: bool,
     },
+    /// The asyncRewake waiter (coord-hook wait): exits 2 with new messages
+    /// on stderr to wake an idle Claude Code session.
+    #[command(hide = true)]
+    Wait,
     /// Wire the session-start hook into Claude Code's settings.json.
     Install {
         /// Install into DIR/.claude/settings.json instead of ~/.claude/settings.json.
@@ -88,6 +92,10 @@ pub enum Command {
         /// Print the settings snippet instead of writing it.
         #[arg(long)]
         print: bool,
+        /// Leave out the waiter, which wakes an idle session when a message
+        /// arrives (and remove it if it is installed).
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Remove our entry from Claude Code's settings.json (and nothing else).
     Uninstall {

@@ -1,5 +1,6 @@
-//! `coord-hook install|uninstall`: merge our SessionStart entry into Claude
-//! Code's settings.json, keeping everything else as it was.
+//! `coord-hook install|uninstall`: merge our hook entries into Claude
+//! Code's settings.json — the session-start block, the prompt hook and the
+//! waiter — and the skill, keeping everything else as it was.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -10,12 +11,25 @@ use crate::cmd::out;
 use crate::error::{Error, Result};
 use crate::identity::home_claude_dir;
 
-/// The sessions the hook runs on.
+/// The sessions the block runs on.
 pub const MATCHER: &str = "startup|resume|clear|compact";
-/// Claude Code's own limit for our hook, in seconds; ours is far shorter.
+/// Claude Code's own limit for the block and prompt hooks, in seconds; ours
+/// is far shorter.
 pub const CLAUDE_TIMEOUT_S: u64 = 10;
-/// How our entry is recognised: its command runs a `coord-hook` binary.
-const MARK: &str = "coord-hook";
+/// The waiter's limit: a day (without one Claude Code kills it at 600 s and
+/// the session is deaf until its next turn).
+pub const WAITER_TIMEOUT_S: u64 = 86_400;
+/// The skill, as shipped.
+pub const SKILL: &str = include_str!("../hooks/skill/SKILL.md");
+
+/// What one of our hooks does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The block (SessionStart) and the prompt hook: `--format json`.
+    Context,
+    /// The asyncRewake waiter: `wait`.
+    Waiter,
+}
 
 pub fn settings_path(project: Option<&Path>) -> PathBuf {
     match project {
@@ -24,9 +38,17 @@ pub fn settings_path(project: Option<&Path>) -> PathBuf {
     }
 }
 
-/// The command Claude Code runs: the absolute path of the `coord-hook`
-/// binary beside this one, quoted, in the JSON form.
-pub fn hook_command() -> Result<String> {
+/// Where the skill goes: `~/.claude/skills/coord/`, or the project's.
+pub fn skill_path(project: Option<&Path>) -> PathBuf {
+    let base = match project {
+        Some(dir) => dir.join(".claude"),
+        None => home_claude_dir(),
+    };
+    base.join("skills").join("coord").join("SKILL.md")
+}
+
+/// The `coord-hook` binary beside this one, absolute and quoted.
+pub fn hook_program() -> Result<String> {
     let exe = std::env::current_exe()
         .map_err(|e| Error::Usage(format!("cannot find this program's path: {e}")))?;
     let exe = plain_path(exe.canonicalize().unwrap_or(exe));
@@ -35,7 +57,12 @@ pub fn hook_command() -> Result<String> {
         Some(p) if p.is_file() => p,
         _ => exe,
     };
-    Ok(format!("\"{}\" --format json", hook.display()))
+    Ok(format!("\"{}\"", hook.display()))
+}
+
+/// The command Claude Code runs for the block and the prompt hook.
+pub fn hook_command() -> Result<String> {
+    Ok(format!("{} --format json", hook_program()?))
 }
 
 /// Windows' canonical form (`\\?\C:\…`) is not understood by every shell
@@ -49,22 +76,89 @@ fn plain_path(p: PathBuf) -> PathBuf {
     }
 }
 
-/// Our entry, as it goes into `hooks.SessionStart`.
+fn hook(command: &str, role: Role) -> Value {
+    match role {
+        Role::Context => {
+            json!({ "type": "command", "command": command, "timeout": CLAUDE_TIMEOUT_S })
+        }
+        Role::Waiter => json!({
+            "type": "command", "command": command, "asyncRewake": true, "timeout": WAITER_TIMEOUT_S
+        }),
+    }
+}
+
+/// Our entries, by hook event: `program` is the quoted binary.
+pub fn entries(program: &str, waiter: bool) -> Vec<(&'static str, Value)> {
+    let context = format!("{program} --format json");
+    let wait = format!("{program} wait");
+    let mut start = vec![hook(&context, Role::Context)];
+    if waiter {
+        start.push(hook(&wait, Role::Waiter));
+    }
+    let mut out = vec![
+        (
+            "SessionStart",
+            json!({ "matcher": MATCHER, "hooks": start }),
+        ),
+        (
+            "UserPromptSubmit",
+            json!({ "hooks": [hook(&context, Role::Context)] }),
+        ),
+    ];
+    if waiter {
+        out.push(("Stop", json!({ "hooks": [hook(&wait, Role::Waiter)] })));
+    }
+    out
+}
+
+/// The SessionStart group alone (the shipped snippet's first entry).
 pub fn entry(command: &str) -> Value {
-    json!({
-        "matcher": MATCHER,
-        "hooks": [{ "type": "command", "command": command, "timeout": CLAUDE_TIMEOUT_S }]
-    })
+    json!({ "matcher": MATCHER, "hooks": [hook(command, Role::Context)] })
 }
 
-fn is_ours(hook: &Value) -> bool {
-    hook.get("command")
-        .and_then(Value::as_str)
-        .is_some_and(|c| c.contains(MARK))
+/// Whether `command` is one of ours, exactly: a `coord-hook` binary (any
+/// path, quoted or not) with `--format json` or `wait` — not any command
+/// that merely mentions coord-hook.
+pub fn role_of(command: &str) -> Option<Role> {
+    let c = command.trim();
+    let (program, rest) = match c.strip_prefix('"') {
+        Some(r) => {
+            let end = r.find('"')?;
+            (&r[..end], r[end + 1..].trim())
+        }
+        None => match c.split_once(' ') {
+            Some((p, r)) => (p, r.trim()),
+            None => (c, ""),
+        },
+    };
+    let stem = program
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(program)
+        .trim_end_matches(".exe");
+    if stem != "coord-hook" {
+        return None;
+    }
+    match rest {
+        "--format json" => Some(Role::Context),
+        "wait" => Some(Role::Waiter),
+        _ => None,
+    }
 }
 
-/// Adds (or updates) our entry; answers whether anything changed.
-pub fn merge(settings: &mut Value, command: &str) -> std::result::Result<bool, String> {
+fn ours(h: &Value) -> Option<Role> {
+    h.get("command").and_then(Value::as_str).and_then(role_of)
+}
+
+/// Adds, points at this binary, or repairs our entries; removes the
+/// waiter's when `waiter` is false. Answers whether anything changed.
+pub fn merge(
+    settings: &mut Value,
+    program: &str,
+    waiter: bool,
+) -> std::result::Result<bool, String> {
+    let before = settings.clone();
+    remove_where(settings, |role| role == Role::Waiter && !waiter)?;
     let root = settings
         .as_object_mut()
         .ok_or("the top level is not a JSON object")?;
@@ -73,58 +167,107 @@ pub fn merge(settings: &mut Value, command: &str) -> std::result::Result<bool, S
         .or_insert_with(|| Value::Object(Map::new()))
         .as_object_mut()
         .ok_or("\"hooks\" is not an object")?;
-    let groups = hooks
-        .entry("SessionStart")
-        .or_insert_with(|| Value::Array(Vec::new()))
-        .as_array_mut()
-        .ok_or("\"hooks.SessionStart\" is not an array")?;
-    for group in groups.iter_mut() {
-        let Some(list) = group.get_mut("hooks").and_then(Value::as_array_mut) else {
-            continue;
-        };
-        if let Some(h) = list.iter_mut().find(|h| is_ours(h)) {
-            if h["command"] == command {
-                return Ok(false);
+    for (event, wanted) in entries(program, waiter) {
+        let groups = hooks
+            .entry(event)
+            .or_insert_with(|| Value::Array(Vec::new()))
+            .as_array_mut()
+            .ok_or_else(|| format!("\"hooks.{event}\" is not an array"))?;
+        let want_hooks = wanted["hooks"].as_array().cloned().unwrap_or_default();
+        for w in &want_hooks {
+            let role = ours(w);
+            // Our hook of this role, wherever it is in this event.
+            let found = groups.iter_mut().find_map(|g| {
+                let idx = g
+                    .get("hooks")
+                    .and_then(Value::as_array)
+                    .and_then(|l| l.iter().position(|h| ours(h) == role))?;
+                Some((g, idx))
+            });
+            match found {
+                Some((g, idx)) => {
+                    // Point it at this binary and repair its settings.
+                    if let Some(list) = g.get_mut("hooks").and_then(Value::as_array_mut) {
+                        list[idx] = w.clone();
+                    }
+                    // A matcher is ours to repair only where the group is
+                    // ours alone.
+                    let only_ours = g
+                        .get("hooks")
+                        .and_then(Value::as_array)
+                        .is_some_and(|l| l.iter().all(|h| ours(h).is_some()));
+                    if let (true, Some(m)) = (only_ours, wanted.get("matcher")) {
+                        g["matcher"] = m.clone();
+                    }
+                }
+                None => {
+                    // Into our own group of this event, or a new one.
+                    let own = groups.iter_mut().find(|g| {
+                        g.get("hooks")
+                            .and_then(Value::as_array)
+                            .is_some_and(|l| !l.is_empty() && l.iter().all(|h| ours(h).is_some()))
+                    });
+                    match own {
+                        Some(g) => {
+                            if let Some(list) = g.get_mut("hooks").and_then(Value::as_array_mut) {
+                                list.push(w.clone());
+                            }
+                        }
+                        None => {
+                            let mut g = wanted.clone();
+                            g["hooks"] = json!([w]);
+                            groups.push(g);
+                        }
+                    }
+                }
             }
-            // The binary moved: point the existing entry at the new path.
-            h["command"] = json!(command);
-            return Ok(true);
         }
     }
-    groups.push(entry(command));
-    Ok(true)
+    Ok(*settings != before)
 }
 
-/// Removes our entry and any container it leaves empty.
-pub fn remove(settings: &mut Value) -> bool {
+/// Removes our hooks for which `which` holds, and any container it leaves
+/// empty.
+fn remove_where(
+    settings: &mut Value,
+    which: impl Fn(Role) -> bool,
+) -> std::result::Result<bool, String> {
     let Some(hooks) = settings.get_mut("hooks").and_then(Value::as_object_mut) else {
-        return false;
-    };
-    let Some(groups) = hooks.get_mut("SessionStart").and_then(Value::as_array_mut) else {
-        return false;
+        return Ok(false);
     };
     let mut changed = false;
-    groups.retain_mut(|group| {
-        let Some(list) = group.get_mut("hooks").and_then(Value::as_array_mut) else {
-            return true;
+    let events: Vec<String> = hooks.keys().cloned().collect();
+    for event in events {
+        let Some(groups) = hooks.get_mut(&event).and_then(Value::as_array_mut) else {
+            continue;
         };
-        let before = list.len();
-        list.retain(|h| !is_ours(h));
-        if list.len() != before {
-            changed = true;
-            return !list.is_empty();
+        groups.retain_mut(|group| {
+            let Some(list) = group.get_mut("hooks").and_then(Value::as_array_mut) else {
+                return true;
+            };
+            let before = list.len();
+            list.retain(|h| !ours(h).is_some_and(&which));
+            if list.len() != before {
+                changed = true;
+                return !list.is_empty();
+            }
+            true
+        });
+        if groups.is_empty() {
+            hooks.remove(&event);
         }
-        true
-    });
-    if groups.is_empty() {
-        hooks.remove("SessionStart");
     }
     if hooks.is_empty()
         && let Some(root) = settings.as_object_mut()
     {
         root.remove("hooks");
     }
-    changed
+    Ok(changed)
+}
+
+/// Removes all our entries; answers whether anything changed.
+pub fn remove(settings: &mut Value) -> bool {
+    remove_where(settings, |_| true).unwrap_or(false)
 }
 
 fn read_settings(path: &Path) -> Result<Option<Value>> {
@@ -174,35 +317,74 @@ fn write_settings(path: &Path, value: &Value) -> Result<Option<PathBuf>> {
     Ok(backup)
 }
 
-pub fn install(project: Option<&Path>, print: bool) -> Result<()> {
-    let command = hook_command()?;
+pub fn install(project: Option<&Path>, print: bool, waiter: bool) -> Result<()> {
+    let program = hook_program()?;
+    let skill = skill_path(project);
     if print {
-        let snippet = json!({ "hooks": { "SessionStart": [entry(&command)] } });
+        let mut hooks = Map::new();
+        for (event, entry) in entries(&program, waiter) {
+            hooks.insert(event.to_string(), json!([entry]));
+        }
         out(&format!(
             "{}\n",
-            serde_json::to_string_pretty(&snippet).unwrap_or_default()
+            serde_json::to_string_pretty(&json!({ "hooks": hooks })).unwrap_or_default()
+        ));
+        crate::cmd::note(&format!(
+            "and the skill (hooks/skill/SKILL.md) into {}",
+            skill.display()
         ));
         return Ok(());
     }
     let path = settings_path(project);
     let mut settings = read_settings(&path)?.unwrap_or_else(|| json!({}));
-    let changed = merge(&mut settings, &command).map_err(|m| Error::bad_input(&path, m))?;
+    let changed = merge(&mut settings, &program, waiter).map_err(|m| Error::bad_input(&path, m))?;
+    let skill_changed = write_skill(&skill)?;
     if !changed {
         out(&format!("already installed in {}\n", path.display()));
+        if skill_changed {
+            out(&format!("  skill updated: {}\n", skill.display()));
+        }
         return Ok(());
     }
+    let what = if waiter {
+        "the session-start block, the prompt hook and the waiter"
+    } else {
+        "the session-start block and the prompt hook (no waiter)"
+    };
     save(
         &path,
         &settings,
         &format!(
-            "installed the SessionStart hook in {}\n  command: {command}",
-            path.display()
+            "installed {what} in {}\n  command: {program}\n  skill: {}",
+            path.display(),
+            skill.display()
         ),
     )
 }
 
+/// Writes the skill when it differs; answers whether it did.
+fn write_skill(path: &Path) -> Result<bool> {
+    if std::fs::read_to_string(path).is_ok_and(|t| t == SKILL) {
+        return Ok(false);
+    }
+    let io = |e: std::io::Error| Error::bad_input(path, format!("cannot write the skill: {e}"));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension("md.tmp");
+    std::fs::write(&tmp, SKILL)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(io)?;
+    Ok(true)
+}
+
 pub fn uninstall(project: Option<&Path>) -> Result<()> {
     let path = settings_path(project);
+    let skill = skill_path(project);
+    let skill_removed = std::fs::remove_file(&skill).is_ok();
+    if skill_removed && let Some(dir) = skill.parent() {
+        let _ = std::fs::remove_dir(dir); // only when empty
+    }
     let Some(mut settings) = read_settings(&path)? else {
         out(&format!(
             "not installed: {} does not exist\n",
@@ -217,7 +399,15 @@ pub fn uninstall(project: Option<&Path>) -> Result<()> {
     save(
         &path,
         &settings,
-        &format!("removed the coord-hook entry from {}", path.display()),
+        &format!(
+            "removed the coord-hook entries from {}{}",
+            path.display(),
+            if skill_removed {
+                format!(" and the skill {}", skill.display())
+            } else {
+                String::new()
+            }
+        ),
     )
 }
 

@@ -148,10 +148,22 @@ fn dispatch(cli: Cli, name: &'static str) -> Result<(), Error> {
         }
         return Ok(());
     };
+    if let Command::Wait = command {
+        // Exit 2 is how Claude Code is told to wake the session; a panic
+        // or any failure must never look like it.
+        let identity = cli.identity.clone();
+        let code = std::panic::catch_unwind(move || hook::wait::run(identity.as_deref()))
+            .unwrap_or(hook::wait::QUIET);
+        std::process::exit(i32::from(code));
+    }
     let load = || Identity::load(cli.identity.as_deref(), &cwd());
     let ctx = || load().map(|id| Ctx::new(id, cli.json, cli.no_color));
     match command {
-        Command::Install { project, print } => install::install(project.as_deref(), print),
+        Command::Install {
+            project,
+            print,
+            no_wait,
+        } => install::install(project.as_deref(), print, !no_wait),
         Command::Uninstall { project } => install::uninstall(project.as_deref()),
         Command::Serve {
             listen,
@@ -180,6 +192,7 @@ fn dispatch(cli: Cli, name: &'static str) -> Result<(), Error> {
         Command::Lock(c) => cmd::lock::run(&ctx()?, c),
         Command::Component(c) => cmd::state::component(&ctx()?, c),
         Command::Workflow(c) => cmd::state::workflow(&ctx()?, c),
+        Command::Wait => Ok(()),
         Command::Sync {
             list,
             drop,

@@ -62,6 +62,29 @@ struct AppState {
     token: Option<Arc<str>>,
     /// The address bound, for the Host check (DNS rebinding).
     listen: Arc<Mutex<Option<SocketAddr>>>,
+    /// Long-polls waiting for a message, by session: a message wakes the
+    /// waiters of its recipient (a broadcast, all of them). A waiter holds
+    /// no store connection and no worker.
+    waiters: Arc<Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>>,
+}
+
+/// The longest `wait` a long-poll may ask for, in seconds.
+const MAX_WAIT_SECS: u64 = 60;
+
+impl AppState {
+    fn waiter(&self, session: &str) -> Arc<tokio::sync::Notify> {
+        let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        w.entry(session.to_string()).or_default().clone()
+    }
+
+    fn wake(&self, to: &str) {
+        let w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if to == ALL_SESSIONS {
+            w.values().for_each(|n| n.notify_waiters());
+        } else if let Some(n) = w.get(to) {
+            n.notify_waiters();
+        }
+    }
 }
 
 /// Opens the store, binds, prints `listening on http://ADDR:PORT` and serves
@@ -93,6 +116,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         next_reader: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         token: opts.token.map(Arc::from),
         listen: Arc::new(Mutex::new(None)),
+        waiters: Arc::new(Mutex::new(std::collections::HashMap::new())),
     };
     #[cfg(unix)]
     raise_fd_limit();
@@ -610,6 +634,11 @@ macro_rules! tri {
 
 async fn do_write(st: AppState, h: HeaderMap, w: Write) -> Response {
     let key = tri!(idempotency_key(&h));
+    let wakes = match &w {
+        Write::SendMessage(m) => Some(canonical_session(&m.to_session)),
+        _ => None,
+    };
+    let state = st.clone();
     let result = with_writer(&st, move |s| {
         let a = s.apply(&w, key.as_deref())?;
         Ok((http_status(&w, &a.written), a.written.to_json(), a.replayed))
@@ -617,6 +646,9 @@ async fn do_write(st: AppState, h: HeaderMap, w: Write) -> Response {
     .await;
     match result {
         Ok((status, body, replayed)) => {
+            if let Some(to) = wakes {
+                state.wake(&to);
+            }
             let mut resp = ok(status, body);
             if replayed {
                 resp.headers_mut().insert(
@@ -828,6 +860,21 @@ async fn list_messages(State(st): State<AppState>, RawQuery(q): RawQuery) -> Res
             }
         },
     };
+    let wait = match q.get("wait") {
+        None => 0,
+        Some(w) => match w.trim().parse::<u64>() {
+            Ok(n) if n <= MAX_WAIT_SECS => n,
+            _ => {
+                return error(
+                    422,
+                    format!(
+                        "wait must be 0 to {MAX_WAIT_SECS} seconds, not {:?}",
+                        clip(&w)
+                    ),
+                );
+            }
+        },
+    };
     let query = MessageQuery {
         session,
         unread_only: tri!(q.flag("unread")),
@@ -836,7 +883,30 @@ async fn list_messages(State(st): State<AppState>, RawQuery(q): RawQuery) -> Res
         after_id,
         sent,
     };
-    let page = with_reader(&st, move |s| s.messages_page(&query)).and_then(|p| {
+    // Long-poll: hold the answer until a message matches or the time is up.
+    // The wake-up is armed before each read, so none slips between them.
+    let holds = wait > 0 && !query.sent && (query.unread_only || query.after_id.is_some());
+    let until = tokio::time::Instant::now() + Duration::from_secs(wait);
+    let notify = holds.then(|| st.waiter(&canonical_session(&query.session)));
+    let page = loop {
+        let armed = notify.as_ref().map(|n| n.clone());
+        let woken = armed.as_ref().map(|n| n.notified());
+        let mut woken = woken.map(Box::pin);
+        if let Some(w) = woken.as_mut() {
+            w.as_mut().enable();
+        }
+        let q = query.clone();
+        let page = with_reader(&st, move |s| s.messages_page(&q));
+        match (&page, woken) {
+            (Ok(p), Some(w)) if p.messages.is_empty() && tokio::time::Instant::now() < until => {
+                if tokio::time::timeout_at(until, w).await.is_err() {
+                    break page;
+                }
+            }
+            _ => break page,
+        }
+    };
+    let page = page.and_then(|p| {
         serde_json::to_vec(&p.messages)
             .map(|b| (b, p.total))
             .map_err(|e| Error::Failed(format!("cannot encode the answer: {e}")))

@@ -28,7 +28,18 @@ pub struct Window {
     /// Claude Code's own session id (new after `/clear`).
     #[serde(default)]
     pub claude_session: Option<String>,
+    /// Message ids already put into this window's context (by the
+    /// session-start block, a prompt or a wake-up): each is shown once.
+    #[serde(default)]
+    pub shown: Vec<i64>,
+    /// The process of this window's waiter (`coord-hook wait`); a newer
+    /// waiter takes over, the older one steps aside.
+    #[serde(default)]
+    pub waiter: Option<u32>,
 }
+
+/// The most shown ids a window remembers (the newest).
+const MAX_SHOWN: usize = 2_000;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Registry {
@@ -207,8 +218,95 @@ impl Windows {
                 name: name.clone(),
                 project: project.map(str::to_string),
                 claude_session: claude_session.map(str::to_string),
+                shown: Vec::new(),
+                waiter: None,
             });
             name
+        })
+    }
+
+    /// The name window `pid` has, if it registered.
+    pub fn name_of(&self, pid: u32) -> Result<Option<String>> {
+        self.with(|r| {
+            r.windows
+                .iter()
+                .find(|w| w.pid == pid)
+                .map(|w| w.name.clone())
+        })
+    }
+
+    /// A new context (session start, resume, clear, compact): what it
+    /// shows now is all that has been shown.
+    pub fn reset_shown(&self, pid: u32, ids: &[i64]) -> Result<()> {
+        self.with(|r| {
+            if let Some(w) = r.windows.iter_mut().find(|w| w.pid == pid) {
+                w.shown = ids.to_vec();
+                w.shown.sort_unstable();
+                w.shown.dedup();
+            }
+        })
+    }
+
+    /// Of `unread`, those window `pid` has not been shown yet, now marked
+    /// shown — under the registry's lock, so that a prompt and a wake-up
+    /// racing for the same message show it exactly once. Ids no longer
+    /// unread are forgotten. A window that never registered gets nothing.
+    pub fn take_new(&self, pid: u32, unread: &[i64]) -> Result<Vec<i64>> {
+        self.with(|r| {
+            let Some(w) = r.windows.iter_mut().find(|w| w.pid == pid) else {
+                return Vec::new();
+            };
+            let new: Vec<i64> = unread
+                .iter()
+                .copied()
+                .filter(|id| w.shown.binary_search(id).is_err())
+                .collect();
+            if new.is_empty() {
+                return new;
+            }
+            let oldest_unread = unread.iter().copied().min().unwrap_or(i64::MAX);
+            // Keep what may still matter: ids at or above the oldest unread.
+            w.shown.retain(|id| *id >= oldest_unread);
+            w.shown.extend(&new);
+            w.shown.sort_unstable();
+            w.shown.dedup();
+            if w.shown.len() > MAX_SHOWN {
+                let cut = w.shown.len() - MAX_SHOWN;
+                w.shown.drain(..cut);
+            }
+            new
+        })
+    }
+
+    /// The highest id window `pid` has been shown (0 when none).
+    pub fn last_shown(&self, pid: u32) -> Result<i64> {
+        self.with(|r| {
+            r.windows
+                .iter()
+                .find(|w| w.pid == pid)
+                .and_then(|w| w.shown.last().copied())
+                .unwrap_or(0)
+        })
+    }
+
+    /// Makes `me` the waiter of window `pid` (the one before steps aside).
+    pub fn set_waiter(&self, pid: u32, me: u32) -> Result<bool> {
+        self.with(|r| match r.windows.iter_mut().find(|w| w.pid == pid) {
+            Some(w) => {
+                w.waiter = Some(me);
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// Whether `me` is still window `pid`'s waiter (the window is alive and
+    /// no newer waiter took over).
+    pub fn is_waiter(&self, pid: u32, me: u32) -> Result<bool> {
+        self.with(|r| {
+            r.windows
+                .iter()
+                .any(|w| w.pid == pid && w.waiter == Some(me))
         })
     }
 

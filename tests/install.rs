@@ -134,8 +134,9 @@ fn a_broken_settings_file_is_named_and_left_alone() {
 fn the_shipped_snippet_is_what_install_writes() {
     let shipped: Value =
         serde_json::from_str(include_str!("../hooks/settings-snippet.json")).unwrap();
-    let ours = coord_hook::install::entry("coord-hook --format json");
-    assert_eq!(shipped["hooks"]["SessionStart"][0], ours);
+    for (event, entry) in coord_hook::install::entries("coord-hook", true) {
+        assert_eq!(shipped["hooks"][event][0], entry, "{event}");
+    }
 }
 
 #[cfg(unix)]

@@ -32,6 +32,8 @@ pub struct HttpCoord {
     shown_base: String,
     token: Option<String>,
     answer_limit: u64,
+    /// v1.1 long-poll: ask the server to hold a message query this long.
+    wait: u64,
 }
 
 /// The header `coord serve` adds when it answers a write with the answer it
@@ -134,7 +136,15 @@ impl HttpCoord {
             base,
             token,
             answer_limit: MAX_ANSWER_BYTES,
+            wait: 0,
         }
+    }
+
+    /// Asks message queries to be held up to `secs` until one matches
+    /// (`wait`, v1.1); the agent's own timeout must allow for it.
+    pub fn with_wait(mut self, secs: u64) -> HttpCoord {
+        self.wait = secs.min(60);
+        self
     }
 
     /// Reads at most `bytes` of any answer (the hook keeps answers small
@@ -492,7 +502,8 @@ impl Coord for HttpCoord {
                 .q("unread", q.unread_only.then_some("true"))
                 .q("limit", Some(limit))
                 .q("order", q.newest_first.then_some("desc"))
-                .q("after_id", q.after_id);
+                .q("after_id", q.after_id)
+                .q("wait", (self.wait > 0).then_some(self.wait));
             let a = self.call_full(&req, None)?;
             Ok((self.parse(&req, &a.bytes)?, a.total))
         };

@@ -31,7 +31,20 @@ pub const EXPIRY_WARNING: Duration = Duration::from_secs(15 * 60);
 const MAX_INPUT: u64 = 1024 * 1024;
 const INPUT_WAIT: Duration = Duration::from_millis(250);
 
+pub mod prompt;
+pub mod wait;
+
 pub const HEADER: &str = "UNREAD COORD MESSAGES";
+/// Ends the new messages of a prompt or a wake-up.
+pub const END_NEW: &str = "=== END NEW COORD MESSAGES ===";
+
+/// This Claude Code window's process (`CLAUDE_PID`, which Claude Code sets
+/// for hooks and for the commands the model runs).
+pub fn claude_pid() -> Option<u32> {
+    env_var("CLAUDE_PID")
+        .and_then(|p| p.trim().parse().ok())
+        .filter(|p| *p > 0)
+}
 pub const END: &str = "=== END COORD MESSAGES ===";
 /// Every line of a message body starts with this, and no structural line
 /// does: a body cannot forge a header, a boundary or the end marker.
@@ -177,7 +190,7 @@ const MIN_TIMEOUT_MS: u64 = 50;
 pub const MAX_HOOK_ANSWER_BYTES: u64 = 4 * 1024 * 1024;
 /// The most messages the hook asks for: the newest, more than a block of
 /// under 10,000 characters can show; the count says how many there are.
-const HOOK_MESSAGE_LIMIT: u32 = 100;
+pub(crate) const HOOK_MESSAGE_LIMIT: u32 = 100;
 /// The most todos the hook asks the embedded store for.
 const HOOK_TODO_LIMIT: u32 = 200;
 
@@ -405,7 +418,11 @@ pub fn project_name(cwd: &Path) -> Option<String> {
 /// stays across resume, compact and `/clear`. On SessionStart the name goes
 /// into `CLAUDE_ENV_FILE`, so every command the model runs in this window
 /// speaks as it. Problems come back as a note; the hook goes on.
-fn name_this_window(id: &mut Identity, input: &HookInput, cwd: &Path) -> Result<(), String> {
+pub(crate) fn name_this_window(
+    id: &mut Identity,
+    input: &HookInput,
+    cwd: &Path,
+) -> Result<(), String> {
     let pid = env_var("CLAUDE_PID").and_then(|p| p.trim().parse::<u32>().ok());
     if let Some(pid) = pid {
         let wanted = id.session_explicit.then(|| id.session.clone());
@@ -569,7 +586,7 @@ fn quoted(s: &str) -> String {
 }
 
 /// Renders one message, its body cut to `body_cap` UTF-16 units.
-fn message_text(m: &Message, now: &Time, body_cap: usize) -> String {
+pub(crate) fn message_text(m: &Message, now: &Time, body_cap: usize) -> String {
     let to = if m.to_session == ALL_SESSIONS {
         format!("{ALL_SESSIONS} (broadcast)")
     } else {
@@ -832,12 +849,17 @@ pub fn system_message(s: &Snapshot) -> Option<String> {
 /// The JSON Claude Code reads, kept under `MAX_OUTPUT` by shrinking the
 /// block's budget until the encoded form fits.
 pub fn render_json(s: &Snapshot, now: &Time) -> String {
+    render_json_for(s, now, "SessionStart")
+}
+
+/// The same, answering hook event `event` (Claude Code checks the name).
+pub fn render_json_for(s: &Snapshot, now: &Time, event: &str) -> String {
     let mut budget = MAX_OUTPUT;
     loop {
         let block = render_block(s, now, budget);
         let mut v = json!({
             "hookSpecificOutput": {
-                "hookEventName": "SessionStart",
+                "hookEventName": event,
                 "additionalContext": block,
             }
         });
@@ -932,6 +954,23 @@ pub fn run(opts: HookOptions) {
     {
         window_note = name_this_window(id, &input, &cwd).err();
     }
+    let event = input
+        .hook_event_name
+        .clone()
+        .unwrap_or_else(|| "SessionStart".into());
+    if event == "UserPromptSubmit" && !opts.preview {
+        // Only what this window has not been shown; nothing at all when
+        // nothing is new (a broken identity is the session start's to say).
+        if let Ok(id) = &identity {
+            crate::cmd::out(&prompt::output(
+                id,
+                started,
+                limit,
+                opts.format == Format::Json,
+            ));
+        }
+        return;
+    }
     let snap = match &identity {
         Ok(id) => {
             let queue = if opts.preview {
@@ -956,6 +995,11 @@ pub fn run(opts: HookOptions) {
                 .extend(id.warnings.iter().map(|w| format!("coord: {w}")));
             snap.notes
                 .extend(window_note.map(|n| format!("coord: {n}")));
+            // A new context: what this block shows is all it has been shown.
+            if let (false, Some(pid), Some(msgs)) = (opts.preview, claude_pid(), &snap.messages) {
+                let ids: Vec<i64> = msgs.iter().map(|m| m.id).collect();
+                let _ = crate::sessions::registry(&id.state_dir).reset_shown(pid, &ids);
+            }
             snap
         }
         Err(e) => Snapshot {
@@ -968,7 +1012,7 @@ pub fn run(opts: HookOptions) {
         },
     };
     let text = match opts.format {
-        Format::Json => format!("{}\n", render_json(&snap, &now)),
+        Format::Json => format!("{}\n", render_json_for(&snap, &now, &event)),
         Format::Text => render_block(&snap, &now, MAX_OUTPUT),
     };
     if opts.preview {

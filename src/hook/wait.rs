@@ -1,0 +1,117 @@
+//! `coord-hook wait`: Claude Code's asyncRewake waiter. It waits, without
+//! burning CPU, for a message this window has not been shown, prints it on
+//! stderr and exits 2 — which starts a new turn in an idle session. One
+//! waiter per window: a newer one takes over and the older exits 0; it
+//! exits 0 when the window's process is gone, and at once outside an
+//! interactive session (`claude -p` would block on it).
+
+use std::time::{Duration, Instant};
+
+use crate::identity::Identity;
+use crate::sessions;
+
+use super::prompt;
+
+/// Exit codes: 0 nothing to wake, 2 wake the session.
+pub const WAKE: u8 = 2;
+pub const QUIET: u8 = 0;
+
+/// How long one long-poll asks `coord serve` to hold its answer.
+const LONG_POLL_SECS: u64 = 25;
+/// Between checks of the embedded store (a few indexed reads: far under
+/// 1% of a core), and between polls of a server that does not hold.
+const LOCAL_EVERY: Duration = Duration::from_millis(400);
+const POLL_EVERY: Duration = Duration::from_secs(3);
+/// How often the waiter refreshes this session's presence.
+const PRESENCE_EVERY: Duration = Duration::from_secs(300);
+/// The most a wake-up prints (Claude Code takes more here, but a turn
+/// should start with a readable amount).
+const MAX_WAKE_TEXT: usize = 9_000;
+
+/// Claude Code runs it interactively: a wake-up has someone to reach.
+pub fn interactive() -> bool {
+    let attended = std::env::var("CLAUDE_CODE_SESSION_ATTENDED").ok();
+    let entry = std::env::var("CLAUDE_CODE_ENTRYPOINT").ok();
+    attended.as_deref() == Some("1") || (attended.is_none() && entry.as_deref() == Some("cli"))
+}
+
+/// Runs the waiter; answers the exit code.
+pub fn run(identity: Option<&std::path::Path>) -> u8 {
+    if !interactive() {
+        return QUIET;
+    }
+    let Some(window) = super::claude_pid() else {
+        return QUIET;
+    };
+    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    let Ok(mut id) = Identity::load(identity, &cwd) else {
+        return QUIET;
+    };
+    let registry = sessions::registry(&id.state_dir);
+    // The name the session start gave this window.
+    match registry.name_of(window) {
+        Ok(Some(name)) if !id.session_explicit => id.session = name,
+        Ok(_) => {}
+        Err(_) => return QUIET,
+    }
+    let me = std::process::id();
+    if !matches!(registry.set_waiter(window, me), Ok(true)) {
+        return QUIET;
+    }
+    let mut last_presence: Option<Instant> = None;
+    loop {
+        if !sessions::alive(window) || !matches!(registry.is_waiter(window, me), Ok(true)) {
+            return QUIET;
+        }
+        if last_presence.is_none_or(|t| t.elapsed() >= PRESENCE_EVERY) {
+            touch(&id, &cwd);
+            last_presence = Some(Instant::now());
+        }
+        let after = registry.last_shown(window).unwrap_or(0);
+        let asked = Instant::now();
+        let hold = if id.api.is_some() { LONG_POLL_SECS } else { 0 };
+        let deadline = asked + Duration::from_secs(hold + 10);
+        // coord serve holds the answer until something newer than what
+        // this window was shown arrives; the store is simply read.
+        let page = prompt::unread(&id, deadline, (after > 0).then_some(after), hold);
+        if let Ok(page) = page {
+            let ids: Vec<i64> = page.messages.iter().map(|m| m.id).collect();
+            if let Ok(new) = registry.take_new(window, &ids)
+                && !new.is_empty()
+            {
+                let msgs: Vec<_> = page
+                    .messages
+                    .into_iter()
+                    .filter(|m| new.contains(&m.id))
+                    .collect();
+                let head = format!(
+                    "{} — they arrived while this session was idle; read them and act on them as the user would want.",
+                    prompt::head(&id, msgs.len())
+                );
+                let text = prompt::frame(&head, &msgs, MAX_WAKE_TEXT);
+                crate::cmd::note(text.trim_end());
+                return WAKE;
+            }
+        }
+        // Nothing new. A server that held the answer needs no pause; one
+        // that answered at once (a v1 server, or a failure) gets a bounded
+        // interval, as does the embedded store.
+        let pause = match id.api {
+            None => LOCAL_EVERY,
+            Some(_) if asked.elapsed() >= Duration::from_secs(hold.saturating_sub(1)) => {
+                Duration::ZERO
+            }
+            Some(_) => POLL_EVERY,
+        };
+        std::thread::sleep(pause);
+    }
+}
+
+/// Refreshes presence, ignoring failures (a v1 server has no sessions).
+fn touch(id: &Identity, cwd: &std::path::Path) {
+    let w = super::presence(id, cwd);
+    let _ = match crate::cmd::open_backend(id) {
+        Ok(b) => b.write(&w, None).map(|_| ()),
+        Err(e) => Err(e),
+    };
+}
