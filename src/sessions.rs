@@ -249,8 +249,8 @@ impl Windows {
 
     /// Of `unread`, those window `pid` has not been shown yet, now marked
     /// shown — under the registry's lock, so that a prompt and a wake-up
-    /// racing for the same message show it exactly once. Ids no longer
-    /// unread are forgotten. A window that never registered gets nothing.
+    /// racing for the same message show it exactly once. A window that
+    /// never registered gets nothing.
     pub fn take_new(&self, pid: u32, unread: &[i64]) -> Result<Vec<i64>> {
         self.with(|r| {
             let Some(w) = r.windows.iter_mut().find(|w| w.pid == pid) else {
@@ -264,9 +264,9 @@ impl Windows {
             if new.is_empty() {
                 return new;
             }
-            let oldest_unread = unread.iter().copied().min().unwrap_or(i64::MAX);
-            // Keep what may still matter: ids at or above the oldest unread.
-            w.shown.retain(|id| *id >= oldest_unread);
+            // (Not pruned by what is unread: `unread` may be only the part
+            // above some id, as the waiter's long-poll asks. The newest
+            // MAX_SHOWN are kept.)
             w.shown.extend(&new);
             w.shown.sort_unstable();
             w.shown.dedup();

@@ -16,8 +16,9 @@ use super::prompt;
 pub const WAKE: u8 = 2;
 pub const QUIET: u8 = 0;
 
-/// How long one long-poll asks `coord serve` to hold its answer.
-const LONG_POLL_SECS: u64 = 25;
+/// How long one long-poll asks `coord serve` to hold its answer (also how
+/// soon a superseded or orphaned waiter notices, at worst).
+const LONG_POLL_SECS: u64 = 10;
 /// Between checks of the embedded store (a few indexed reads: far under
 /// 1% of a core), and between polls of a server that does not hold.
 const LOCAL_EVERY: Duration = Duration::from_millis(400);

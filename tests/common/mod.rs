@@ -401,3 +401,83 @@ pub fn http_answer(status: u16, body: &str) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// A stand-in for a Claude Code window's process: a real process that
+/// lives until dropped (what the registry checks is only that it runs).
+pub struct Window {
+    child: std::process::Child,
+    pub env_file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Window {
+    pub fn open() -> Window {
+        let child = if cfg!(windows) {
+            // Waits for a key on a stdin that never sends one.
+            std::process::Command::new("cmd")
+                .args(["/c", "pause"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        } else {
+            std::process::Command::new("sleep")
+                .arg("300")
+                .spawn()
+                .unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        Window {
+            child,
+            env_file: dir.path().join("sessionstart-hook-0.sh"),
+            _dir: dir,
+        }
+    }
+
+    pub fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// The SessionStart hook of this window, as Claude Code runs it.
+    pub fn start(
+        &self,
+        m: &Machine,
+        project: &std::path::Path,
+        source: &str,
+        claude_session: &str,
+    ) -> Value {
+        let mut c = m.std_bin("coord-hook", None, &["--format", "json"]);
+        c.env("CLAUDE_PID", self.pid())
+            .env("CLAUDE_ENV_FILE", &self.env_file)
+            .env("CLAUDE_PROJECT_DIR", project)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let input = serde_json::json!({"session_id": claude_session, "cwd": project,
+                           "hook_event_name": "SessionStart", "source": source});
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The session id the hook last wrote for the model's commands.
+    pub fn exported(&self) -> String {
+        let text = std::fs::read_to_string(&self.env_file).unwrap_or_default();
+        let last = text.lines().last().unwrap_or("").to_string();
+        last.trim_start_matches("export COORD_SESSION=")
+            .trim_matches('\'')
+            .to_string()
+    }
+
+    pub fn close(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,368 @@
+//! Messages reach running sessions (issue 14): the prompt hook, the waiter
+//! (`coord-hook wait`), shown exactly once between them, `coord serve`'s
+//! long-poll, and install/uninstall of every entry and the skill.
+
+mod common;
+
+use std::io::Write as _;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Fake, Machine, Server, Window, http_answer, stderr};
+use serde_json::{Value, json};
+
+fn project(m: &Machine) -> std::path::PathBuf {
+    let p = m.root().join("proj");
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+/// The prompt hook of `w`, as Claude Code runs it before a prompt.
+fn prompt(m: &Machine, w: &Window, claude_session: &str) -> String {
+    let mut c = m.std_bin("coord-hook", None, &["--format", "json"]);
+    c.env("CLAUDE_PID", w.pid())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let input = json!({"session_id": claude_session, "cwd": project(m),
+                       "hook_event_name": "UserPromptSubmit", "prompt": "go on"});
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `coord-hook wait` for window `w`, interactive unless `attended` is "0".
+fn waiter(m: &Machine, w: &Window, attended: &str) -> Child {
+    m.std_bin("coord-hook", None, &["wait"])
+        .env("CLAUDE_PID", w.pid())
+        .env("CLAUDE_CODE_SESSION_ATTENDED", attended)
+        .env(
+            "CLAUDE_CODE_ENTRYPOINT",
+            if attended == "1" { "cli" } else { "sdk-cli" },
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (bounded) for a child to end; its code and stderr.
+fn ends(mut c: Child, within: Duration) -> (Option<i32>, String) {
+    let until = Instant::now() + within;
+    loop {
+        if let Some(status) = c.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = c.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            return (status.code(), err);
+        }
+        if Instant::now() > until {
+            let _ = c.kill();
+            panic!("still running after {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn send(m: &Machine, body: &str) -> i64 {
+    m.json(Some("peer"), &["msg", "send", "BOX", body])["id"]
+        .as_i64()
+        .unwrap()
+}
+
+fn running(m: &Machine) {
+    let w = Window::open();
+    m.arrive(Some("peer"));
+    let before = send(m, "before the session");
+    let start = w.start(m, &project(m), "startup", "c1");
+    let ctx = start["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .unwrap();
+    assert!(ctx.contains("before the session"), "{ctx}");
+
+    // A prompt with nothing new: nothing at all.
+    assert_eq!(prompt(m, &w, "c1"), "");
+    // Something new: only that, once, answering UserPromptSubmit.
+    send(m, "mid-session news");
+    let out = prompt(m, &w, "c1");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["hookSpecificOutput"]["hookEventName"], "UserPromptSubmit");
+    let text = v["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .unwrap();
+    assert!(text.contains("| mid-session news"), "{text}");
+    assert!(!text.contains("before the session"), "{text}");
+    assert!(text.contains("coord msg reply"), "{text}");
+    assert_eq!(prompt(m, &w, "c1"), "");
+
+    // The waiter: quiet under `claude -p`.
+    let (code, err) = ends(waiter(m, &w, "0"), Duration::from_secs(20));
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+    // Interactive: it waits, and a message wakes it (exit 2, on stderr).
+    let waiting = waiter(m, &w, "1");
+    std::thread::sleep(Duration::from_millis(300));
+    send(m, "wake up");
+    let (code, err) = ends(waiting, Duration::from_secs(30));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("| wake up"), "{err}");
+    assert!(err.contains("NEW COORD MESSAGE"), "{err}");
+    // Shown once: the next prompt does not repeat it.
+    assert_eq!(prompt(m, &w, "c1"), "");
+
+    // A newer waiter supersedes the older, which exits 0.
+    let older = waiter(m, &w, "1");
+    std::thread::sleep(Duration::from_millis(300));
+    let newer = waiter(m, &w, "1");
+    let (code, _) = ends(older, Duration::from_secs(40));
+    assert_eq!(code, Some(0));
+    // After /clear (same window, new Claude session) the waiter still
+    // wakes it, and the next session start shows everything unread again.
+    let clear = w.start(m, &project(m), "clear", "c2");
+    let ctx = clear["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .unwrap();
+    assert!(
+        ctx.contains("before the session") && ctx.contains("wake up"),
+        "{ctx}"
+    );
+    send(m, "after clear");
+    let (code, err) = ends(newer, Duration::from_secs(30));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("| after clear"), "{err}");
+
+    // Orphaned: the window's process is gone; the waiter exits 0.
+    let orphan = waiter(m, &w, "1");
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = w.pid();
+    w.close();
+    let (code, _) = ends(orphan, Duration::from_secs(40));
+    assert_eq!(code, Some(0), "window {pid}");
+    let _ = before;
+}
+
+#[test]
+fn a_running_session_gets_new_messages_on_the_embedded_store() {
+    running(&Machine::new("BOX"));
+}
+
+#[test]
+fn a_running_session_gets_new_messages_through_coord_serve() {
+    let s = Server::start(&[]);
+    running(&Machine::remote("BOX", &s.url));
+}
+
+/// A prompt racing a wake-up for one message: exactly one of them shows it.
+fn race(m: &Machine, rounds: usize) {
+    let w = Window::open();
+    m.arrive(Some("peer"));
+    w.start(m, &project(m), "startup", "r");
+    for round in 0..rounds {
+        let waiting = waiter(m, &w, "1");
+        std::thread::sleep(Duration::from_millis(100));
+        let body = format!("race {round}");
+        send(m, &body);
+        let shown_by_prompt = prompt(m, &w, "r").contains(&format!("| {body}"));
+        let (code, err) = if shown_by_prompt {
+            // The waiter must not show it too: supersede it to end it.
+            let mut w2 = waiter(m, &w, "1");
+            let r = ends(waiting, Duration::from_secs(40));
+            let _ = w2.kill();
+            let _ = w2.wait();
+            r
+        } else {
+            ends(waiting, Duration::from_secs(30))
+        };
+        let shown_by_waiter = code == Some(2) && err.contains(&format!("| {body}"));
+        assert!(
+            shown_by_prompt ^ shown_by_waiter,
+            "round {round}: prompt {shown_by_prompt}, waiter {shown_by_waiter} ({code:?} {err})"
+        );
+    }
+    w.close();
+}
+
+#[test]
+fn a_prompt_racing_a_wake_up_shows_each_message_once_on_both_backends() {
+    race(&Machine::new("BOX"), 3);
+    let s = Server::start(&[]);
+    race(&Machine::remote("BOX", &s.url), 2);
+}
+
+#[test]
+fn against_a_v1_server_without_wait_the_waiter_polls() {
+    // A v1 server: answers at once, ignores wait and after_id; no sessions.
+    let delivered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = delivered.clone();
+    let fake = Fake::start(move |req| {
+        let line = req.lines().next().unwrap_or("");
+        if line.contains("/sessions") {
+            http_answer(404, r#"{"detail":"Not Found"}"#)
+        } else if line.starts_with("GET /api/coord/messages")
+            && flag.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            http_answer(
+                200,
+                r#"[{"id":9,"from_session":"X/y","to_session":"BOX/claude-main","subject":null,"body":"polled in","created_by_user":"x","created_by_machine":"X","created_at":"2026-11-25T08:00:00","read":false,"read_at":null}]"#,
+            )
+        } else {
+            http_answer(200, "[]")
+        }
+    });
+    let m = Machine::remote("BOX", &fake.url);
+    let w = Window::open();
+    w.start(&m, &project(&m), "startup", "v");
+    let waiting = waiter(&m, &w, "1");
+    std::thread::sleep(Duration::from_millis(500));
+    delivered.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (code, err) = ends(waiting, Duration::from_secs(30));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("| polled in"), "{err}");
+    assert_eq!(prompt(&m, &w, "v"), "", "shown once");
+    w.close();
+}
+
+#[test]
+fn a_long_poll_is_woken_by_the_write_that_concerns_it() {
+    use coord_hook::backend::Coord;
+    use coord_hook::backend::http::HttpCoord;
+    use coord_hook::model::*;
+    let s = Server::start(&[]);
+    // Many waiters on other sessions, one on ours.
+    let mut others = Vec::new();
+    for i in 0..50 {
+        let url = s.url.clone();
+        others.push(std::thread::spawn(move || {
+            let c = HttpCoord::new(&url, None, Duration::from_secs(30)).with_wait(3);
+            c.messages(&MessageQuery {
+                session: format!("OTHER/s{i}"),
+                unread_only: true,
+                ..Default::default()
+            })
+        }));
+    }
+    let url = s.url.clone();
+    let started = Instant::now();
+    let ours = std::thread::spawn(move || {
+        let c = HttpCoord::new(&url, None, Duration::from_secs(30)).with_wait(20);
+        c.messages(&MessageQuery {
+            session: "BOX/claude-main".into(),
+            unread_only: true,
+            ..Default::default()
+        })
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let c = HttpCoord::new(&s.url, None, Duration::from_secs(5));
+    c.write(
+        &Write::SendMessage(NewMessage {
+            to_session: "BOX/claude-main".into(),
+            body: "long-polled".into(),
+            subject: None,
+            from_session: "A/x".into(),
+            created_by_user: "u".into(),
+            created_by_machine: "A".into(),
+            in_reply_to: None,
+        }),
+        None,
+    )
+    .unwrap();
+    let got = ours.join().unwrap().unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, "long-polled");
+    // Woken by the write, not by its 20 s running out.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    // The others were not answered with it; they end empty at their time.
+    for o in others {
+        assert!(o.join().unwrap().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn install_wires_every_entry_and_the_skill_and_uninstall_removes_them() {
+    let m = Machine::new("BOX");
+    let settings = m.claude_dir().join("settings.json");
+    let existing = json!({
+        "model": "opus",
+        "hooks": {
+            "SessionStart": [{"matcher": "startup", "hooks": [{"type": "command", "command": "echo mine"}]}],
+            "Stop": [{"hooks": [{"type": "command", "command": "notify-send coord-hook-done"}]}],
+            "UserPromptSubmit": [{"hooks": [{"type": "command", "command": "/opt/x/coord-hook-audit --log"}]}]
+        }
+    });
+    std::fs::write(&settings, existing.to_string()).unwrap();
+    let out = m.bin("coord-hook", None, &["install"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    let hooks = &v["hooks"];
+    // Other hooks that merely mention coord-hook are not taken for ours.
+    assert_eq!(hooks["Stop"][0], existing["hooks"]["Stop"][0]);
+    assert_eq!(
+        hooks["UserPromptSubmit"][0],
+        existing["hooks"]["UserPromptSubmit"][0]
+    );
+    let ours_start = &hooks["SessionStart"][1];
+    assert_eq!(ours_start["matcher"], "startup|resume|clear|compact");
+    assert!(
+        ours_start["hooks"][0]["command"]
+            .as_str()
+            .unwrap()
+            .ends_with("--format json")
+    );
+    assert_eq!(ours_start["hooks"][1]["asyncRewake"], true);
+    assert_eq!(ours_start["hooks"][1]["timeout"], 86400);
+    assert!(
+        hooks["UserPromptSubmit"][1]["hooks"][0]["command"]
+            .as_str()
+            .unwrap()
+            .ends_with("--format json")
+    );
+    assert!(
+        hooks["Stop"][1]["hooks"][0]["command"]
+            .as_str()
+            .unwrap()
+            .ends_with(" wait")
+    );
+    let skill = m.claude_dir().join("skills/coord/SKILL.md");
+    let text = std::fs::read_to_string(&skill).unwrap();
+    assert!(
+        text.starts_with("---\nname: coord\ndescription: "),
+        "{text}"
+    );
+
+    // A stale matcher and timeout on our entries are repaired.
+    let mut stale = v.clone();
+    stale["hooks"]["SessionStart"][1]["matcher"] = json!("startup");
+    stale["hooks"]["Stop"][1]["hooks"][0]["timeout"] = json!(600);
+    std::fs::write(&settings, stale.to_string()).unwrap();
+    m.bin("coord-hook", None, &["install"]).assert().success();
+    let repaired: Value =
+        serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    assert_eq!(repaired["hooks"], v["hooks"]);
+    // Twice changes nothing.
+    let out = m.bin("coord-hook", None, &["install"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already installed"));
+    // Without the waiter.
+    m.bin("coord-hook", None, &["install", "--no-wait"])
+        .assert()
+        .success();
+    let no_wait = std::fs::read_to_string(&settings).unwrap();
+    assert!(!no_wait.contains("asyncRewake"), "{no_wait}");
+    // Uninstall removes all of ours and nothing else.
+    m.bin("coord-hook", None, &["uninstall"]).assert().success();
+    let after: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    assert_eq!(after, existing);
+    assert!(!skill.exists());
+}
