@@ -427,7 +427,31 @@ fn locks_sql(q: &LockQuery, now: i64) -> (String, Vec<rusqlite::types::Value>) {
     )
 }
 
+/// A presence newer than this is not written again (a write costs a
+/// transaction on every hook run; a minute is fine for "who is there").
+const PRESENCE_FRESH_MS: i64 = 60_000;
+
 impl LocalStore {
+    /// Writes presence `w` unless this session was seen within the last
+    /// minute (a read first: far cheaper than a write). Failures are
+    /// ignored: a store this user cannot write keeps no presence.
+    pub fn touch_if_stale(&self, w: &Write) {
+        if let Write::TouchSession { session_id, .. } = w {
+            let seen: Option<i64> = self
+                .conn
+                .query_row(
+                    "SELECT last_seen FROM sessions WHERE session_id = ?1",
+                    [canonical_session(session_id)],
+                    |r| r.get(0),
+                )
+                .ok();
+            if seen.is_some_and(|t| now_ms() - t < PRESENCE_FRESH_MS) {
+                return;
+            }
+        }
+        let _ = self.write(w, None);
+    }
+
     /// What `session` sent, each with who has read it.
     fn sent(&self, session: &str, limit: u32, newest_first: bool) -> Result<Page> {
         let dir = if newest_first { "DESC" } else { "ASC" };

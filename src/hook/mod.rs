@@ -318,7 +318,7 @@ pub fn fetch(id: &Identity, started: Instant, limit: Duration, touch: Option<Wri
                         // Presence: a write, after the reads; a store this
                         // user cannot write just keeps no presence.
                         if let Some(w) = touch {
-                            let _ = s.write(&w, None);
+                            s.touch_if_stale(&w);
                         }
                     }
                     Err(e) => {
@@ -363,12 +363,9 @@ pub fn fetch(id: &Identity, started: Instant, limit: Duration, touch: Option<Wri
             Err(_) => break,
         }
     }
-    // The presence refresh ran alongside the reads: give it a moment to
-    // land, never past the deadline.
-    if let Some(rx) = touched {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let _ = rx.recv_timeout(left.min(Duration::from_millis(50)));
-    }
+    // The presence refresh ran alongside the reads and usually landed with
+    // them; it never holds the block up (the waiter refreshes it as well).
+    drop(touched);
     let ms = limit.as_millis();
     // A client-side timeout is the deadline speaking: say it one way.
     for (_, why) in failures.iter_mut() {
