@@ -113,7 +113,7 @@ fn resolve(ctx: &Ctx, to: &str, force: bool) -> Result<String> {
         .iter()
         .map(|id| {
             (
-                distance(&id.to_lowercase(), &expanded.to_lowercase()),
+                crate::identity::edit_distance(&id.to_lowercase(), &expanded.to_lowercase()),
                 id.clone(),
             )
         })
@@ -130,24 +130,6 @@ fn resolve(ctx: &Ctx, to: &str, force: bool) -> Result<String> {
             names.join(", ")
         }
     )))
-}
-
-/// Levenshtein distance, for "closest known".
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + usize::from(ca != *cb))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Answers message `id`: to its sender, `re: ` its subject (or its first
