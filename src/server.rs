@@ -153,12 +153,13 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
     Ok(())
 }
 
-/// At most this many connections are open at once, and at most
+/// At most this many idle connections are kept open at once, and at most
 /// `MAX_PER_PEER` from one address. A new connection over either bound is
-/// not made to wait: the oldest connection of the peer holding the most is
-/// closed instead (gracefully: an idle one at once, a busy one after its
-/// request). So idle connections, however many someone opens, cannot keep a
-/// real request out.
+/// not made to wait: the oldest idle connection (no request in flight) of
+/// that peer, or of the peer holding the most, is closed instead. So idle
+/// connections, however many someone opens, cannot keep a real request
+/// out — and a request in flight (a waiting long-poll among them) is never
+/// cut.
 pub const MAX_CONNECTIONS: usize = 1024;
 pub const MAX_PER_PEER: usize = 256;
 /// A client must send a request's headers within this time, also on an idle
@@ -173,48 +174,105 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 struct Conns {
     next: u64,
     total: usize,
-    by_peer: std::collections::HashMap<
-        std::net::IpAddr,
-        std::collections::VecDeque<(u64, Arc<tokio::sync::Notify>)>,
-    >,
+    by_peer: std::collections::HashMap<std::net::IpAddr, std::collections::VecDeque<Conn>>,
+}
+
+/// One open connection: how to ask it to close, and how many requests it
+/// has in flight.
+struct Conn {
+    id: u64,
+    close: Arc<tokio::sync::Notify>,
+    busy: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a connection's requests in flight (a long-poll counts while it
+/// waits), so that eviction picks only idle connections.
+#[derive(Clone)]
+struct Counted<S> {
+    inner: S,
+    busy: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<S, B> hyper::service::Service<hyper::Request<B>> for Counted<S>
+where
+    S: hyper::service::Service<hyper::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::result::Result<S::Response, S::Error>> + Send>,
+    >;
+
+    fn call(&self, req: hyper::Request<B>) -> Self::Future {
+        use std::sync::atomic::Ordering;
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        let busy = self.busy.clone();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let r = fut.await;
+            busy.fetch_sub(1, Ordering::SeqCst);
+            r
+        })
+    }
 }
 
 impl Conns {
     /// Registers a new connection from `peer`, asking older ones to close
     /// where a bound is reached.
-    fn open(&mut self, peer: std::net::IpAddr) -> (u64, Arc<tokio::sync::Notify>) {
+    #[allow(clippy::type_complexity)]
+    fn open(
+        &mut self,
+        peer: std::net::IpAddr,
+    ) -> (
+        u64,
+        Arc<tokio::sync::Notify>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        let idle = |q: &std::collections::VecDeque<Conn>| {
+            q.iter()
+                .filter(|c| c.busy.load(std::sync::atomic::Ordering::SeqCst) == 0)
+                .count()
+        };
         if self
             .by_peer
             .get(&peer)
-            .is_some_and(|q| q.len() >= MAX_PER_PEER)
+            .is_some_and(|q| idle(q) >= MAX_PER_PEER)
         {
             self.evict(peer);
         }
-        if self.total >= MAX_CONNECTIONS
+        let idle_total: usize = self.by_peer.values().map(idle).sum();
+        if idle_total >= MAX_CONNECTIONS
             && let Some(busiest) = self
                 .by_peer
                 .iter()
-                .max_by_key(|(_, q)| q.len())
+                .max_by_key(|(_, q)| idle(q))
                 .map(|(ip, _)| *ip)
         {
             self.evict(busiest);
         }
         self.next += 1;
         let close = Arc::new(tokio::sync::Notify::new());
-        self.by_peer
-            .entry(peer)
-            .or_default()
-            .push_back((self.next, close.clone()));
+        let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        self.by_peer.entry(peer).or_default().push_back(Conn {
+            id: self.next,
+            close: close.clone(),
+            busy: busy.clone(),
+        });
         self.total += 1;
-        (self.next, close)
+        (self.next, close, busy)
     }
 
+    /// Closes `peer`'s oldest idle connection, if it has one.
     fn evict(&mut self, peer: std::net::IpAddr) {
         if let Some(q) = self.by_peer.get_mut(&peer)
-            && let Some((_, close)) = q.pop_front()
+            && let Some(i) = q
+                .iter()
+                .position(|c| c.busy.load(std::sync::atomic::Ordering::SeqCst) == 0)
+            && let Some(c) = q.remove(i)
         {
             // Stored as a permit if the connection is not waiting yet.
-            close.notify_one();
+            c.close.notify_one();
             self.total -= 1;
             if q.is_empty() {
                 self.by_peer.remove(&peer);
@@ -224,7 +282,7 @@ impl Conns {
 
     fn close(&mut self, peer: std::net::IpAddr, id: u64) {
         if let Some(q) = self.by_peer.get_mut(&peer)
-            && let Some(i) = q.iter().position(|(c, _)| *c == id)
+            && let Some(i) = q.iter().position(|c| c.id == id)
         {
             q.remove(i);
             self.total -= 1;
@@ -259,8 +317,11 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: Router) {
         };
         let _ = tcp.set_nodelay(true);
         let ip = peer.ip();
-        let (id, close) = conns.lock().unwrap_or_else(|p| p.into_inner()).open(ip);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let (id, close, busy) = conns.lock().unwrap_or_else(|p| p.into_inner()).open(ip);
+        let service = Counted {
+            inner: hyper_util::service::TowerToHyperService::new(app.clone()),
+            busy,
+        };
         let conns = conns.clone();
         let live = live.clone();
         let mut stop = stop_rx.clone();
