@@ -407,6 +407,13 @@ fn main() {
         measure_rss_child(&args[1..]);
         return;
     }
+    if args.first().map(String::as_str) == Some("--long-polls") {
+        long_polls(
+            &args[1],
+            args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1000),
+        );
+        return;
+    }
     // `cargo bench -- NAME` filters; `cargo test --benches` runs with --test.
     if args.iter().any(|a| a == "--test" || a == "--list") {
         return;
@@ -600,32 +607,21 @@ fn main() {
     let l = load(&server.url, clients, load_secs);
     let server_rss = vm_hwm_kib(server.child.id());
     // The same load while 1,000 long-polls wait (each held up to 60 s, on
-    // its own session, so no write wakes them).
+    // its own session, so no write wakes them). They run in a child process
+    // of their own: 1,000 client threads beside the load generator would
+    // measure this process, not the server.
     eprintln!("coord-hook bench: load with 1,000 open long-polls");
-    let polls_stop = Arc::new(AtomicBool::new(false));
-    for i in 0..1000 {
-        let (url, stop) = (server.url.clone(), polls_stop.clone());
-        let _ = std::thread::Builder::new()
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                let c =
-                    coord_hook::backend::http::HttpCoord::new(&url, None, Duration::from_secs(75))
-                        .with_wait(60);
-                while !stop.load(Ordering::Relaxed) {
-                    let r = c.messages(&MessageQuery {
-                        session: format!("POLL/s{i}"),
-                        unread_only: true,
-                        ..Default::default()
-                    });
-                    if r.is_err() {
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
-                }
-            });
-    }
-    std::thread::sleep(Duration::from_secs(2));
+    let mut polls = Command::new(std::env::current_exe().expect("bench binary"))
+        .args(["--long-polls", &server.url, "1000"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("long-poll child");
+    std::thread::sleep(Duration::from_secs(3));
     let lp = load(&server.url, clients, load_secs);
-    polls_stop.store(true, Ordering::Relaxed);
+    let _ = polls.kill();
+    let _ = polls.wait();
     drop(server);
     eprintln!("coord-hook bench: load on the history store");
     let lh = load(&history_server.url, clients, load_secs);
@@ -881,6 +877,44 @@ fn main() {
         eprintln!("cannot write {out}: {e}");
     }
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// The long-poll child: `n` clients each waiting on a session of its own,
+/// until killed.
+fn long_polls(url: &str, n: usize) {
+    #[cfg(unix)]
+    // SAFETY: plain libc calls on a struct owned by this frame.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max.min(65_536);
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+    for i in 0..n {
+        let url = url.to_string();
+        let _ = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let c =
+                    coord_hook::backend::http::HttpCoord::new(&url, None, Duration::from_secs(75))
+                        .with_wait(60);
+                loop {
+                    let r = c.messages(&MessageQuery {
+                        session: format!("POLL/s{i}"),
+                        unread_only: true,
+                        ..Default::default()
+                    });
+                    if r.is_err() {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+            });
+    }
+    std::thread::sleep(Duration::from_secs(3600));
 }
 
 /// Sends one message to the bench session on `h`'s backend.
