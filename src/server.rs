@@ -183,6 +183,18 @@ struct Conn {
     id: u64,
     close: Arc<tokio::sync::Notify>,
     busy: Arc<std::sync::atomic::AtomicUsize>,
+    /// Milliseconds since the server started when it last finished a
+    /// request (or was accepted).
+    idle_since: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// A connection idle for less than this is never closed to make room: a
+/// new one gets to send its request, a keep-alive one its next.
+const MIN_IDLE_TO_EVICT: Duration = Duration::from_secs(1);
+
+fn clock_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 /// Counts a connection's requests in flight (a long-poll counts while it
@@ -191,6 +203,7 @@ struct Conn {
 struct Counted<S> {
     inner: S,
     busy: Arc<std::sync::atomic::AtomicUsize>,
+    idle_since: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<S, B> hyper::service::Service<hyper::Request<B>> for Counted<S>
@@ -208,12 +221,24 @@ where
         use std::sync::atomic::Ordering;
         self.busy.fetch_add(1, Ordering::SeqCst);
         let busy = self.busy.clone();
+        let idle_since = self.idle_since.clone();
         let fut = self.inner.call(req);
         Box::pin(async move {
             let r = fut.await;
+            idle_since.store(clock_ms(), Ordering::SeqCst);
             busy.fetch_sub(1, Ordering::SeqCst);
             r
         })
+    }
+}
+
+impl Conn {
+    /// No request in flight, and idle for a while.
+    fn evictable(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.busy.load(Ordering::SeqCst) == 0
+            && clock_ms().saturating_sub(self.idle_since.load(Ordering::SeqCst))
+                >= MIN_IDLE_TO_EVICT.as_millis() as u64
     }
 }
 
@@ -228,12 +253,10 @@ impl Conns {
         u64,
         Arc<tokio::sync::Notify>,
         Arc<std::sync::atomic::AtomicUsize>,
+        Arc<std::sync::atomic::AtomicU64>,
     ) {
-        let idle = |q: &std::collections::VecDeque<Conn>| {
-            q.iter()
-                .filter(|c| c.busy.load(std::sync::atomic::Ordering::SeqCst) == 0)
-                .count()
-        };
+        let idle =
+            |q: &std::collections::VecDeque<Conn>| q.iter().filter(|c| c.evictable()).count();
         if self
             .by_peer
             .get(&peer)
@@ -254,21 +277,21 @@ impl Conns {
         self.next += 1;
         let close = Arc::new(tokio::sync::Notify::new());
         let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let idle_since = Arc::new(std::sync::atomic::AtomicU64::new(clock_ms()));
         self.by_peer.entry(peer).or_default().push_back(Conn {
             id: self.next,
             close: close.clone(),
             busy: busy.clone(),
+            idle_since: idle_since.clone(),
         });
         self.total += 1;
-        (self.next, close, busy)
+        (self.next, close, busy, idle_since)
     }
 
     /// Closes `peer`'s oldest idle connection, if it has one.
     fn evict(&mut self, peer: std::net::IpAddr) {
         if let Some(q) = self.by_peer.get_mut(&peer)
-            && let Some(i) = q
-                .iter()
-                .position(|c| c.busy.load(std::sync::atomic::Ordering::SeqCst) == 0)
+            && let Some(i) = q.iter().position(Conn::evictable)
             && let Some(c) = q.remove(i)
         {
             // Stored as a permit if the connection is not waiting yet.
@@ -317,10 +340,12 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: Router) {
         };
         let _ = tcp.set_nodelay(true);
         let ip = peer.ip();
-        let (id, close, busy) = conns.lock().unwrap_or_else(|p| p.into_inner()).open(ip);
+        let (id, close, busy, idle_since) =
+            conns.lock().unwrap_or_else(|p| p.into_inner()).open(ip);
         let service = Counted {
             inner: hyper_util::service::TowerToHyperService::new(app.clone()),
             busy,
+            idle_since,
         };
         let conns = conns.clone();
         let live = live.clone();
