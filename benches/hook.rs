@@ -421,19 +421,7 @@ fn main() {
     // 1,000 long-polls need more sockets than the default 1,024 file
     // descriptors (with the load clients and the children beside them).
     #[cfg(unix)]
-    // SAFETY: plain libc calls on a struct owned by this frame.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0
-            && lim.rlim_cur < lim.rlim_max.min(65_536)
-        {
-            lim.rlim_cur = lim.rlim_max.min(65_536);
-            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
+    coord_hook::server::raise_fd_limit();
     let runs = env_num("COORD_BENCH_RUNS", 300);
     let load_secs = env_num("COORD_BENCH_LOAD_SECS", 10);
     let clients = env_num("COORD_BENCH_CLIENTS", 32) as usize;
@@ -883,17 +871,7 @@ fn main() {
 /// until killed.
 fn long_polls(url: &str, n: usize) {
     #[cfg(unix)]
-    // SAFETY: plain libc calls on a struct owned by this frame.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur = lim.rlim_max.min(65_536);
-            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
+    coord_hook::server::raise_fd_limit();
     for i in 0..n {
         let url = url.to_string();
         let _ = std::thread::Builder::new()

@@ -386,7 +386,7 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: Router) {
 /// Unix: as many file descriptors as the hard limit allows (up to 64k), so
 /// that the connection bounds, not the default of 1,024, are what holds.
 #[cfg(unix)]
-fn raise_fd_limit() {
+pub fn raise_fd_limit() {
     // SAFETY: plain libc calls on a struct owned by this frame.
     unsafe {
         let mut lim = libc::rlimit {
