@@ -414,6 +414,23 @@ fn main() {
         );
         return;
     }
+    if args.first().map(String::as_str) == Some("--load") {
+        #[cfg(unix)]
+        coord_hook::server::raise_fd_limit();
+        let l = load(
+            &args[1],
+            32,
+            args.get(2).and_then(|n| n.parse().ok()).unwrap_or(5),
+        );
+        println!(
+            "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+            l.requests as f64 / l.secs,
+            l.lat.median,
+            l.lat.p99,
+            l.errors
+        );
+        return;
+    }
     // `cargo bench -- NAME` filters; `cargo test --benches` runs with --test.
     if args.iter().any(|a| a == "--test" || a == "--list") {
         return;
@@ -601,13 +618,24 @@ fn main() {
     eprintln!("coord-hook bench: load with 1,000 open long-polls");
     let mut polls = Command::new(std::env::current_exe().expect("bench binary"))
         .args(["--long-polls", &server.url, "1000"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("long-poll child");
-    std::thread::sleep(Duration::from_secs(3));
+    let mut said = BufReader::new(polls.stdout.take().unwrap());
+    let number = |said: &mut BufReader<std::process::ChildStdout>| {
+        let mut line = String::new();
+        let _ = said.read_line(&mut line);
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    let lp_waiting = number(&mut said);
     let lp = load(&server.url, clients, load_secs);
+    drop(polls.stdin.take());
+    let lp_returned = number(&mut said);
     let _ = polls.kill();
     let _ = polls.wait();
     drop(server);
@@ -783,14 +811,16 @@ fn main() {
         md,
         "\n| coord serve, {clients} clients | requests/s | p50 ms | p99 ms | errors | target | met |\n|---|---:|---:|---:|---:|---|---|\n\
          | no long-polls waiting | {rps:.0} | {:.2} | {:.2} | {} | | |\n\
-         | 1,000 long-polls waiting | {rps_lp:.0} | {:.2} | {:.2} | {} | p99 ≤ 1.5× none waiting (is {lp_ratio:.2}×) | {} |",
+         | 1,000 long-polls waiting ({lp_waiting} held, {lp_returned} returned early) | {rps_lp:.0} | {:.2} | {:.2} | {} | p99 ≤ 1.5× none waiting (is {lp_ratio:.2}×) | {} |",
         l.lat.median,
         l.lat.p99,
         l.errors,
         lp.lat.median,
         lp.lat.p99,
         lp.errors,
-        yes(Some(lp_ratio <= 1.5 && lp.errors == 0))
+        yes(Some(
+            lp_ratio <= 1.5 && lp.errors == 0 && lp_waiting == 1000 && lp_returned == 0
+        ))
     );
     let load_ok = rps >= 5000.0 && l.lat.p99 <= 20.0 && l.errors == 0;
     let _ = writeln!(
@@ -867,32 +897,61 @@ fn main() {
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
-/// The long-poll child: `n` clients each waiting on a session of its own,
-/// until killed.
+/// The long-poll child: `n` clients each waiting on a session of its own.
+/// Each waits as `coord-hook wait` does: for messages newer than the newest
+/// it has (a broadcast already in the store is unread for every session,
+/// and would otherwise answer every long-poll at once). Prints `waiting N`
+/// once all have had their first answer (or after 20 s); when its stdin
+/// closes, prints `returned R`, how many long-polls came back in between
+/// (0 if they all waited), and exits.
 fn long_polls(url: &str, n: usize) {
     #[cfg(unix)]
     coord_hook::server::raise_fd_limit();
+    let ready = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let returned = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for i in 0..n {
-        let url = url.to_string();
+        let (url, ready, returned) = (url.to_string(), ready.clone(), returned.clone());
         let _ = std::thread::Builder::new()
             .stack_size(256 * 1024)
             .spawn(move || {
                 let c =
-                    coord_hook::backend::http::HttpCoord::new(&url, None, Duration::from_secs(75))
-                        .with_wait(60);
+                    coord_hook::backend::http::HttpCoord::new(&url, None, Duration::from_secs(75));
+                let mut q = MessageQuery {
+                    session: format!("POLL/s{i}"),
+                    unread_only: true,
+                    ..Default::default()
+                };
+                let newest = |page: &[coord_hook::model::Message], q: &mut MessageQuery| {
+                    if let Some(id) = page.iter().map(|m| m.id).max() {
+                        q.after_id = Some(q.after_id.unwrap_or(0).max(id));
+                    }
+                };
+                match c.messages(&q) {
+                    Ok(page) => newest(&page, &mut q),
+                    Err(_) => return,
+                }
+                ready.fetch_add(1, Ordering::SeqCst);
+                let c = c.with_wait(60);
                 loop {
-                    let r = c.messages(&MessageQuery {
-                        session: format!("POLL/s{i}"),
-                        unread_only: true,
-                        ..Default::default()
-                    });
-                    if r.is_err() {
-                        std::thread::sleep(Duration::from_millis(200));
+                    let r = c.messages(&q);
+                    returned.fetch_add(1, Ordering::SeqCst);
+                    match r {
+                        Ok(page) => newest(&page, &mut q),
+                        Err(_) => std::thread::sleep(Duration::from_millis(200)),
                     }
                 }
             });
     }
-    std::thread::sleep(Duration::from_secs(3600));
+    let t0 = Instant::now();
+    while ready.load(Ordering::SeqCst) < n && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Let the last ones' long-polls reach the server.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = returned.load(Ordering::SeqCst);
+    println!("waiting {}", ready.load(Ordering::SeqCst));
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+    println!("returned {}", returned.load(Ordering::SeqCst) - before);
 }
 
 /// Sends one message to the bench session on `h`'s backend.
