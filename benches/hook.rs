@@ -323,15 +323,25 @@ struct Load {
     errors: usize,
     secs: f64,
     lat: Stats,
+    /// The sends alone (a quarter of the requests).
+    sends: Stats,
 }
 
 fn load(url: &str, clients: usize, secs: u64) -> Load {
+    // Keys of their own per run: a key sent again is a replay, not a write.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = format!(
+        "{}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::SeqCst)
+    );
     let stop = Arc::new(AtomicBool::new(false));
-    let all: Arc<Mutex<(Vec<f64>, usize)>> = Arc::new(Mutex::new((Vec::new(), 0)));
+    type Seen = (Vec<f64>, Vec<f64>, usize);
+    let all: Arc<Mutex<Seen>> = Arc::new(Mutex::new((Vec::new(), Vec::new(), 0)));
     let start = Instant::now();
     let threads: Vec<_> = (0..clients)
         .map(|t| {
-            let (stop, all, url) = (stop.clone(), all.clone(), url.to_string());
+            let (stop, all, url, run) = (stop.clone(), all.clone(), url.to_string(), run.clone());
             std::thread::spawn(move || {
                 let agent: ureq::Agent = ureq::Agent::config_builder()
                     .http_status_as_error(false)
@@ -340,7 +350,8 @@ fn load(url: &str, clients: usize, secs: u64) -> Load {
                     .into();
                 let inbox = format!("{url}/api/coord/messages?session={SESSION}&unread=true");
                 let send = format!("{url}/api/coord/messages");
-                let (mut lat, mut errors) = (Vec::with_capacity(100_000), 0);
+                let (mut lat, mut sends, mut errors) =
+                    (Vec::with_capacity(100_000), Vec::with_capacity(30_000), 0);
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let t0 = Instant::now();
@@ -352,7 +363,7 @@ fn load(url: &str, clients: usize, secs: u64) -> Load {
                         agent
                             .post(&send)
                             .header("Content-Type", "application/json")
-                            .header("Idempotency-Key", &format!("load-{t}-{i}"))
+                            .header("Idempotency-Key", &format!("load-{run}-{t}-{i}"))
                             .send(body)
                     } else {
                         agent.get(&inbox).call()
@@ -364,7 +375,11 @@ fn load(url: &str, clients: usize, secs: u64) -> Load {
                         }
                         Err(_) => false,
                     };
-                    lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+                    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+                    lat.push(ms);
+                    if i % 4 == 3 {
+                        sends.push(ms);
+                    }
                     if !ok {
                         errors += 1;
                     }
@@ -372,7 +387,8 @@ fn load(url: &str, clients: usize, secs: u64) -> Load {
                 }
                 let mut a = all.lock().unwrap();
                 a.0.extend(lat);
-                a.1 += errors;
+                a.1.extend(sends);
+                a.2 += errors;
             })
         })
         .collect();
@@ -382,12 +398,13 @@ fn load(url: &str, clients: usize, secs: u64) -> Load {
         let _ = t.join();
     }
     let secs = start.elapsed().as_secs_f64();
-    let (lat, errors) = std::mem::take(&mut *all.lock().unwrap());
+    let (lat, sends, errors) = std::mem::take(&mut *all.lock().unwrap());
     Load {
         requests: lat.len(),
         errors,
         secs,
         lat: stats(lat),
+        sends: stats(sends),
     }
 }
 
@@ -423,11 +440,13 @@ fn main() {
             args.get(2).and_then(|n| n.parse().ok()).unwrap_or(5),
         );
         println!(
-            "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+            "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors; sends p50 {:.2} ms, p99 {:.2} ms",
             l.requests as f64 / l.secs,
             l.lat.median,
             l.lat.p99,
-            l.errors
+            l.errors,
+            l.sends.median,
+            l.sends.p99
         );
         return;
     }

@@ -371,6 +371,13 @@ fn against_a_v1_server_that_ignores_order_the_newest_still_show() {
 }
 
 #[test]
+fn a_cached_read_is_not_compiled_again_for_new_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = LocalStore::open(&dir.path().join("s.db")).unwrap();
+    assert_eq!(s.unread_recompiles("B/claude-main", 20).unwrap(), 0);
+}
+
+#[test]
 fn the_hooks_reads_use_indexes() {
     let dir = tempfile::tempdir().unwrap();
     let s = LocalStore::open(&dir.path().join("s.db")).unwrap();

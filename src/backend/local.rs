@@ -198,6 +198,7 @@ impl LocalStore {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| store_err(path, e))?;
+        stable_plans(&conn);
         let store = LocalStore {
             conn,
             path: path.to_path_buf(),
@@ -237,6 +238,7 @@ impl LocalStore {
             | OpenFlags::SQLITE_OPEN_URI;
         let try_open = |target: &str| -> Result<LocalStore> {
             let conn = Connection::open_with_flags(target, ro).map_err(|e| store_err(path, e))?;
+            stable_plans(&conn);
             let store = LocalStore {
                 conn,
                 path: path.to_path_buf(),
@@ -287,7 +289,7 @@ impl LocalStore {
         if version < SCHEMA_VERSION {
             let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
             // Another process may have migrated while we waited for the lock.
-            let mut v: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            let mut v: i64 = tx.row("PRAGMA user_version", [], |r| r.get(0))?;
             while v < SCHEMA_VERSION {
                 tx.execute_batch(MIGRATIONS[v as usize])?;
                 v += 1;
@@ -439,7 +441,7 @@ impl LocalStore {
         if let Write::TouchSession { session_id, .. } = w {
             let seen: Option<i64> = self
                 .conn
-                .query_row(
+                .row(
                     "SELECT last_seen FROM sessions WHERE session_id = ?1",
                     [canonical_session(session_id)],
                     |r| r.get(0),
@@ -527,6 +529,60 @@ impl LocalStore {
         explain(&count, p[..2].to_vec())?;
         Ok(out)
     }
+
+    /// How many times SQLite re-compiled the cached unread query while it
+    /// ran `n` times with a different limit each time (for the test that
+    /// keeps it 0: a re-compile per run cost most of a read).
+    pub fn unread_recompiles(&self, session: &str, n: u32) -> Result<i32> {
+        let (sql, _) = messages_sql(true, true);
+        for limit in 1..=n {
+            self.collect(&sql, &[&session, &0, &limit], message_row)?;
+        }
+        let st = self.db(self.conn.prepare_cached(&sql))?;
+        Ok(st.get_status(rusqlite::StatementStatus::RePrepare))
+    }
+}
+
+/// Statements through the connection's cache: the writes and their
+/// answers run the same few statements over and over, and compiling one
+/// costs more than running it.
+trait Cached {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    fn row<T, P: rusqlite::Params, F: FnOnce(&Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+    fn row<T, P: rusqlite::Params, F: FnOnce(&Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
+/// One query plan per statement, whatever values are bound. Without this,
+/// SQLite notes that a `LIMIT ?` (or a `?` it could compare with
+/// statistics) might plan better knowing the value, and re-compiles a
+/// cached statement every time that parameter is bound again: under load
+/// that was four in ten of `coord serve`'s CPU cycles. Our queries are
+/// written so that their indexes apply whatever the values.
+fn stable_plans(conn: &Connection) {
+    let _ = conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    );
+    // Room for every statement a write or a read runs (the default is 16).
+    conn.set_prepared_statement_cache_capacity(64);
 }
 
 /// The messages query (and its count) for session `?1`, ids above `?2`,
@@ -717,7 +773,7 @@ impl LocalStore {
                     canonical_session(&m.from_session),
                     canonical_session(&m.to_session),
                 );
-                self.db(tx.execute(
+                self.db(tx.exec(
                     "INSERT INTO messages (from_session, to_session, subject, body, \
                      created_by_user, created_by_machine, created_at, in_reply_to) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
                     params![
@@ -741,7 +797,7 @@ impl LocalStore {
                 let (machine, name) = id.split_once('/').ok_or_else(|| {
                     Error::invalid(format!("session_id {id:?} is not MACHINE/NAME"))
                 })?;
-                self.db(tx.execute(
+                self.db(tx.exec(
                     "INSERT INTO sessions (session_id, user, machine, name, project, client, first_seen, last_seen) \
                      VALUES (?1,?2,?3,?4,?5,?6,?7,?7) \
                      ON CONFLICT (session_id) DO UPDATE SET user = excluded.user, \
@@ -749,7 +805,7 @@ impl LocalStore {
                      last_seen = excluded.last_seen",
                     params![id, update.user, machine, name, update.project, update.client, now],
                 ))?;
-                self.db(tx.query_row(
+                self.db(tx.row(
                     &format!("SELECT {SESSION_COLS} FROM sessions WHERE session_id = ?1"),
                     [&id],
                     session_row,
@@ -760,7 +816,7 @@ impl LocalStore {
                 required("session", session)?;
                 let session = &canonical_session(session);
                 let to: Option<String> = self.db(tx
-                    .query_row("SELECT to_session FROM messages WHERE id = ?1", [id], |r| {
+                    .row("SELECT to_session FROM messages WHERE id = ?1", [id], |r| {
                         r.get(0)
                     })
                     .optional())?;
@@ -771,7 +827,7 @@ impl LocalStore {
                     )));
                 }
                 if to == *session {
-                    self.db(tx.execute(
+                    self.db(tx.exec(
                         "UPDATE messages SET read_at = ?2 WHERE id = ?1 AND read_at IS NULL",
                         params![id, now],
                     ))?;
@@ -783,7 +839,7 @@ impl LocalStore {
             Write::AddTodo(t) => {
                 required("text", &t.text)?;
                 if let Some(p) = t.parent_id {
-                    let exists: bool = self.db(tx.query_row(
+                    let exists: bool = self.db(tx.row(
                         "SELECT EXISTS (SELECT 1 FROM todos WHERE id = ?1)",
                         [p],
                         |r| r.get(0),
@@ -792,7 +848,7 @@ impl LocalStore {
                         return Err(Error::invalid(format!("parent todo {p} does not exist")));
                     }
                 }
-                self.db(tx.execute(
+                self.db(tx.exec(
                     "INSERT INTO todos (text, user, project, parent_id, source, auto, status, \
                      created_by_user, created_by_machine, created_at) \
                      VALUES (?1,?2,?3,?4,?5,?6,'pending',?7,?8,?9)",
@@ -813,7 +869,7 @@ impl LocalStore {
             Write::CompleteTodo { id, completed_by } => {
                 required("completed_by", completed_by)?;
                 // Completing twice keeps the first completion: idempotent.
-                self.db(tx.execute(
+                self.db(tx.exec(
                     "UPDATE todos SET status = 'done', completed_by = ?2, completed_at = ?3 \
                      WHERE id = ?1 AND status <> 'done'",
                     params![id, completed_by, now],
@@ -828,7 +884,7 @@ impl LocalStore {
             } => {
                 let lock = self
                     .db(tx
-                        .query_row(
+                        .row(
                             &format!(
                                 "SELECT {LOCK_COLS} FROM locks WHERE id = ?1 AND expires_at > ?2"
                             ),
@@ -844,7 +900,7 @@ impl LocalStore {
                         lock.session_id
                     )));
                 }
-                self.db(tx.execute("DELETE FROM locks WHERE id = ?1", [id]))?;
+                self.db(tx.exec("DELETE FROM locks WHERE id = ?1", [id]))?;
                 Ok(Written::Lock {
                     lock,
                     created: false,
@@ -858,7 +914,7 @@ impl LocalStore {
                 required("project", project)?;
                 required("component", component)?;
                 required("state", &update.state)?;
-                self.db(tx.execute(
+                self.db(tx.exec(
                     "INSERT INTO components (project, component, state, version, notes, updated_by, updated_at) \
                      VALUES (?1,?2,?3,?4,?5,?6,?7) \
                      ON CONFLICT (project, component) DO UPDATE SET state = excluded.state, \
@@ -874,7 +930,7 @@ impl LocalStore {
                         now
                     ],
                 ))?;
-                self.db(tx.query_row(
+                self.db(tx.row(
                     "SELECT project, component, state, version, notes, updated_by, updated_at \
                      FROM components WHERE project = ?1 AND component = ?2",
                     params![project, component],
@@ -885,7 +941,7 @@ impl LocalStore {
             Write::SetWorkflow { name, update } => {
                 required("name", name)?;
                 required("state", &update.state)?;
-                self.db(tx.execute(
+                self.db(tx.exec(
                     "INSERT INTO workflows (name, state, detail, updated_by, updated_at) \
                      VALUES (?1,?2,?3,?4,?5) \
                      ON CONFLICT (name) DO UPDATE SET state = excluded.state, \
@@ -893,7 +949,7 @@ impl LocalStore {
                      updated_at = excluded.updated_at",
                     params![name, update.state, update.detail, update.updated_by, now],
                 ))?;
-                self.db(tx.query_row(
+                self.db(tx.row(
                     "SELECT name, state, detail, updated_by, updated_at FROM workflows WHERE name = ?1",
                     [name],
                     workflow_row,
@@ -925,9 +981,9 @@ impl LocalStore {
         }
         // Expired locks are gone: purge them all as claims happen (through
         // the expiry index, so this costs what expired since the last one).
-        self.db(tx.execute("DELETE FROM locks WHERE expires_at <= ?1", [now]))?;
+        self.db(tx.exec("DELETE FROM locks WHERE expires_at <= ?1", [now]))?;
         let held = self.db(tx
-            .query_row(
+            .row(
                 &format!("SELECT {LOCK_COLS} FROM locks WHERE project = ?1 AND resource = ?2"),
                 params![l.project, l.resource],
                 lock_row,
@@ -947,14 +1003,14 @@ impl LocalStore {
                 });
             }
             Some(h) => {
-                self.db(tx.execute(
+                self.db(tx.exec(
                     "UPDATE locks SET expires_at = ?2, note = COALESCE(?3, note) WHERE id = ?1",
                     params![h.id, expires, l.note],
                 ))?;
                 (h.id, false)
             }
             None => {
-                self.db(tx.execute(
+                self.db(tx.exec(
                     "INSERT INTO locks (project, resource, session_id, note, created_at, expires_at) \
                      VALUES (?1,?2,?3,?4,?5,?6)",
                     params![l.project, l.resource, l.session_id, l.note, now, expires],
@@ -962,7 +1018,7 @@ impl LocalStore {
                 (tx.last_insert_rowid(), true)
             }
         };
-        let lock = self.db(tx.query_row(
+        let lock = self.db(tx.row(
             &format!("SELECT {LOCK_COLS} FROM locks WHERE id = ?1"),
             [id],
             lock_row,
@@ -972,7 +1028,7 @@ impl LocalStore {
 
     fn message(&self, c: &Connection, id: i64, session: &str) -> Result<Message> {
         self.db(c
-            .query_row(
+            .row(
                 &format!(
                     "SELECT {MESSAGE_COLS}, {READ_AT} FROM messages m {READ_JOINS} WHERE m.id = ?2"
                 ),
@@ -988,7 +1044,7 @@ impl LocalStore {
     /// (own ones count as read), and the exceptions it passed are dropped.
     /// The cost follows the exceptions, never the history.
     fn read_broadcast(&self, tx: &Connection, id: i64, session: &str, now: i64) -> Result<()> {
-        let upto: i64 = self.db(tx.query_row(
+        let upto: i64 = self.db(tx.row(
             "SELECT COALESCE((SELECT upto FROM broadcast_marks WHERE session = ?1), 0)",
             [session],
             |r| r.get(0),
@@ -996,11 +1052,11 @@ impl LocalStore {
         if id <= upto {
             return Ok(());
         }
-        self.db(tx.execute(
+        self.db(tx.exec(
             "INSERT OR IGNORE INTO message_reads (message_id, session, read_at) VALUES (?1,?2,?3)",
             params![id, session, now],
         ))?;
-        let new_upto: i64 = self.db(tx.query_row(
+        let new_upto: i64 = self.db(tx.row(
             "SELECT COALESCE(
                  (SELECT min(m.id) FROM messages m
                   WHERE m.to_session = 'ALL_SESSIONS' AND m.id > ?2 AND m.from_session <> ?1
@@ -1011,12 +1067,12 @@ impl LocalStore {
             |r| r.get(0),
         ))?;
         if new_upto > upto {
-            self.db(tx.execute(
+            self.db(tx.exec(
                 "INSERT INTO broadcast_marks (session, upto, at) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (session) DO UPDATE SET upto = excluded.upto, at = excluded.at",
                 params![session, new_upto, now],
             ))?;
-            self.db(tx.execute(
+            self.db(tx.exec(
                 "DELETE FROM message_reads WHERE session = ?1 AND message_id <= ?2",
                 params![session, new_upto],
             ))?;
@@ -1026,7 +1082,7 @@ impl LocalStore {
 
     fn todo(&self, c: &Connection, id: i64) -> Result<Todo> {
         self.db(c
-            .query_row(
+            .row(
                 &format!("SELECT {TODO_COLS} FROM todos WHERE id = ?1"),
                 [id],
                 todo_row,
@@ -1053,7 +1109,7 @@ impl LocalStore {
     /// 24 hours.
     fn replay(&self, tx: &Connection, w: &Write, key: &str, now: i64) -> Result<Option<Written>> {
         let row: Option<(u16, String, Option<String>, Option<i64>)> = self.db(tx
-            .query_row(
+            .row(
                 "SELECT status, body, op, ref FROM idempotency WHERE key = ?1 AND created_at > ?2",
                 params![key, now - IDEMPOTENCY_WINDOW_MS],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
@@ -1135,27 +1191,27 @@ impl LocalStore {
         let cut = now - i64::from(days.max(MIN_RETAIN_DAYS)) * 24 * 3600 * 1000;
         let tx = self.tx()?;
         let mut p = Purged::default();
-        p.messages += self.db(tx.execute(
+        p.messages += self.db(tx.exec(
             "DELETE FROM messages WHERE created_at < ?1 AND to_session <> 'ALL_SESSIONS' AND read_at IS NOT NULL",
             [cut],
         ))?;
-        p.messages += self.db(tx.execute(
+        p.messages += self.db(tx.exec(
             "DELETE FROM messages WHERE created_at < ?1 AND to_session = 'ALL_SESSIONS'",
             [cut],
         ))?;
-        self.db(tx.execute(
+        self.db(tx.exec(
             "DELETE FROM message_reads WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = message_id)",
             [],
         ))?;
-        p.todos = self.db(tx.execute(
+        p.todos = self.db(tx.exec(
             "DELETE FROM todos WHERE status = 'done' AND completed_at < ?1",
             [cut],
         ))?;
-        p.keys = self.db(tx.execute(
+        p.keys = self.db(tx.exec(
             "DELETE FROM idempotency WHERE created_at <= ?1",
             [now - IDEMPOTENCY_WINDOW_MS],
         ))?;
-        p.locks = self.db(tx.execute("DELETE FROM locks WHERE expires_at <= ?1", [now]))?;
+        p.locks = self.db(tx.exec("DELETE FROM locks WHERE expires_at <= ?1", [now]))?;
         self.db(tx.commit())?;
         // Each step of this pragma frees a page: run it to the end.
         self.retry_busy(|| {
@@ -1198,7 +1254,7 @@ impl Coord for LocalStore {
         let out = self.apply(&tx, w, now)?;
         if let Some(key) = key {
             let status = http_status(w, &out);
-            self.db(tx.execute(
+            self.db(tx.exec(
                 "DELETE FROM idempotency WHERE created_at <= ?1",
                 [now - IDEMPOTENCY_WINDOW_MS],
             ))?;
@@ -1209,7 +1265,7 @@ impl Coord for LocalStore {
                 Written::Todo(t) => (String::new(), Some(t.id)),
                 other => (other.to_json().to_string(), None),
             };
-            self.db(tx.execute(
+            self.db(tx.exec(
                 "INSERT OR REPLACE INTO idempotency (key, status, body, created_at, op, ref) VALUES (?1,?2,?3,?4,?5,?6)",
                 params![key, status, body, now, w.op_name(), reference],
             ))?;
