@@ -667,14 +667,25 @@ fn main() {
         "idle-history",
         serde_json::json!({"user": "idle", "machine": "IDLE", "coord_api": history_server.url}),
     );
+    // The control: a bare process (`coord --version`, no network) in the
+    // same two windows. The load generator shares this machine's cores, so
+    // under load every process starts and runs slower, the hook's server
+    // part or not.
+    let bare = || {
+        let mut c = Command::new(COORD);
+        c.arg("--version");
+        c
+    };
     let idle_quiet = time_many(runs.min(100), || idle.hook(&[]), &idle.input());
-    let idle_loaded = {
+    let bare_quiet = time_many(runs.min(100), bare, b"");
+    let (idle_loaded, bare_loaded) = {
         let url = history_server.url.clone();
         let bg = std::thread::spawn(move || load(&url, clients, load_secs.min(5)));
         std::thread::sleep(Duration::from_millis(300));
         let s = time_many(runs.min(100), || idle.hook(&[]), &idle.input());
+        let b = time_many(runs.min(100), bare, b"");
         let _ = bg.join();
-        s
+        (s, b)
     };
     drop(history_server);
 
@@ -729,6 +740,7 @@ fn main() {
         },
     ];
     let loaded_ratio = idle_loaded.median / idle_quiet.median;
+    let bare_ratio = bare_loaded.median / bare_quiet.median;
     let idle_rows = [
         Row {
             case: "empty-inbox hook → history server, unloaded".into(),
@@ -741,6 +753,18 @@ fn main() {
             met: Some(loaded_ratio <= 2.0),
             target: format!("≤ 2× unloaded (is {loaded_ratio:.2}×)"),
             s: idle_loaded,
+        },
+        Row {
+            case: "control: bare `coord --version`, unloaded".into(),
+            met: None,
+            target: String::new(),
+            s: bare_quiet,
+        },
+        Row {
+            case: format!("control: bare `coord --version` under the same load"),
+            met: None,
+            target: format!("(is {bare_ratio:.2}× unloaded)"),
+            s: bare_loaded,
         },
     ];
     let size = |p: &str| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
@@ -1032,6 +1056,8 @@ fn notes() -> String {
        the interpreter starting, ~20 ms importing urllib.\n\
      - The black-holed case ends ~12 ms after the deadline: ureq's read timeout on the hook's main\n  \
        thread fires that late.\n\
-     - The load generator runs in the bench process, on the same two cores as the server.\n"
+     - The load generator runs in the bench process, on the same two cores as the server and the\n  \
+       hooks it times: under load every process starts and runs slower. The control rows (a bare\n  \
+       `coord --version`, no network) measure that share in the same windows.\n"
         .to_string()
 }
