@@ -761,7 +761,7 @@ fn main() {
             s: bare_quiet,
         },
         Row {
-            case: format!("control: bare `coord --version` under the same load"),
+            case: "control: bare `coord --version` under the same load".into(),
             met: None,
             target: format!("(is {bare_ratio:.2}× unloaded)"),
             s: bare_loaded,

@@ -225,6 +225,28 @@ fn addresses_through_coord_serve() {
 }
 
 #[test]
+fn a_session_start_has_registered_the_session_when_the_hook_exits() {
+    // The presence refresh runs beside the reads; the hook must not exit
+    // before it lands, or the next `msg send` to the session is refused.
+    let s = Server::start(&[]);
+    let m = Machine::remote("BOX", &s.url);
+    for i in 0..15 {
+        let name = format!("w{i}");
+        m.arrive(Some(&name));
+        let known = m.json(None, &["sessions", "--all"]);
+        let want = format!("BOX/{name}");
+        assert!(
+            known
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["session_id"] == want.as_str()),
+            "{want} missing after its hook ran: {known}"
+        );
+    }
+}
+
+#[test]
 fn a_forced_release_tells_the_holder_and_release_takes_a_name() {
     let s = Server::start(&[]);
     let m = Machine::remote("BOX", &s.url);

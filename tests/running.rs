@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Fake, Machine, Server, Window, http_answer, stderr};
+use common::{Fake, Machine, Server, Window, http_answer, run_with_input, stderr};
 use serde_json::{Value, json};
 
 fn project(m: &Machine) -> std::path::PathBuf {
@@ -20,20 +19,10 @@ fn project(m: &Machine) -> std::path::PathBuf {
 /// The prompt hook of `w`, as Claude Code runs it before a prompt.
 fn prompt(m: &Machine, w: &Window, claude_session: &str) -> String {
     let mut c = m.std_bin("coord-hook", None, &["--format", "json"]);
-    c.env("CLAUDE_PID", w.pid())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
+    c.env("CLAUDE_PID", w.pid());
     let input = json!({"session_id": claude_session, "cwd": project(m),
                        "hook_event_name": "UserPromptSubmit", "prompt": "go on"});
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_input(&mut c, input.to_string().as_bytes());
     assert_eq!(out.status.code(), Some(0));
     String::from_utf8(out.stdout).unwrap()
 }

@@ -11,25 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    Fake, Machine, Server, dead_url, http_answer, lossy_proxy, read_http, stderr, stdout,
+    Fake, Machine, Server, dead_url, http_answer, lossy_proxy, read_http, run_with_input, stderr,
+    stdout,
 };
 use serde_json::{Value, json};
 
 fn hook_json(m: &Machine, input: &Value) -> (Value, String) {
-    let mut child = m
-        .std_bin("coord-hook", None, &["--format", "json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_input(
+        &mut m.std_bin("coord-hook", None, &["--format", "json"]),
+        input.to_string().as_bytes(),
+    );
     assert_eq!(out.status.code(), Some(0));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let ctx = v["hookSpecificOutput"]["additionalContext"]

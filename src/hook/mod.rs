@@ -250,6 +250,9 @@ pub fn presence(id: &Identity, cwd: &Path) -> Write {
 
 /// Fetches the three reads concurrently and waits for them until
 /// `deadline`; whatever has not answered by then is reported as such.
+/// How long the presence refresh may take after the reads are in.
+const PRESENCE_GRACE: Duration = Duration::from_millis(250);
+
 /// `touch`, when given, refreshes this session's presence alongside,
 /// never holding the block up (a v1 server's 404 is ignored).
 pub fn fetch(id: &Identity, started: Instant, limit: Duration, touch: Option<Write>) -> Snapshot {
@@ -363,9 +366,14 @@ pub fn fetch(id: &Identity, started: Instant, limit: Duration, touch: Option<Wri
             Err(_) => break,
         }
     }
-    // The presence refresh ran alongside the reads and usually landed with
-    // them; it never holds the block up (the waiter refreshes it as well).
-    drop(touched);
+    // The presence refresh ran alongside the reads and has usually landed
+    // with them. If not, it gets a moment more, inside the deadline: a
+    // process that exits mid-request leaves the session unknown to the
+    // fleet, and then messages to it are refused as to nobody.
+    if let Some(done) = touched {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = done.recv_timeout(left.min(PRESENCE_GRACE));
+    }
     let ms = limit.as_millis();
     // A client-side timeout is the deadline speaking: say it one way.
     for (_, why) in failures.iter_mut() {

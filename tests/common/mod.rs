@@ -125,6 +125,21 @@ impl Machine {
     }
 }
 
+/// Runs `c` with `input` on its stdin (as Claude Code runs a hook) and
+/// returns what it did.
+pub fn run_with_input(c: &mut std::process::Command, input: &[u8]) -> Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -449,20 +464,10 @@ impl Window {
         let mut c = m.std_bin("coord-hook", None, &["--format", "json"]);
         c.env("CLAUDE_PID", self.pid())
             .env("CLAUDE_ENV_FILE", &self.env_file)
-            .env("CLAUDE_PROJECT_DIR", project)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = c.spawn().unwrap();
+            .env("CLAUDE_PROJECT_DIR", project);
         let input = serde_json::json!({"session_id": claude_session, "cwd": project,
                            "hook_event_name": "SessionStart", "source": source});
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = run_with_input(&mut c, input.to_string().as_bytes());
         assert!(out.status.success());
         serde_json::from_slice(&out.stdout).unwrap()
     }
