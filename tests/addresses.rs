@@ -247,6 +247,35 @@ fn a_session_start_has_registered_the_session_when_the_hook_exits() {
 }
 
 #[test]
+fn a_session_start_within_a_minute_of_the_last_writes_no_presence() {
+    let s = Server::start(&[]);
+    let m = Machine::remote("BOX", &s.url);
+    let seen = |m: &Machine| {
+        let all = m.json(None, &["sessions", "--all"]);
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["session_id"] == "BOX/claude-main")
+            .map(|x| x["last_seen"].clone())
+            .expect("BOX/claude-main is known")
+    };
+    m.arrive(None);
+    let first = seen(&m);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    m.arrive(None);
+    assert_eq!(seen(&m), first, "a second write within the minute");
+    // The same machine moved to another server: that one is told at once.
+    let other = Server::start(&[]);
+    std::fs::write(
+        m.identity_path(),
+        json!({"user": "box", "machine": "BOX", "coord_api": other.url}).to_string(),
+    )
+    .unwrap();
+    m.arrive(None);
+    seen(&m);
+}
+
+#[test]
 fn a_forced_release_tells_the_holder_and_release_takes_a_name() {
     let s = Server::start(&[]);
     let m = Machine::remote("BOX", &s.url);

@@ -248,11 +248,67 @@ pub fn presence(id: &Identity, cwd: &Path) -> Write {
     }
 }
 
-/// Fetches the three reads concurrently and waits for them until
-/// `deadline`; whatever has not answered by then is reported as such.
 /// How long the presence refresh may take after the reads are in.
 const PRESENCE_GRACE: Duration = Duration::from_millis(250);
 
+/// Over HTTP a session's presence is refreshed at most this often from one
+/// machine (the embedded store keeps the same pace): a session start right
+/// after another (resume, clear, compact) needs no write.
+const PRESENCE_FRESH: Duration = Duration::from_secs(60);
+
+/// The file whose age says when this session's presence last landed on
+/// this API (each address its own). A new store behind the same address
+/// learns of the session from the next refresh after the minute.
+fn presence_stamp(id: &Identity) -> PathBuf {
+    // FNV-1a of the API's address: stamps of two servers never meet.
+    let api = id.api.as_deref().unwrap_or_default();
+    let hash = api.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut name = format!("{hash:016x}-");
+    for b in canonical_session(&id.session_id()).bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            name.push(b as char);
+        } else {
+            name.push_str(&format!("%{b:02X}"));
+        }
+    }
+    id.state_dir.join("presence").join(name)
+}
+
+fn presence_is_fresh(stamp: &Path) -> bool {
+    std::fs::metadata(stamp)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < PRESENCE_FRESH)
+}
+
+/// Notes that presence landed now; stamps a day old go (their sessions
+/// are long gone, or will simply write again).
+fn stamp_presence(stamp: &Path) {
+    let Some(dir) = stamp.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let _ = std::fs::write(stamp, b"");
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(86_400));
+            if old {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// Fetches the three reads concurrently and waits for them until
+/// `deadline`; whatever has not answered by then is reported as such.
 /// `touch`, when given, refreshes this session's presence alongside,
 /// never holding the block up (a v1 server's 404 is ignored).
 pub fn fetch(id: &Identity, started: Instant, limit: Duration, touch: Option<Write>) -> Snapshot {
@@ -286,11 +342,14 @@ pub fn fetch(id: &Identity, started: Instant, limit: Duration, touch: Option<Wri
             spawn(Box::new(move |c| Part::Messages(c.messages_page(&mq))));
             spawn(Box::new(move |c| Part::Todos(c.todos(&tq))));
             spawn(Box::new(move |c| Part::Locks(c.locks(&lq))));
-            if let Some(w) = touch {
+            let stamp = presence_stamp(id);
+            if let Some(w) = touch.filter(|_| !presence_is_fresh(&stamp)) {
                 let (done, rx) = mpsc::channel();
                 let c = client.clone();
                 std::thread::spawn(move || {
-                    let _ = c.write(&w, None);
+                    if c.write(&w, None).is_ok() {
+                        stamp_presence(&stamp);
+                    }
                     let _ = done.send(());
                 });
                 touched = Some(rx);
