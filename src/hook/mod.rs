@@ -273,7 +273,7 @@ fn presence_stamp(id: &Identity) -> PathBuf {
             name.push_str(&format!("%{b:02X}"));
         }
     }
-    id.state_dir.join("presence").join(name)
+    id.state_dir.join("coord-presence").join(name)
 }
 
 fn presence_is_fresh(stamp: &Path) -> bool {
