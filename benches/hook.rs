@@ -330,8 +330,11 @@ struct Load {
 fn load(url: &str, clients: usize, secs: u64) -> Load {
     // Keys of their own per run: a key sent again is a replay, not a write.
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let run = format!(
-        "{}-{}",
+        "{started}-{}-{}",
         std::process::id(),
         RUNS.fetch_add(1, Ordering::SeqCst)
     );
@@ -432,10 +435,14 @@ fn main() {
         return;
     }
     if args.first().map(String::as_str) == Some("--load") {
+        let Some(url) = args.get(1).filter(|u| u.starts_with("http")) else {
+            eprintln!("usage: cargo bench --bench hook -- --load http://HOST:PORT [SECS]");
+            std::process::exit(2);
+        };
         #[cfg(unix)]
         coord_hook::server::raise_fd_limit();
         let l = load(
-            &args[1],
+            url,
             32,
             args.get(2).and_then(|n| n.parse().ok()).unwrap_or(5),
         );
@@ -945,7 +952,7 @@ fn main() {
 /// it has (a broadcast already in the store is unread for every session,
 /// and would otherwise answer every long-poll at once). Prints `waiting N`
 /// once all have had their first answer (or after 20 s); when its stdin
-/// closes, prints `returned R`, how many long-polls came back in between
+/// closes, prints `returned R`, how many long-polls came back early in between
 /// (0 if they all waited), and exits.
 fn long_polls(url: &str, n: usize) {
     #[cfg(unix)]
@@ -976,8 +983,12 @@ fn long_polls(url: &str, n: usize) {
                 ready.fetch_add(1, Ordering::SeqCst);
                 let c = c.with_wait(60);
                 loop {
+                    let asked = Instant::now();
                     let r = c.messages(&q);
-                    returned.fetch_add(1, Ordering::SeqCst);
+                    // Early: before the server's 60 s were up.
+                    if asked.elapsed() < Duration::from_secs(55) {
+                        returned.fetch_add(1, Ordering::SeqCst);
+                    }
                     match r {
                         Ok(page) => newest(&page, &mut q),
                         Err(_) => std::thread::sleep(Duration::from_millis(200)),

@@ -273,6 +273,25 @@ fn a_session_start_within_a_minute_of_the_last_writes_no_presence() {
     .unwrap();
     m.arrive(None);
     seen(&m);
+    // The same session from another project within the minute: the fleet
+    // is told the new project at once.
+    let elsewhere = m.root().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let out = m
+        .bin("coord-hook", None, &[])
+        .env_remove("CLAUDE_PROJECT_DIR")
+        .write_stdin(json!({"cwd": elsewhere}).to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let all = m.json(None, &["sessions", "--all"]);
+    let row = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["session_id"] == "BOX/claude-main")
+        .unwrap();
+    assert_eq!(row["project"], "elsewhere", "{all}");
 }
 
 #[test]

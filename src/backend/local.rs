@@ -533,6 +533,7 @@ impl LocalStore {
     /// How many times SQLite re-compiled the cached unread query while it
     /// ran `n` times with a different limit each time (for the test that
     /// keeps it 0: a re-compile per run cost most of a read).
+    #[doc(hidden)]
     pub fn unread_recompiles(&self, session: &str, n: u32) -> Result<i32> {
         let (sql, _) = messages_sql(true, true);
         for limit in 1..=n {

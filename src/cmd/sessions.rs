@@ -6,8 +6,9 @@ use crate::render;
 
 /// Seen this recently: shown without `--all`.
 const RECENT_SECS: u64 = 24 * 3600;
-/// Seen this recently: active (a live window refreshes its presence at
-/// every hook run, and its waiter now and then).
+/// Seen this recently: active (a live window refreshes its presence at its
+/// session starts, at most once a minute, and its idle waiter every 5
+/// minutes).
 pub const ACTIVE_SECS: i64 = 15 * 60;
 
 pub fn run(ctx: &Ctx, all: bool) -> Result<()> {

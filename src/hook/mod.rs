@@ -256,24 +256,32 @@ const PRESENCE_GRACE: Duration = Duration::from_millis(250);
 /// after another (resume, clear, compact) needs no write.
 const PRESENCE_FRESH: Duration = Duration::from_secs(60);
 
-/// The file whose age says when this session's presence last landed on
-/// this API (each address its own). A new store behind the same address
-/// learns of the session from the next refresh after the minute.
-fn presence_stamp(id: &Identity) -> PathBuf {
-    // FNV-1a of the API's address: stamps of two servers never meet.
+/// The file whose age says when this presence (this session, API and
+/// project) last landed. A new store behind the same address learns of
+/// the session at the next refresh after the minute.
+fn presence_stamp(id: &Identity, w: &Write) -> Option<PathBuf> {
+    let Write::TouchSession { session_id, update } = w else {
+        return None;
+    };
+    // FNV-1a over the exact bytes (file systems that ignore case would
+    // fold `api` and `Api` together), with a readable part for people.
     let api = id.api.as_deref().unwrap_or_default();
-    let hash = api.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let project = update.project.as_deref().unwrap_or_default();
+    let hash = [api, session_id, project]
+        .iter()
+        .flat_map(|part| part.bytes().chain([0]))
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
     let mut name = format!("{hash:016x}-");
-    for b in canonical_session(&id.session_id()).bytes() {
+    for b in session_id.to_ascii_lowercase().bytes() {
         if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
             name.push(b as char);
         } else {
             name.push_str(&format!("%{b:02X}"));
         }
     }
-    id.state_dir.join("coord-presence").join(name)
+    Some(id.state_dir.join("coord-presence").join(name))
 }
 
 fn presence_is_fresh(stamp: &Path) -> bool {
@@ -291,7 +299,13 @@ fn stamp_presence(stamp: &Path) {
     if std::fs::create_dir_all(dir).is_err() {
         return;
     }
-    let _ = std::fs::write(stamp, b"");
+    // The time is set, not left to the write: truncating an empty file
+    // need not count as a change everywhere.
+    let written =
+        std::fs::File::create(stamp).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    if written.is_err() {
+        return;
+    }
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             let old = e
@@ -309,8 +323,11 @@ fn stamp_presence(stamp: &Path) {
 
 /// Fetches the three reads concurrently and waits for them until
 /// `deadline`; whatever has not answered by then is reported as such.
-/// `touch`, when given, refreshes this session's presence alongside,
-/// never holding the block up (a v1 server's 404 is ignored).
+/// `touch`, when given, refreshes this session's presence alongside the
+/// reads, at most once a minute (over HTTP a stamp file says when it last
+/// landed; the embedded store asks its own `last_seen`), waiting for it at
+/// most `PRESENCE_GRACE` and never past the deadline (a v1 server's 404
+/// is ignored).
 pub fn fetch(id: &Identity, started: Instant, limit: Duration, touch: Option<Write>) -> Snapshot {
     let deadline = started + limit;
     let mut touched: Option<mpsc::Receiver<()>> = None;
@@ -342,12 +359,14 @@ pub fn fetch(id: &Identity, started: Instant, limit: Duration, touch: Option<Wri
             spawn(Box::new(move |c| Part::Messages(c.messages_page(&mq))));
             spawn(Box::new(move |c| Part::Todos(c.todos(&tq))));
             spawn(Box::new(move |c| Part::Locks(c.locks(&lq))));
-            let stamp = presence_stamp(id);
-            if let Some(w) = touch.filter(|_| !presence_is_fresh(&stamp)) {
+            let stamp = touch.as_ref().and_then(|w| presence_stamp(id, w));
+            if let Some(w) = touch.filter(|_| !stamp.as_deref().is_some_and(presence_is_fresh)) {
                 let (done, rx) = mpsc::channel();
                 let c = client.clone();
                 std::thread::spawn(move || {
-                    if c.write(&w, None).is_ok() {
+                    if c.write(&w, None).is_ok()
+                        && let Some(stamp) = stamp
+                    {
                         stamp_presence(&stamp);
                     }
                     let _ = done.send(());
