@@ -6,7 +6,7 @@
 mod common;
 
 use common::{Fake, Machine, Server, Window, http_answer, stderr, stdout};
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn project(m: &Machine, name: &str) -> std::path::PathBuf {
     let p = m.root().join(name);
@@ -50,12 +50,7 @@ fn two_windows(m: &Machine) {
         ids.contains(&"BOX/claude-main") && ids.contains(&"BOX/api"),
         "{sessions}"
     );
-    let api_row = sessions
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["session_id"] == "BOX/api")
-        .unwrap();
+    let api_row = session_row(m, "BOX/api").unwrap();
     assert_eq!(api_row["project"], "api");
     assert_eq!(api_row["active"], true);
     let table = m.coord(&["sessions"]).output().unwrap();
@@ -224,6 +219,15 @@ fn addresses_through_coord_serve() {
     );
 }
 
+/// Session `id`'s row in `coord sessions --all`, if the fleet knows it.
+fn session_row(m: &Machine, id: &str) -> Option<Value> {
+    let all = m.json(None, &["sessions", "--all"]);
+    all.as_array()?
+        .iter()
+        .find(|x| x["session_id"] == id)
+        .cloned()
+}
+
 #[test]
 fn a_session_start_has_registered_the_session_when_the_hook_exits() {
     // The presence refresh runs beside the reads; the hook must not exit
@@ -233,15 +237,9 @@ fn a_session_start_has_registered_the_session_when_the_hook_exits() {
     for i in 0..15 {
         let name = format!("w{i}");
         m.arrive(Some(&name));
-        let known = m.json(None, &["sessions", "--all"]);
-        let want = format!("BOX/{name}");
         assert!(
-            known
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|x| x["session_id"] == want.as_str()),
-            "{want} missing after its hook ran: {known}"
+            session_row(&m, &format!("BOX/{name}")).is_some(),
+            "BOX/{name} missing after its hook ran"
         );
     }
 }
@@ -251,13 +249,7 @@ fn a_session_start_within_a_minute_of_the_last_writes_no_presence() {
     let s = Server::start(&[]);
     let m = Machine::remote("BOX", &s.url);
     let seen = |m: &Machine| {
-        let all = m.json(None, &["sessions", "--all"]);
-        all.as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["session_id"] == "BOX/claude-main")
-            .map(|x| x["last_seen"].clone())
-            .expect("BOX/claude-main is known")
+        session_row(m, "BOX/claude-main").expect("BOX/claude-main is known")["last_seen"].clone()
     };
     m.arrive(None);
     let first = seen(&m);
@@ -284,14 +276,8 @@ fn a_session_start_within_a_minute_of_the_last_writes_no_presence() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let all = m.json(None, &["sessions", "--all"]);
-    let row = all
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["session_id"] == "BOX/claude-main")
-        .unwrap();
-    assert_eq!(row["project"], "elsewhere", "{all}");
+    let row = session_row(&m, "BOX/claude-main").unwrap();
+    assert_eq!(row["project"], "elsewhere", "{row}");
 }
 
 #[test]
