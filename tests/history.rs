@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Fake, Machine, Server, http_answer, stderr, stdout};
+use common::{Fake, Machine, Server, http_answer, message, stderr, stdout};
 use coord_hook::backend::Coord;
 use coord_hook::backend::http::HttpCoord;
 use coord_hook::backend::local::LocalStore;
@@ -148,19 +148,7 @@ fn a_store_written_by_the_first_schema_keeps_every_read_state() {
 fn newest_first(b: &dyn Coord) {
     for i in 1..=150 {
         let to = if i % 10 == 0 { ALL_SESSIONS } else { B };
-        b.write(
-            &Write::SendMessage(NewMessage {
-                to_session: to.into(),
-                body: format!("n{i}"),
-                subject: None,
-                from_session: "A/x".into(),
-                created_by_user: "u".into(),
-                created_by_machine: "A".into(),
-                in_reply_to: None,
-            }),
-            None,
-        )
-        .unwrap();
+        b.write(&message(to, &format!("n{i}")), None).unwrap();
     }
     let page = b
         .messages_page(&MessageQuery {
@@ -238,14 +226,7 @@ fn fifteen_hundred(m: &Machine) {
             .assert()
             .success();
     }
-    let out = m
-        .bin("coord-hook", None, &["--format", "json"])
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ctx = v["hookSpecificOutput"]["additionalContext"]
-        .as_str()
-        .unwrap();
+    let (_, ctx) = m.hook_context(None);
     assert!(
         ctx.contains("UNREAD COORD MESSAGES: 30 for BOX/claude-main"),
         "{ctx}"
@@ -268,28 +249,10 @@ fn the_hook_shows_the_newest_and_the_exact_count_on_both_backends() {
     // Far more than a block holds: the newest shows, the count is exact.
     let c = HttpCoord::new(&s.url, None, Duration::from_secs(30));
     for i in 0..1_470 {
-        c.write(
-            &Write::SendMessage(NewMessage {
-                to_session: "BOX/claude-main".into(),
-                body: format!("bulk {i}"),
-                subject: None,
-                from_session: "A/x".into(),
-                created_by_user: "u".into(),
-                created_by_machine: "A".into(),
-                in_reply_to: None,
-            }),
-            None,
-        )
-        .unwrap();
+        c.write(&message("BOX/claude-main", &format!("bulk {i}")), None)
+            .unwrap();
     }
-    let out = r
-        .bin("coord-hook", None, &["--format", "json"])
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ctx = v["hookSpecificOutput"]["additionalContext"]
-        .as_str()
-        .unwrap();
+    let (v, ctx) = r.hook_context(None);
     assert!(
         ctx.contains("UNREAD COORD MESSAGES: 1500 for BOX/claude-main"),
         "{ctx}"
@@ -337,14 +300,7 @@ fn v1_server(n: i64) -> Fake {
 fn against_a_v1_server_that_ignores_order_the_newest_still_show() {
     let fake = v1_server(150);
     let m = Machine::remote("BOX", &fake.url);
-    let out = m
-        .bin("coord-hook", None, &["--format", "json"])
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ctx = v["hookSpecificOutput"]["additionalContext"]
-        .as_str()
-        .unwrap();
+    let (_, ctx) = m.hook_context(None);
     assert!(ctx.contains("UNREAD COORD MESSAGES: 150 for"), "{ctx}");
     assert!(ctx.contains("| v1 message 150\n"), "{ctx}");
     assert!(!ctx.contains("note:"), "{ctx}");
@@ -359,14 +315,7 @@ fn against_a_v1_server_that_ignores_order_the_newest_still_show() {
     // More than it will ever give: the count is marked as a floor.
     let fake = v1_server(1500);
     let m = Machine::remote("BOX", &fake.url);
-    let out = m
-        .bin("coord-hook", None, &["--format", "json"])
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ctx = v["hookSpecificOutput"]["additionalContext"]
-        .as_str()
-        .unwrap();
+    let (_, ctx) = m.hook_context(None);
     assert!(ctx.contains("UNREAD COORD MESSAGES: 1000+ for"), "{ctx}");
 }
 
@@ -416,17 +365,7 @@ fn a_blocked_store_makes_writes_wait_not_reads_or_health() {
     let db = dir.path().join("busy.db");
     let s = Server::start_with(&db, "127.0.0.1:0", &[]);
     let c = HttpCoord::new(&s.url, None, Duration::from_secs(30));
-    let send = |body: &str| {
-        Write::SendMessage(NewMessage {
-            to_session: B.into(),
-            body: body.into(),
-            subject: None,
-            from_session: "A/x".into(),
-            created_by_user: "u".into(),
-            created_by_machine: "A".into(),
-            in_reply_to: None,
-        })
-    };
+    let send = |body: &str| message(B, body);
     c.write(&send("before"), None).unwrap();
     // Another process holds the store's write lock.
     let blocker = rusqlite::Connection::open(&db).unwrap();

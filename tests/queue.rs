@@ -370,14 +370,7 @@ fn the_hook_drains_the_queue_first_and_says_so() {
     assert_eq!(queue_lines(&m).len(), 3);
 
     fleet.restart();
-    let out = m
-        .bin("coord-hook", Some("inbox"), &["--format", "json"])
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ctx = v["hookSpecificOutput"]["additionalContext"]
-        .as_str()
-        .unwrap();
+    let (v, ctx) = m.hook_context(Some("inbox"));
     assert!(
         ctx.contains("coord queue: delivered 3 queued write(s); 0 still waiting"),
         "{ctx}"

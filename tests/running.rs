@@ -7,7 +7,7 @@ mod common;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Fake, Machine, Server, Window, http_answer, run_with_input, stderr};
+use common::{Fake, Machine, Server, Window, http_answer, message, run_with_input, stderr};
 use serde_json::{Value, json};
 
 fn project(m: &Machine) -> std::path::PathBuf {
@@ -251,19 +251,8 @@ fn a_long_poll_is_woken_by_the_write_that_concerns_it() {
     });
     std::thread::sleep(Duration::from_millis(300));
     let c = HttpCoord::new(&s.url, None, Duration::from_secs(5));
-    c.write(
-        &Write::SendMessage(NewMessage {
-            to_session: "BOX/claude-main".into(),
-            body: "long-polled".into(),
-            subject: None,
-            from_session: "A/x".into(),
-            created_by_user: "u".into(),
-            created_by_machine: "A".into(),
-            in_reply_to: None,
-        }),
-        None,
-    )
-    .unwrap();
+    c.write(&message("BOX/claude-main", "long-polled"), None)
+        .unwrap();
     let got = ours.join().unwrap().unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body, "long-polled");

@@ -111,6 +111,18 @@ impl Machine {
         assert!(out.status.success());
     }
 
+    /// The session-start hook with `--format json`: its answer, and the
+    /// text it gives the model.
+    pub fn hook_context(&self, session: Option<&str>) -> (Value, String) {
+        let out = self
+            .bin("coord-hook", session, &["--format", "json"])
+            .output()
+            .expect("run the hook");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("the hook printed JSON");
+        let ctx = context(&v);
+        (v, ctx)
+    }
+
     /// Runs with `--json`, expects success, and parses stdout.
     pub fn json(&self, session: Option<&str>, args: &[&str]) -> Value {
         let mut all = vec!["--json"];
@@ -138,6 +150,27 @@ pub fn run_with_input(c: &mut std::process::Command, input: &[u8]) -> Output {
         .unwrap();
     child.stdin.take().unwrap().write_all(input).unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// The text a hook's JSON answer gives the model.
+pub fn context(v: &Value) -> String {
+    v["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .expect("additionalContext")
+        .to_string()
+}
+
+/// A message from `A/x` to `to`.
+pub fn message(to: &str, body: &str) -> coord_hook::model::Write {
+    coord_hook::model::Write::SendMessage(coord_hook::model::NewMessage {
+        to_session: to.into(),
+        body: body.into(),
+        subject: None,
+        from_session: "A/x".into(),
+        created_by_user: "u".into(),
+        created_by_machine: "A".into(),
+        in_reply_to: None,
+    })
 }
 
 pub fn stdout(o: &Output) -> String {
