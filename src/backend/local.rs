@@ -429,10 +429,6 @@ fn locks_sql(q: &LockQuery, now: i64) -> (String, Vec<rusqlite::types::Value>) {
     )
 }
 
-/// A presence newer than this is not written again (a write costs a
-/// transaction on every hook run; a minute is fine for "who is there").
-const PRESENCE_FRESH_MS: i64 = 60_000;
-
 impl LocalStore {
     /// Writes presence `w` unless this session was seen within the last
     /// minute (a read first: far cheaper than a write). Failures are
@@ -447,7 +443,7 @@ impl LocalStore {
                     |r| r.get(0),
                 )
                 .ok();
-            if seen.is_some_and(|t| now_ms() - t < PRESENCE_FRESH_MS) {
+            if seen.is_some_and(|t| now_ms() - t < PRESENCE_FRESH.as_millis() as i64) {
                 return;
             }
         }

@@ -45,6 +45,7 @@ pub fn claude_pid() -> Option<u32> {
         .and_then(|p| p.trim().parse().ok())
         .filter(|p| *p > 0)
 }
+
 pub const END: &str = "=== END COORD MESSAGES ===";
 /// Every line of a message body starts with this, and no structural line
 /// does: a body cannot forge a header, a boundary or the end marker.
@@ -250,11 +251,6 @@ pub fn presence(id: &Identity, cwd: &Path) -> Write {
 
 /// How long the presence refresh may take after the reads are in.
 const PRESENCE_GRACE: Duration = Duration::from_millis(250);
-
-/// Over HTTP a session's presence is refreshed at most this often from one
-/// machine (the embedded store keeps the same pace): a session start right
-/// after another (resume, clear, compact) needs no write.
-const PRESENCE_FRESH: Duration = Duration::from_secs(60);
 
 /// The file whose age says when this presence (this session, API and
 /// project) last landed. A new store behind the same address learns of
@@ -506,7 +502,7 @@ pub(crate) fn name_this_window(
     input: &HookInput,
     cwd: &Path,
 ) -> Result<(), String> {
-    let pid = env_var("CLAUDE_PID").and_then(|p| p.trim().parse::<u32>().ok());
+    let pid = claude_pid();
     if let Some(pid) = pid {
         let wanted = id.session_explicit.then(|| id.session.clone());
         let project = project_name(cwd);
