@@ -264,16 +264,30 @@ impl Home {
         std::fs::write(dir.join(".claude/identity.json"), identity.to_string()).unwrap();
         Home { dir }
     }
-    fn hook(&self, extra: &[&str]) -> Command {
+    /// `coord-hook ARGS` in this home, the caller's coord settings cleared.
+    fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(HOOK);
-        c.args(["--format", "json"])
-            .args(extra)
+        c.args(args)
             .current_dir(&self.dir)
             .env("HOME", &self.dir)
             .env_remove("COORD_API")
             .env_remove("COORD_DB")
             .env_remove("COORD_SESSION")
             .env_remove("COORD_IDENTITY");
+        c
+    }
+    fn hook(&self, extra: &[&str]) -> Command {
+        let mut c = self.command(&["--format", "json"]);
+        c.args(extra);
+        c
+    }
+    /// The waiter of the window whose process is `window`, interactive.
+    fn waiter(&self, window: &str) -> Command {
+        let mut c = self.command(&["wait"]);
+        c.env("CLAUDE_PID", window)
+            .env("CLAUDE_CODE_SESSION_ATTENDED", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         c
     }
     fn input(&self) -> Vec<u8> {
@@ -284,6 +298,13 @@ impl Home {
         .to_string()
         .into_bytes()
     }
+}
+
+/// A bare process: `coord --version`, no identity, no network.
+fn bare() -> Command {
+    let mut c = Command::new(COORD);
+    c.arg("--version");
+    c
 }
 
 struct Server {
@@ -549,15 +570,7 @@ fn main() {
     // --- issue 14: the prompt hook, the waiter, long-polls ---------------
     eprintln!("coord-hook bench: prompt hook, waiter");
     let me = std::process::id().to_string();
-    let version = time_many(
-        runs,
-        || {
-            let mut c = Command::new(COORD);
-            c.arg("--version");
-            c
-        },
-        b"",
-    );
+    let version = time_many(runs, bare, b"");
     let prompt_input = |h: &Home| {
         serde_json::json!({"session_id": "0b5e-bench", "cwd": h.dir,
             "hook_event_name": "UserPromptSubmit", "prompt": "go on"})
@@ -585,16 +598,7 @@ fn main() {
         // Send -> waiter exit.
         let mut lat = Vec::new();
         for i in 0..10 {
-            let mut w = Command::new(HOOK);
-            w.arg("wait")
-                .current_dir(&h.dir)
-                .env("HOME", &h.dir)
-                .env("CLAUDE_PID", &me)
-                .env("CLAUDE_CODE_SESSION_ATTENDED", "1")
-                .env_remove("COORD_SESSION")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            let mut child = w.spawn().expect("waiter");
+            let mut child = h.waiter(&me).spawn().expect("waiter");
             std::thread::sleep(Duration::from_millis(300));
             let t0 = Instant::now();
             send_to(h, &format!("wake {i}"));
@@ -603,15 +607,7 @@ fn main() {
         }
         wake_rows.push((label, stats(lat)));
         // An idle waiter's CPU over 5 s.
-        let mut w = Command::new(HOOK);
-        w.arg("wait")
-            .current_dir(&h.dir)
-            .env("HOME", &h.dir)
-            .env("CLAUDE_PID", &me)
-            .env("CLAUDE_CODE_SESSION_ATTENDED", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let mut child = w.spawn().expect("waiter");
+        let mut child = h.waiter(&me).spawn().expect("waiter");
         std::thread::sleep(Duration::from_millis(500));
         let t0 = cpu_ticks(child.id());
         std::thread::sleep(Duration::from_secs(5));
@@ -678,11 +674,6 @@ fn main() {
     // same two windows. The load generator shares this machine's cores, so
     // under load every process starts and runs slower, the hook's server
     // part or not.
-    let bare = || {
-        let mut c = Command::new(COORD);
-        c.arg("--version");
-        c
-    };
     let idle_quiet = time_many(runs.min(100), || idle.hook(&[]), &idle.input());
     let bare_quiet = time_many(runs.min(100), bare, b"");
     let (idle_loaded, bare_loaded) = {

@@ -2,7 +2,6 @@
 //! Code's settings.json — the session-start block, the prompt hook and the
 //! waiter — and the skill, keeping everything else as it was.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
@@ -60,11 +59,6 @@ pub fn hook_program() -> Result<String> {
     Ok(format!("\"{}\"", hook.display()))
 }
 
-/// The command Claude Code runs for the block and the prompt hook.
-pub fn hook_command() -> Result<String> {
-    Ok(format!("{} --format json", hook_program()?))
-}
-
 /// Windows' canonical form (`\\?\C:\…`) is not understood by every shell
 /// that Claude Code may run the command in; a drive path without the prefix
 /// means the same file.
@@ -109,11 +103,6 @@ pub fn entries(program: &str, waiter: bool) -> Vec<(&'static str, Value)> {
         out.push(("Stop", json!({ "hooks": [hook(&wait, Role::Waiter)] })));
     }
     out
-}
-
-/// The SessionStart group alone (the shipped snippet's first entry).
-pub fn entry(command: &str) -> Value {
-    json!({ "matcher": MATCHER, "hooks": [hook(command, Role::Context)] })
 }
 
 /// Whether `command` is one of ours, exactly: a `coord-hook` binary (any
@@ -303,17 +292,7 @@ fn write_settings(path: &Path, value: &Value) -> Result<Option<PathBuf>> {
     let mut text =
         serde_json::to_string_pretty(value).map_err(|e| Error::bad_input(path, e.to_string()))?;
     text.push('\n');
-    let tmp = dir.join(format!(".settings.json.{}.tmp", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(e));
-    }
+    crate::write_atomic(path, text.as_bytes()).map_err(io)?;
     Ok(backup)
 }
 
@@ -371,10 +350,7 @@ fn write_skill(path: &Path) -> Result<bool> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
-    let tmp = path.with_extension("md.tmp");
-    std::fs::write(&tmp, SKILL)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(io)?;
+    crate::write_atomic(path, SKILL.as_bytes()).map_err(io)?;
     Ok(true)
 }
 

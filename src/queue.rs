@@ -386,20 +386,10 @@ impl Queue {
                 Err(e) => Err(self.io("cannot empty the queue", e)),
             };
         }
-        let tmp = self.sibling(&format!(".{}.tmp", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            for l in lines {
-                f.write_all(l.as_bytes())?;
-                f.write_all(b"\n")?;
-            }
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            self.io("cannot rewrite the queue", e)
-        })
+        let mut text = lines.join("\n");
+        text.push('\n');
+        crate::write_atomic(&self.path, text.as_bytes())
+            .map_err(|e| self.io("cannot rewrite the queue", e))
     }
 
     /// Rewrites the queue without the lines the progress file names, with
@@ -675,9 +665,7 @@ impl Queue {
         if !rest.is_empty() {
             rest.push('\n');
         }
-        let tmp = path.with_extension("jsonl.tmp");
-        std::fs::write(&tmp, rest)
-            .and_then(|_| std::fs::rename(&tmp, &path))
+        crate::write_atomic(&path, rest.as_bytes())
             .map_err(|e| Error::bad_input(&path, format!("cannot rewrite: {e}")))?;
         Ok(back.len())
     }

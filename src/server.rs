@@ -173,19 +173,25 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[derive(Default)]
 struct Conns {
     next: u64,
-    total: usize,
     by_peer: std::collections::HashMap<std::net::IpAddr, std::collections::VecDeque<Conn>>,
 }
 
-/// One open connection: how to ask it to close, and how many requests it
-/// has in flight.
+/// One open connection: how to ask it to close, and its state.
 struct Conn {
     id: u64,
     close: Arc<tokio::sync::Notify>,
-    busy: Arc<std::sync::atomic::AtomicUsize>,
+    state: Arc<ConnState>,
+}
+
+/// What eviction asks of a connection, kept by its service as requests
+/// come and go.
+#[derive(Default)]
+struct ConnState {
+    /// Requests in flight (a long-poll counts while it waits).
+    busy: std::sync::atomic::AtomicUsize,
     /// Milliseconds since the server started when it last finished a
     /// request (or was accepted).
-    idle_since: Arc<std::sync::atomic::AtomicU64>,
+    idle_since: std::sync::atomic::AtomicU64,
 }
 
 /// A connection idle for less than this is never closed to make room: a
@@ -197,13 +203,12 @@ fn clock_ms() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
-/// Counts a connection's requests in flight (a long-poll counts while it
-/// waits), so that eviction picks only idle connections.
+/// Counts a connection's requests in flight, so that eviction picks only
+/// idle connections.
 #[derive(Clone)]
 struct Counted<S> {
     inner: S,
-    busy: Arc<std::sync::atomic::AtomicUsize>,
-    idle_since: Arc<std::sync::atomic::AtomicU64>,
+    state: Arc<ConnState>,
 }
 
 impl<S, B> hyper::service::Service<hyper::Request<B>> for Counted<S>
@@ -219,14 +224,13 @@ where
 
     fn call(&self, req: hyper::Request<B>) -> Self::Future {
         use std::sync::atomic::Ordering;
-        self.busy.fetch_add(1, Ordering::SeqCst);
-        let busy = self.busy.clone();
-        let idle_since = self.idle_since.clone();
+        self.state.busy.fetch_add(1, Ordering::SeqCst);
+        let state = self.state.clone();
         let fut = self.inner.call(req);
         Box::pin(async move {
             let r = fut.await;
-            idle_since.store(clock_ms(), Ordering::SeqCst);
-            busy.fetch_sub(1, Ordering::SeqCst);
+            state.idle_since.store(clock_ms(), Ordering::SeqCst);
+            state.busy.fetch_sub(1, Ordering::SeqCst);
             r
         })
     }
@@ -236,8 +240,8 @@ impl Conn {
     /// No request in flight, and idle for a while.
     fn evictable(&self) -> bool {
         use std::sync::atomic::Ordering;
-        self.busy.load(Ordering::SeqCst) == 0
-            && clock_ms().saturating_sub(self.idle_since.load(Ordering::SeqCst))
+        self.state.busy.load(Ordering::SeqCst) == 0
+            && clock_ms().saturating_sub(self.state.idle_since.load(Ordering::SeqCst))
                 >= MIN_IDLE_TO_EVICT.as_millis() as u64
     }
 }
@@ -245,47 +249,34 @@ impl Conn {
 impl Conns {
     /// Registers a new connection from `peer`, asking older ones to close
     /// where a bound is reached.
-    #[allow(clippy::type_complexity)]
-    fn open(
-        &mut self,
-        peer: std::net::IpAddr,
-    ) -> (
-        u64,
-        Arc<tokio::sync::Notify>,
-        Arc<std::sync::atomic::AtomicUsize>,
-        Arc<std::sync::atomic::AtomicU64>,
-    ) {
-        let idle =
-            |q: &std::collections::VecDeque<Conn>| q.iter().filter(|c| c.evictable()).count();
-        if self
+    fn open(&mut self, peer: std::net::IpAddr) -> (u64, Arc<tokio::sync::Notify>, Arc<ConnState>) {
+        // Idle connections per peer, counted once.
+        let mut idle: std::collections::HashMap<std::net::IpAddr, usize> = self
             .by_peer
-            .get(&peer)
-            .is_some_and(|q| idle(q) >= MAX_PER_PEER)
-        {
+            .iter()
+            .map(|(ip, q)| (*ip, q.iter().filter(|c| c.evictable()).count()))
+            .collect();
+        if let Some(n) = idle.get_mut(&peer).filter(|n| **n >= MAX_PER_PEER) {
+            *n -= 1;
             self.evict(peer);
         }
-        let idle_total: usize = self.by_peer.values().map(idle).sum();
-        if idle_total >= MAX_CONNECTIONS
-            && let Some(busiest) = self
-                .by_peer
-                .iter()
-                .max_by_key(|(_, q)| idle(q))
-                .map(|(ip, _)| *ip)
+        if idle.values().sum::<usize>() >= MAX_CONNECTIONS
+            && let Some((busiest, _)) = idle.iter().max_by_key(|(_, n)| **n)
         {
-            self.evict(busiest);
+            self.evict(*busiest);
         }
         self.next += 1;
         let close = Arc::new(tokio::sync::Notify::new());
-        let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let idle_since = Arc::new(std::sync::atomic::AtomicU64::new(clock_ms()));
+        let state = Arc::new(ConnState::default());
+        state
+            .idle_since
+            .store(clock_ms(), std::sync::atomic::Ordering::SeqCst);
         self.by_peer.entry(peer).or_default().push_back(Conn {
             id: self.next,
             close: close.clone(),
-            busy: busy.clone(),
-            idle_since: idle_since.clone(),
+            state: state.clone(),
         });
-        self.total += 1;
-        (self.next, close, busy, idle_since)
+        (self.next, close, state)
     }
 
     /// Closes `peer`'s oldest idle connection, if it has one.
@@ -296,7 +287,6 @@ impl Conns {
         {
             // Stored as a permit if the connection is not waiting yet.
             c.close.notify_one();
-            self.total -= 1;
             if q.is_empty() {
                 self.by_peer.remove(&peer);
             }
@@ -308,7 +298,6 @@ impl Conns {
             && let Some(i) = q.iter().position(|c| c.id == id)
         {
             q.remove(i);
-            self.total -= 1;
             if q.is_empty() {
                 self.by_peer.remove(&peer);
             }
@@ -340,12 +329,10 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: Router) {
         };
         let _ = tcp.set_nodelay(true);
         let ip = peer.ip();
-        let (id, close, busy, idle_since) =
-            conns.lock().unwrap_or_else(|p| p.into_inner()).open(ip);
+        let (id, close, state) = conns.lock().unwrap_or_else(|p| p.into_inner()).open(ip);
         let service = Counted {
             inner: hyper_util::service::TowerToHyperService::new(app.clone()),
-            busy,
-            idle_since,
+            state,
         };
         let conns = conns.clone();
         let live = live.clone();
@@ -752,7 +739,12 @@ async fn do_read<T: serde::Serialize>(
     st: AppState,
     f: impl FnOnce(&LocalStore) -> Result<T>,
 ) -> Response {
-    match with_reader(&st, f).and_then(|v| {
+    json_response(with_reader(&st, f))
+}
+
+/// A read's answer as JSON, or its error.
+fn json_response<T: serde::Serialize>(r: Result<T>) -> Response {
+    match r.and_then(|v| {
         serde_json::to_vec(&v).map_err(|e| Error::Failed(format!("cannot encode the answer: {e}")))
     }) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
@@ -975,9 +967,7 @@ async fn list_messages(State(st): State<AppState>, RawQuery(q): RawQuery) -> Res
     let until = tokio::time::Instant::now() + Duration::from_secs(wait);
     let notify = holds.then(|| st.waiter(&canonical_session(&query.session)));
     let page = loop {
-        let armed = notify.as_ref().map(|n| n.clone());
-        let woken = armed.as_ref().map(|n| n.notified());
-        let mut woken = woken.map(Box::pin);
+        let mut woken = notify.as_ref().map(|n| Box::pin(n.notified()));
         if let Some(w) = woken.as_mut() {
             w.as_mut().enable();
         }
@@ -992,24 +982,15 @@ async fn list_messages(State(st): State<AppState>, RawQuery(q): RawQuery) -> Res
             _ => break page,
         }
     };
-    let page = page.and_then(|p| {
-        serde_json::to_vec(&p.messages)
-            .map(|b| (b, p.total))
-            .map_err(|e| Error::Failed(format!("cannot encode the answer: {e}")))
-    });
-    match page {
-        Ok((body, total)) => {
-            let mut resp = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
-            if let Some(t) = total {
-                resp.headers_mut().insert(
-                    crate::backend::http::TOTAL_HEADER,
-                    axum::http::HeaderValue::from(t),
-                );
-            }
-            resp
-        }
-        Err(e) => error_response(&e),
+    let total = page.as_ref().ok().and_then(|p| p.total);
+    let mut resp = json_response(page.map(|p| p.messages));
+    if let Some(t) = total.filter(|_| resp.status().is_success()) {
+        resp.headers_mut().insert(
+            crate::backend::http::TOTAL_HEADER,
+            axum::http::HeaderValue::from(t),
+        );
     }
+    resp
 }
 
 async fn list_todos(State(st): State<AppState>, RawQuery(q): RawQuery) -> Response {

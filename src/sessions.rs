@@ -7,7 +7,6 @@
 //! replaced atomically.
 
 use std::fs::OpenOptions;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -25,9 +24,6 @@ pub struct Window {
     /// The project folder's name, for people.
     #[serde(default)]
     pub project: Option<String>,
-    /// Claude Code's own session id (new after `/clear`).
-    #[serde(default)]
-    pub claude_session: Option<String>,
     /// Message ids already put into this window's context (by the
     /// session-start block, a prompt or a wake-up): each is shown once.
     #[serde(default)]
@@ -41,7 +37,7 @@ pub struct Window {
 /// The most shown ids a window remembers (the newest).
 const MAX_SHOWN: usize = 2_000;
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Registry {
     #[serde(default)]
     windows: Vec<Window>,
@@ -138,18 +134,9 @@ impl Windows {
     }
 
     fn write(&self, r: &Registry) -> Result<()> {
-        let io = |e: std::io::Error| Error::bad_input(&self.path, format!("cannot write: {e}"));
-        let tmp = self
-            .path
-            .with_file_name(format!(".{REGISTRY_FILE}.{}.tmp", std::process::id()));
         let text = serde_json::to_vec_pretty(r).map_err(|e| Error::Failed(e.to_string()))?;
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&text).and_then(|_| f.sync_all()).map_err(io)?;
-        drop(f);
-        std::fs::rename(&tmp, &self.path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io(e)
-        })
+        crate::write_atomic(&self.path, &text)
+            .map_err(|e| Error::bad_input(&self.path, format!("cannot write: {e}")))
     }
 
     /// Runs `f` on the registry under its lock, with dead windows dropped,
@@ -168,13 +155,11 @@ impl Windows {
             .map_err(|e| Error::bad_input(&lock_path, format!("cannot open: {e}")))?;
         lock.lock()
             .map_err(|e| Error::bad_input(&lock_path, format!("cannot lock: {e}")))?;
-        let mut r = self.read();
-        let before = r.windows.len();
+        let read = self.read();
+        let mut r = read.clone();
         r.windows.retain(|w| alive(w.pid));
-        let pruned = r.windows.len() != before;
-        let snapshot = serde_json::to_vec(&r).unwrap_or_default();
         let out = f(&mut r);
-        if pruned || serde_json::to_vec(&r).unwrap_or_default() != snapshot {
+        if r != read {
             self.write(&r)?;
         }
         Ok(out)
@@ -188,14 +173,12 @@ impl Windows {
         pid: u32,
         wanted: Option<&str>,
         project: Option<&str>,
-        claude_session: Option<&str>,
     ) -> Result<String> {
         self.with(|r| {
             if let Some(w) = r.windows.iter_mut().find(|w| w.pid == pid) {
                 if let Some(name) = wanted {
                     w.name = name.to_string();
                 }
-                w.claude_session = claude_session.map(str::to_string);
                 return w.name.clone();
             }
             let taken = |n: &str| r.windows.iter().any(|w| w.name.eq_ignore_ascii_case(n));
@@ -217,7 +200,6 @@ impl Windows {
                 pid,
                 name: name.clone(),
                 project: project.map(str::to_string),
-                claude_session: claude_session.map(str::to_string),
                 shown: Vec::new(),
                 waiter: None,
             });
@@ -278,17 +260,6 @@ impl Windows {
         })
     }
 
-    /// The highest id window `pid` has been shown (0 when none).
-    pub fn last_shown(&self, pid: u32) -> Result<i64> {
-        self.with(|r| {
-            r.windows
-                .iter()
-                .find(|w| w.pid == pid)
-                .and_then(|w| w.shown.last().copied())
-                .unwrap_or(0)
-        })
-    }
-
     /// Makes `me` the waiter of window `pid` (the one before steps aside).
     pub fn set_waiter(&self, pid: u32, me: u32) -> Result<bool> {
         self.with(|r| match r.windows.iter_mut().find(|w| w.pid == pid) {
@@ -300,19 +271,16 @@ impl Windows {
         })
     }
 
-    /// Whether `me` is still window `pid`'s waiter (the window is alive and
-    /// no newer waiter took over).
-    pub fn is_waiter(&self, pid: u32, me: u32) -> Result<bool> {
+    /// While `me` is still window `pid`'s waiter (the window is alive and
+    /// no newer waiter took over): the highest id the window has been shown
+    /// (0 when none).
+    pub fn waiting_after(&self, pid: u32, me: u32) -> Result<Option<i64>> {
         self.with(|r| {
             r.windows
                 .iter()
-                .any(|w| w.pid == pid && w.waiter == Some(me))
+                .find(|w| w.pid == pid && w.waiter == Some(me))
+                .map(|w| w.shown.last().copied().unwrap_or(0))
         })
-    }
-
-    /// The live windows.
-    pub fn windows(&self) -> Result<Vec<Window>> {
-        self.with(|r| r.windows.clone())
     }
 }
 

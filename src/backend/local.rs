@@ -503,24 +503,14 @@ impl LocalStore {
             out.extend(rows);
             Ok(())
         };
-        let (todos, tp) = todos_sql(&TodoQuery {
-            user: Some(user.into()),
-            include_unassigned: true,
-            status: StatusFilter::Pending,
-            limit: Some(200),
-            ..TodoQuery::default()
-        });
+        let (mq, tq, lq) = crate::hook::queries(session, user);
+        let (todos, tp) = todos_sql(&tq);
         explain(&todos, tp)?;
-        let (locks, lp) = locks_sql(
-            &LockQuery {
-                session_id: Some(session.into()),
-                project: None,
-            },
-            now_ms(),
-        );
+        let (locks, lp) = locks_sql(&lq, now_ms());
         explain(&locks, lp)?;
-        let (msgs, count) = messages_sql(true, true);
-        let p = vec![V::Text(session.into()), V::Integer(0), V::Integer(100)];
+        let (msgs, count) = messages_sql(mq.unread_only, mq.newest_first);
+        let limit = i64::from(mq.limit.unwrap_or(DEFAULT_MESSAGE_LIMIT));
+        let p = vec![V::Text(session.into()), V::Integer(0), V::Integer(limit)];
         explain(&msgs, p.clone())?;
         explain(&count, p[..2].to_vec())?;
         Ok(out)

@@ -48,6 +48,19 @@ pub struct Page {
     pub total: Option<u64>,
 }
 
+impl Page {
+    /// Leaves out what `session` sent itself: own messages are never unread
+    /// (a v1 server may still list them), nor counted.
+    pub fn drop_own(&mut self, session: &str) {
+        let me = crate::model::canonical_session(session);
+        let before = self.messages.len();
+        self.messages
+            .retain(|m| crate::model::canonical_session(&m.from_session) != me);
+        let own = (before - self.messages.len()) as u64;
+        self.total = self.total.map(|t| t.saturating_sub(own));
+    }
+}
+
 /// What a write answered, and whether the server had applied it before.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Applied {

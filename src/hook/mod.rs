@@ -213,10 +213,12 @@ enum Part {
     Locks(Result<Vec<Lock>, Error>),
 }
 
-fn queries(id: &Identity) -> (MessageQuery, TodoQuery, LockQuery) {
+/// The hook's three reads for `session` of `user` (also what the store's
+/// EXPLAIN test checks).
+pub fn queries(session: &str, user: &str) -> (MessageQuery, TodoQuery, LockQuery) {
     (
         MessageQuery {
-            session: id.session_id(),
+            session: session.to_string(),
             unread_only: true,
             limit: Some(HOOK_MESSAGE_LIMIT),
             newest_first: true,
@@ -224,7 +226,7 @@ fn queries(id: &Identity) -> (MessageQuery, TodoQuery, LockQuery) {
             sent: false,
         },
         TodoQuery {
-            user: Some(id.user.clone()),
+            user: Some(user.to_string()),
             include_unassigned: true,
             project: None,
             status: StatusFilter::Pending,
@@ -232,7 +234,7 @@ fn queries(id: &Identity) -> (MessageQuery, TodoQuery, LockQuery) {
         },
         LockQuery {
             project: None,
-            session_id: Some(id.session_id()),
+            session_id: Some(session.to_string()),
         },
     )
 }
@@ -332,7 +334,7 @@ pub fn fetch(id: &Identity, started: Instant, limit: Duration, touch: Option<Wri
         user: id.user.clone(),
         ..Snapshot::default()
     };
-    let (mq, tq, lq) = queries(id);
+    let (mq, tq, lq) = queries(&id.session_id(), &id.user);
     let (tx, rx) = mpsc::channel::<Part>();
     let location;
     match &id.api {
@@ -420,14 +422,8 @@ pub fn fetch(id: &Identity, started: Instant, limit: Duration, touch: Option<Wri
                 got += 1;
                 match part {
                     Part::Messages(Ok(mut p)) => {
-                        // Own messages are never unread (a v1 server may
-                        // still list them).
-                        let me = canonical_session(&snap.session);
-                        let before = p.messages.len();
-                        p.messages
-                            .retain(|m| canonical_session(&m.from_session) != me);
-                        let own = (before - p.messages.len()) as u64;
-                        snap.message_total = p.total.map(|t| t.saturating_sub(own));
+                        p.drop_own(&snap.session);
+                        snap.message_total = p.total;
                         snap.messages = Some(p.messages);
                     }
                     Part::Todos(Ok(v)) => snap.todos = Some(v),
@@ -510,7 +506,6 @@ pub(crate) fn name_this_window(
             pid,
             wanted.as_deref(),
             project.as_deref(),
-            input.session_id.as_deref(),
         ) {
             Ok(name) => id.session = name,
             Err(e) => {

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::model::*;
 
-use super::{HOOK_MESSAGE_LIMIT, MAX_HOOK_ANSWER_BYTES, MAX_OUTPUT, js_len, message_text};
+use super::{MAX_BODY, MAX_HOOK_ANSWER_BYTES, MAX_OUTPUT, js_len, message_text};
 
 /// This session's newest unread messages (own ones left out), read within
 /// `deadline`. `after_id` and `wait` ask `coord serve` to hold the answer
@@ -25,12 +25,8 @@ pub fn unread(
     wait_secs: u64,
 ) -> Result<Page> {
     let q = MessageQuery {
-        session: id.session_id(),
-        unread_only: true,
-        limit: Some(HOOK_MESSAGE_LIMIT),
-        newest_first: true,
         after_id,
-        sent: false,
+        ..super::queries(&id.session_id(), &id.user).0
     };
     let mut page = match &id.api {
         None => {
@@ -56,9 +52,7 @@ pub fn unread(
             })??
         }
     };
-    let me = canonical_session(&id.session_id());
-    page.messages
-        .retain(|m| canonical_session(&m.from_session) != me);
+    page.drop_own(&id.session_id());
     Ok(page)
 }
 
@@ -75,7 +69,7 @@ pub fn frame(head: &str, msgs: &[Message], cap: usize) -> String {
         if room < 200 {
             break;
         }
-        let text = message_text(m, &now, 2_000.min(room));
+        let text = message_text(m, &now, MAX_BODY.min(room));
         if js_len(&text) > room {
             break;
         }
@@ -102,18 +96,10 @@ pub fn output(id: &Identity, started: Instant, limit: Duration, json: bool) -> S
         // session start says what is wrong.
         return String::new();
     };
-    let ids: Vec<i64> = page.messages.iter().map(|m| m.id).collect();
-    let Ok(new) = crate::sessions::registry(&id.state_dir).take_new(pid, &ids) else {
-        return String::new();
-    };
-    if new.is_empty() {
+    let msgs = take_unshown(&crate::sessions::registry(&id.state_dir), pid, page);
+    if msgs.is_empty() {
         return String::new();
     }
-    let msgs: Vec<Message> = page
-        .messages
-        .into_iter()
-        .filter(|m| new.contains(&m.id))
-        .collect();
     let text = frame(&head(id, msgs.len()), &msgs, MAX_OUTPUT - 300);
     if json {
         format!(
@@ -127,6 +113,20 @@ pub fn output(id: &Identity, started: Instant, limit: Duration, json: bool) -> S
         )
     } else {
         text
+    }
+}
+
+/// Of `page`, the messages window `pid` has not been shown, now marked
+/// shown (see `Windows::take_new`); none when the registry cannot say.
+pub fn take_unshown(registry: &crate::sessions::Windows, pid: u32, page: Page) -> Vec<Message> {
+    let ids: Vec<i64> = page.messages.iter().map(|m| m.id).collect();
+    match registry.take_new(pid, &ids) {
+        Ok(new) if !new.is_empty() => page
+            .messages
+            .into_iter()
+            .filter(|m| new.contains(&m.id))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -61,14 +61,14 @@ pub fn run(identity: Option<&std::path::Path>) -> u8 {
     }
     let mut last_presence: Option<Instant> = None;
     loop {
-        if !sessions::alive(window) || !matches!(registry.is_waiter(window, me), Ok(true)) {
+        // Gone with its window, or superseded by a newer waiter.
+        let Ok(Some(after)) = registry.waiting_after(window, me) else {
             return QUIET;
-        }
+        };
         if last_presence.is_none_or(|t| t.elapsed() >= PRESENCE_EVERY) {
             touch(&id, &cwd);
             last_presence = Some(Instant::now());
         }
-        let after = registry.last_shown(window).unwrap_or(0);
         let asked = Instant::now();
         let hold = if id.api.is_some() { LONG_POLL_SECS } else { 0 };
         let deadline = asked + Duration::from_secs(hold + 10);
@@ -76,15 +76,8 @@ pub fn run(identity: Option<&std::path::Path>) -> u8 {
         // this window was shown arrives; the store is simply read.
         let page = prompt::unread(&id, deadline, (after > 0).then_some(after), hold);
         if let Ok(page) = page {
-            let ids: Vec<i64> = page.messages.iter().map(|m| m.id).collect();
-            if let Ok(new) = registry.take_new(window, &ids)
-                && !new.is_empty()
-            {
-                let msgs: Vec<_> = page
-                    .messages
-                    .into_iter()
-                    .filter(|m| new.contains(&m.id))
-                    .collect();
+            let msgs = prompt::take_unshown(&registry, window, page);
+            if !msgs.is_empty() {
                 let head = format!(
                     "{} — they arrived while this session was idle; read them and act on them as the user would want.",
                     prompt::head(&id, msgs.len())
@@ -111,8 +104,5 @@ pub fn run(identity: Option<&std::path::Path>) -> u8 {
 /// Refreshes presence, ignoring failures (a v1 server has no sessions).
 fn touch(id: &Identity, cwd: &std::path::Path) {
     let w = super::presence(id, cwd);
-    let _ = match crate::cmd::open_backend(id) {
-        Ok(b) => b.write(&w, None).map(|_| ()),
-        Err(e) => Err(e),
-    };
+    let _ = crate::cmd::open_backend(id).and_then(|b| b.write(&w, None));
 }
