@@ -505,23 +505,21 @@ impl Coord for HttpCoord {
                 .q("after_id", q.after_id)
                 .q("wait", (self.wait > 0).then_some(self.wait));
             let a = self.call_full(&req, None)?;
-            Ok((self.parse(&req, &a.bytes)?, a.total))
+            let mut messages: Vec<Message> = self.parse(&req, &a.bytes)?;
+            // A v1 server ignores after_id (and order, and sends no count).
+            if let Some(after) = q.after_id {
+                messages.retain(|m| m.id > after);
+            }
+            Ok((messages, a.total))
         };
         let (mut messages, mut total) = ask(limit)?;
-        // A v1 server ignores after_id and order (and sends no count): it
-        // answers the oldest first. Filter, and to find the newest, ask
-        // again for as many as it gives.
-        if let Some(after) = q.after_id {
-            messages.retain(|m| m.id > after);
-        }
+        // Oldest first from a v1 server: to find the newest, ask again for
+        // as many as it gives.
         let ignored_order = q.newest_first && messages.windows(2).any(|w| w[0].id < w[1].id);
         if ignored_order {
             if total.is_none() && messages.len() >= limit as usize && limit < MAX_MESSAGE_LIMIT {
                 let (more, _) = ask(MAX_MESSAGE_LIMIT)?;
                 messages = more;
-                if let Some(after) = q.after_id {
-                    messages.retain(|m| m.id > after);
-                }
                 if messages.len() < MAX_MESSAGE_LIMIT as usize {
                     total = Some(messages.len() as u64);
                 }

@@ -480,9 +480,11 @@ impl LocalStore {
             m.read_by = Some(readers);
         }
         let total: i64 = self.retry_busy(|| {
-            self.conn
-                .prepare_cached("SELECT count(*) FROM messages WHERE from_session = ?1")?
-                .query_row([session], |r| r.get(0))
+            self.conn.row(
+                "SELECT count(*) FROM messages WHERE from_session = ?1",
+                [session],
+                |r| r.get(0),
+            )
         })?;
         Ok(Page {
             messages,
@@ -1276,11 +1278,8 @@ impl Coord for LocalStore {
         }
         let (sql, count) = messages_sql(q.unread_only, q.newest_first);
         let messages = self.collect(&sql, &[&session, &after, &limit], message_row)?;
-        let total: i64 = self.retry_busy(|| {
-            self.conn
-                .prepare_cached(&count)?
-                .query_row(params![session, after], |r| r.get(0))
-        })?;
+        let total: i64 =
+            self.retry_busy(|| self.conn.row(&count, params![session, after], |r| r.get(0)))?;
         Ok(Page {
             messages,
             total: Some(total.max(0) as u64),

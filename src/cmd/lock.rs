@@ -99,14 +99,13 @@ fn release(ctx: &Ctx, what: &str, resource: Option<&str>, force: bool) -> Result
         && force
         && !lock.session_id.eq_ignore_ascii_case(&me)
     {
-        let id = &ctx.identity;
-        let note = Write::SendMessage(NewMessage {
-            to_session: lock.session_id.clone(),
-            subject: Some(format!(
+        let note = ctx.message(
+            lock.session_id.clone(),
+            Some(format!(
                 "lock {}/{} released by {me}",
                 lock.project, lock.resource
             )),
-            body: format!(
+            format!(
                 "{me} force-released your lock {}/{} (lock {}, which was to expire {}). \
                  Claim it again with `coord lock claim {} {}` when it is free.",
                 lock.project,
@@ -116,11 +115,8 @@ fn release(ctx: &Ctx, what: &str, resource: Option<&str>, force: bool) -> Result
                 lock.project,
                 lock.resource
             ),
-            from_session: me.clone(),
-            created_by_user: id.user.clone(),
-            created_by_machine: id.machine.clone(),
-            in_reply_to: None,
-        });
+            None,
+        );
         if let Err(e) = ctx.write(&note) {
             super::note(&format!(
                 "warning: the lock was released, but {} could not be told: {e}",

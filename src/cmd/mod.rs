@@ -17,7 +17,7 @@ use crate::backend::http::{self, HttpCoord};
 use crate::backend::{Coord, local::LocalStore};
 use crate::error::{Error, Result};
 use crate::identity::Identity;
-use crate::model::{NewLock, Write, Written};
+use crate::model::{NewLock, NewMessage, Write, Written};
 use crate::queue::{Entry, Queue, WrittenBy};
 use crate::render::Style;
 
@@ -46,6 +46,26 @@ impl Ctx {
 
     pub fn session_id(&self) -> String {
         self.identity.session_id()
+    }
+
+    /// A message from this session to `to`.
+    pub fn message(
+        &self,
+        to: String,
+        subject: Option<String>,
+        body: String,
+        in_reply_to: Option<i64>,
+    ) -> Write {
+        let id = &self.identity;
+        Write::SendMessage(NewMessage {
+            to_session: to,
+            body,
+            subject,
+            from_session: id.session_id(),
+            created_by_user: id.user.clone(),
+            created_by_machine: id.machine.clone(),
+            in_reply_to,
+        })
     }
 
     /// The backend the identity asks for.

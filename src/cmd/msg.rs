@@ -36,16 +36,7 @@ fn deliver(
     subject: Option<String>,
     in_reply_to: Option<i64>,
 ) -> Result<()> {
-    let id = &ctx.identity;
-    let w = Write::SendMessage(NewMessage {
-        to_session: to,
-        body,
-        subject,
-        from_session: id.session_id(),
-        created_by_user: id.user.clone(),
-        created_by_machine: id.machine.clone(),
-        in_reply_to,
-    });
+    let w = ctx.message(to, subject, body, in_reply_to);
     ctx.write_and_emit(&w, |written| match written {
         Written::Message(m) => format!(
             "sent message {} to {}\n",

@@ -171,6 +171,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// How many unread messages: the exact count when the server gave one,
+    /// else what arrived.
+    pub fn message_count(&self) -> usize {
+        let fetched = self.messages.as_ref().map_or(0, Vec::len);
+        self.message_total.map_or(fetched, |t| {
+            usize::try_from(t).unwrap_or(usize::MAX).max(fetched)
+        })
+    }
+
     fn is_quiet(&self) -> bool {
         self.notes.is_empty()
             && self.queue.is_none()
@@ -282,12 +291,13 @@ fn presence_stamp(id: &Identity, w: &Write) -> Option<PathBuf> {
     Some(id.state_dir.join("coord-presence").join(name))
 }
 
+/// How long ago a file (its metadata) was last changed, if it can be told.
+fn age(meta: std::io::Result<std::fs::Metadata>) -> Option<Duration> {
+    meta.and_then(|m| m.modified()).ok()?.elapsed().ok()
+}
+
 fn presence_is_fresh(stamp: &Path) -> bool {
-    std::fs::metadata(stamp)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age < PRESENCE_FRESH)
+    age(std::fs::metadata(stamp)).is_some_and(|a| a < PRESENCE_FRESH)
 }
 
 /// Notes that presence landed now; stamps a day old go (their sessions
@@ -306,13 +316,7 @@ fn stamp_presence(stamp: &Path) {
     }
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
-            let old = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > Duration::from_secs(86_400));
-            if old {
+            if age(e.metadata()).is_some_and(|a| a > Duration::from_secs(86_400)) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -796,9 +800,7 @@ pub fn render_block(s: &Snapshot, now: &Time, budget: usize) -> String {
     let fetched = s.messages.as_ref().map_or(0, Vec::len);
     // The exact count when the server gave one; else what arrived, with a
     // "+" when that was all it would give.
-    let count = s.message_total.map_or(fetched, |t| {
-        usize::try_from(t).unwrap_or(usize::MAX).max(fetched)
-    });
+    let count = s.message_count();
     let mut head = match &s.messages {
         Some(_) if s.message_total.is_none() && fetched >= MAX_MESSAGE_LIMIT as usize => {
             format!("=== {HEADER}: {count}+ for {session} ===\n")
@@ -892,11 +894,12 @@ pub fn system_message(s: &Snapshot) -> Option<String> {
     let plural =
         |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     let mut parts = Vec::new();
-    if let Some(m) = &s.messages {
-        let n = s.message_total.map_or(m.len(), |t| {
-            usize::try_from(t).unwrap_or(usize::MAX).max(m.len())
-        });
-        parts.push(plural(n, "unread message", "unread messages"));
+    if s.messages.is_some() {
+        parts.push(plural(
+            s.message_count(),
+            "unread message",
+            "unread messages",
+        ));
     }
     if let Some(t) = s.todos.as_ref().filter(|t| !t.is_empty()) {
         parts.push(plural(t.len(), "todo", "todos"));
