@@ -30,20 +30,21 @@ pub enum Role {
     Waiter,
 }
 
+/// `~/.claude`, or the project's `.claude`.
+fn claude_dir(project: Option<&Path>) -> PathBuf {
+    project.map_or_else(home_claude_dir, |dir| dir.join(".claude"))
+}
+
 pub fn settings_path(project: Option<&Path>) -> PathBuf {
-    match project {
-        Some(dir) => dir.join(".claude").join("settings.json"),
-        None => home_claude_dir().join("settings.json"),
-    }
+    claude_dir(project).join("settings.json")
 }
 
 /// Where the skill goes: `~/.claude/skills/coord/`, or the project's.
 pub fn skill_path(project: Option<&Path>) -> PathBuf {
-    let base = match project {
-        Some(dir) => dir.join(".claude"),
-        None => home_claude_dir(),
-    };
-    base.join("skills").join("coord").join("SKILL.md")
+    claude_dir(project)
+        .join("skills")
+        .join("coord")
+        .join("SKILL.md")
 }
 
 /// The `coord-hook` binary beside this one, absolute and quoted.
@@ -147,7 +148,7 @@ pub fn merge(
     waiter: bool,
 ) -> std::result::Result<bool, String> {
     let before = settings.clone();
-    remove_where(settings, |role| role == Role::Waiter && !waiter)?;
+    remove_where(settings, |role| role == Role::Waiter && !waiter);
     let root = settings
         .as_object_mut()
         .ok_or("the top level is not a JSON object")?;
@@ -217,12 +218,9 @@ pub fn merge(
 
 /// Removes our hooks for which `which` holds, and any container it leaves
 /// empty.
-fn remove_where(
-    settings: &mut Value,
-    which: impl Fn(Role) -> bool,
-) -> std::result::Result<bool, String> {
+fn remove_where(settings: &mut Value, which: impl Fn(Role) -> bool) -> bool {
     let Some(hooks) = settings.get_mut("hooks").and_then(Value::as_object_mut) else {
-        return Ok(false);
+        return false;
     };
     let mut changed = false;
     let events: Vec<String> = hooks.keys().cloned().collect();
@@ -251,12 +249,12 @@ fn remove_where(
     {
         root.remove("hooks");
     }
-    Ok(changed)
+    changed
 }
 
 /// Removes all our entries; answers whether anything changed.
 pub fn remove(settings: &mut Value) -> bool {
-    remove_where(settings, |_| true).unwrap_or(false)
+    remove_where(settings, |_| true)
 }
 
 fn read_settings(path: &Path) -> Result<Option<Value>> {

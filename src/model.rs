@@ -405,10 +405,10 @@ pub fn expand_recipient(input: &str) -> String {
         .any(|w| t.eq_ignore_ascii_case(w))
     {
         ALL_SESSIONS.to_string()
-    } else if let Some((m, n)) = t.split_once('/') {
-        format!("{}/{n}", m.to_uppercase())
+    } else if t.contains('/') {
+        canonical_session(t)
     } else {
-        format!("{}/{DEFAULT_SESSION}", t.to_uppercase())
+        canonical_session(&format!("{t}/{DEFAULT_SESSION}"))
     }
 }
 
