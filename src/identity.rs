@@ -19,11 +19,11 @@ pub const QUEUE_FILE: &str = "coord-queue.jsonl";
 struct IdentityFile {
     #[serde(default, deserialize_with = "name")]
     user: Option<String>,
-    #[serde(default, deserialize_with = "name")]
+    #[serde(default, deserialize_with = "address_name")]
     machine: Option<String>,
     #[serde(default, deserialize_with = "api_url")]
     coord_api: Option<String>,
-    #[serde(default, deserialize_with = "name")]
+    #[serde(default, deserialize_with = "address_name")]
     session: Option<String>,
     #[serde(default)]
     coord_token: Option<String>,
@@ -85,6 +85,9 @@ pub struct Identity {
     /// True when the session name was set (COORD_SESSION or an identity
     /// file), not defaulted: the hook then does not pick one per window.
     pub session_explicit: bool,
+    /// True when the session name came from a project's identity file (a
+    /// stranger's repository may have written it).
+    pub session_from_project: bool,
 }
 
 impl std::fmt::Debug for Identity {
@@ -202,23 +205,27 @@ impl Identity {
             .machine
             .map(|m| m.to_uppercase())
             .unwrap_or_else(default_machine);
-        let named_session = project.and_then(|p| p.session).or(file.session);
+        let project_session = project.and_then(|p| p.session);
+        let mut session_from_project = project_session.is_some();
+        let named_session = project_session.or(file.session);
         let mut session_explicit = named_session.is_some();
         let mut session = named_session.unwrap_or_else(|| DEFAULT_SESSION.into());
         let mut machine_override = None;
         if let Some(s) = env_var("COORD_SESSION") {
             session_explicit = true;
+            session_from_project = false;
             // A full id (`MACHINE/NAME`) is accepted as well as a bare name.
             match s.split_once('/') {
                 Some((m, n)) if !m.is_empty() && !n.is_empty() => {
-                    machine_override = Some(m.to_uppercase());
+                    check_address_name("COORD_SESSION's machine", m)?;
+                    machine_override = Some(m.to_ascii_uppercase());
                     session = n.to_string();
                 }
                 _ => session = s,
             }
         }
         let machine = machine_override.unwrap_or(machine);
-        check_name("COORD_SESSION", &session)?;
+        check_address_name("COORD_SESSION", &session)?;
 
         // A token goes only to the address that came from the same place:
         // COORD_TOKEN with any address the person set; identity.json's
@@ -281,6 +288,7 @@ impl Identity {
             token_withheld,
             warnings,
             session_explicit,
+            session_from_project,
         })
     }
 }
@@ -494,18 +502,39 @@ fn default_user() -> Option<String> {
 fn default_machine() -> String {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let host = host.split('.').next().unwrap_or("").trim().to_string();
-    if host.is_empty() || check_name("host name", &host).is_err() {
+    if crate::model::name_problem(&host).is_some() {
         "LOCALHOST".into()
     } else {
-        host.to_uppercase()
+        host.to_ascii_uppercase()
     }
 }
 
-fn check_name(what: &str, v: &str) -> Result<()> {
-    match name_problem(v) {
-        Some(p) => Err(Error::Usage(format!("{what}: {p}"))),
+fn check_address_name(what: &str, v: &str) -> Result<()> {
+    match address_name_problem(v) {
+        Some(p) => Err(Error::Usage(format!(
+            "{what}: {:?} {p}",
+            crate::render::clip(v, 80)
+        ))),
         None => Ok(()),
     }
+}
+
+/// A machine or session name: the address grammar, and not the broadcast.
+fn address_name_problem(v: &str) -> Option<String> {
+    if v == ALL_SESSIONS {
+        return Some("is reserved for broadcasts".into());
+    }
+    crate::model::name_problem(v)
+}
+
+fn address_name<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    let v = Option::<String>::deserialize(d)?;
+    if let Some(s) = &v
+        && let Some(p) = address_name_problem(s)
+    {
+        return Err(serde::de::Error::custom(p));
+    }
+    Ok(v)
 }
 
 fn name_problem(v: &str) -> Option<&'static str> {

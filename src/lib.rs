@@ -6,6 +6,7 @@ pub mod backend;
 pub mod cli;
 pub mod cmd;
 pub mod error;
+pub mod fsx;
 pub mod hook;
 pub mod identity;
 pub mod install;
@@ -199,24 +200,4 @@ fn dispatch(cli: Cli, name: &'static str) -> Result<(), Error> {
             retry_rejected,
         } => cmd::sync::run(&ctx()?, list, drop, retry_rejected),
     }
-}
-
-/// Replaces `path` with `bytes` whole or not at all: a temporary file
-/// beside it, synced, then renamed over it (a reader never sees half).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut name = std::ffi::OsString::from(".");
-    name.push(path.file_name().unwrap_or_default());
-    name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(name);
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    };
-    write().inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
 }

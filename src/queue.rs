@@ -3,7 +3,7 @@
 //! `coord sync` and at the start of the next hook run. Nothing is ever lost
 //! or deleted silently: what the server refuses moves to a rejected file.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -203,11 +203,7 @@ impl Queue {
             std::fs::create_dir_all(dir)
                 .map_err(|e| self.io("cannot create the queue folder", e))?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.sibling(suffix))
+        let file = crate::fsx::open_lock(&self.sibling(suffix))
             .map_err(|e| self.io("cannot open the queue lock", e))?;
         if wait {
             file.lock()
@@ -235,11 +231,7 @@ impl Queue {
     /// so a write that must queue does not wait for a drain.
     pub fn append(&self, entry: &Entry) -> Result<usize> {
         let _guard = self.lock()?;
-        let mut f = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&self.path)
+        let mut f = crate::fsx::open_append(&self.path)
             .map_err(|e| self.io("cannot open the queue", e))?;
         // A line torn by a crash or a full disk must not swallow this one:
         // start on a fresh line.
@@ -388,7 +380,7 @@ impl Queue {
         }
         let mut text = lines.join("\n");
         text.push('\n');
-        crate::write_atomic(&self.path, text.as_bytes())
+        crate::fsx::write_atomic(&self.path, text.as_bytes())
             .map_err(|e| self.io("cannot rewrite the queue", e))
     }
 
@@ -432,10 +424,7 @@ impl Queue {
     /// Records that the drain finished the line with `id`, durably.
     fn record(&self, id: &str) -> Result<()> {
         let path = self.progress_path();
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
+        let mut f = crate::fsx::open_append(&path)
             .map_err(|e| Error::bad_input(&path, format!("cannot record queue progress: {e}")))?;
         f.write_all(format!("{id}\n").as_bytes())
             .and_then(|_| f.sync_data())
@@ -449,10 +438,7 @@ impl Queue {
             "line": line,
         });
         let path = self.rejected_path();
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
+        let mut f = crate::fsx::open_append(&path)
             .map_err(|e| Error::bad_input(&path, format!("cannot write the rejected file: {e}")))?;
         f.write_all(format!("{record}\n").as_bytes())
             .and_then(|_| f.sync_data())
@@ -637,6 +623,24 @@ impl Queue {
     /// (with their keys, so none is applied twice) and answers how many.
     /// Records that hold no readable entry stay where they are.
     pub fn retry_rejected(&self) -> Result<usize> {
+        // A drain that runs, or was killed after setting an entry aside,
+        // still lists that entry's key in its progress: put back before the
+        // drain finishes (or before its leftovers are compacted), the entry
+        // would be dropped as done. So: the drain's lock, then its
+        // leftovers, then the entries.
+        let Some(_drainer) = self.lock_file(".drain", false)? else {
+            return Err(Error::Failed(
+                "another process is syncing the queue; run `coord sync --retry-rejected` again when it is done".into(),
+            ));
+        };
+        if self.progress_path().exists() {
+            self.compact(&|_| {})?;
+            if self.progress_path().exists() {
+                return Err(Error::Failed(
+                    "the queue holds a line too long to rewrite; run `coord sync` first, then retry".into(),
+                ));
+            }
+        }
         let path = self.rejected_path();
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
@@ -665,7 +669,7 @@ impl Queue {
         if !rest.is_empty() {
             rest.push('\n');
         }
-        crate::write_atomic(&path, rest.as_bytes())
+        crate::fsx::write_atomic(&path, rest.as_bytes())
             .map_err(|e| Error::bad_input(&path, format!("cannot rewrite: {e}")))?;
         Ok(back.len())
     }
@@ -701,5 +705,58 @@ mod tests {
         assert!(line.contains("\"op\":\"send_message\""));
         assert_eq!(Entry::from_line(&line).unwrap(), e);
         assert!(Entry::from_line("{\"v\":1}").is_err());
+    }
+
+    fn entry(key: &str) -> Entry {
+        Entry::new(
+            Write::MarkRead {
+                id: 999_999,
+                session: "A/x".into(),
+            },
+            key.into(),
+            WrittenBy {
+                user: "u".into(),
+                machine: "A".into(),
+                session: "A/x".into(),
+                api: None,
+            },
+        )
+    }
+
+    #[test]
+    fn a_write_put_back_after_a_killed_drain_is_not_dropped_as_done() {
+        // A drain set `k1` aside and was killed before compacting: the
+        // queue still holds its line and the progress file its key.
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::new(dir.path().join("coord-queue.jsonl"));
+        let e = entry("k1");
+        q.append(&e).unwrap();
+        q.reject(&e.to_line(), "message 999999 not found").unwrap();
+        q.record("key:k1").unwrap();
+        assert_eq!(q.retry_rejected().unwrap(), 1);
+        // The leftovers were compacted first, so the entry put back is
+        // the one that waits, and nothing names it as done.
+        assert!(!q.progress_path().exists());
+        let waiting: Vec<String> = q
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.unwrap().key)
+            .collect();
+        assert_eq!(waiting, vec!["k1".to_string()]);
+        assert_eq!(std::fs::read_to_string(q.rejected_path()).unwrap(), "");
+    }
+
+    #[test]
+    fn retry_waits_for_a_running_drain() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::new(dir.path().join("coord-queue.jsonl"));
+        let e = entry("k2");
+        q.reject(&e.to_line(), "refused").unwrap();
+        let held = q.lock_file(".drain", false).unwrap();
+        assert!(held.is_some());
+        assert!(q.retry_rejected().is_err());
+        drop(held);
+        assert_eq!(q.retry_rejected().unwrap(), 1);
     }
 }

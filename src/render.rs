@@ -104,6 +104,43 @@ pub fn escape_controls(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A single-line rendering of untrusted text for a structural line, in
+/// double quotes: quotes, backslashes, newlines, tabs and controls escaped.
+pub fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    let mut buf = [0u8; 4];
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push_str(&escape_controls(c.encode_utf8(&mut buf))),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// One character as `quoted` shows it.
+pub fn quoted_char(c: char) -> String {
+    quoted(c.encode_utf8(&mut [0u8; 4]))
+}
+
+/// A session address for a structural line: bare when it is well-formed
+/// (nothing in it a shell or a reader could take for anything else),
+/// quoted and flagged when it is not (a v1 server or old data may hold
+/// one).
+pub fn address(s: &str) -> String {
+    if crate::model::is_address(s) {
+        s.to_string()
+    } else {
+        format!("{} (not a valid address)", quoted(&clip(s, 120)))
+    }
+}
+
 /// One line of untrusted text for a table cell: escaped, newlines shown as
 /// `⏎`, cut to `max` characters.
 pub fn cell(s: &str, max: usize) -> String {
@@ -245,8 +282,8 @@ pub fn messages(msgs: &[Message], now: &Time, style: &Style) -> String {
             out,
             "{}  from {} to {}  ·  {}{re}  ·  {state}",
             style.bold(&format!("#{}", m.id)),
-            style.cyan(&cell(&m.from_session, 80)),
-            cell(&m.to_session, 80),
+            style.cyan(&address(&m.from_session)),
+            address(&m.to_session),
             when(&m.created_at, now),
         );
         if let Some(s) = m.subject.as_deref().filter(|s| !s.is_empty()) {
@@ -291,7 +328,7 @@ pub fn locks(locks: &[Lock], now: &Time, style: &Style) -> String {
             l.id.to_string(),
             cell(&l.project, 32),
             cell(&l.resource, 40),
-            cell(&l.session_id, 48),
+            address(&l.session_id),
             when(&l.expires_at, now),
             cell(l.note.as_deref().unwrap_or(""), 60),
         ]);

@@ -6,8 +6,8 @@
 //! One small JSON file beside the identity, changed under a lock and
 //! replaced atomically.
 
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -114,72 +114,161 @@ pub fn name_from_project(project: Option<&str>) -> String {
 
 pub struct Windows {
     path: PathBuf,
+    /// How long to wait for the registry's lock: a stuck holder (a hook
+    /// stopped mid-write, a slow network home) must never hold a hook past
+    /// its own deadline.
+    wait: Duration,
 }
+
+/// How long a caller with no deadline of its own waits for the lock.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// The registry file of the `.claude` folder `dir`.
 pub fn registry(dir: &Path) -> Windows {
     Windows {
         path: dir.join(REGISTRY_FILE),
+        wait: DEFAULT_LOCK_WAIT,
     }
 }
 
+/// What became of a damaged registry file.
+const DAMAGED_SUFFIX: &str = "json.damaged";
+/// The version before the last change, kept to rebuild from.
+const PREVIOUS_SUFFIX: &str = "json.prev";
+
 impl Windows {
-    fn read(&self) -> Registry {
-        // A damaged file is no reason to stop a session: start afresh (the
-        // live windows register again at their next hook run).
-        std::fs::read(&self.path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+    /// The same registry, waiting at most until `deadline` for its lock.
+    pub fn until(mut self, deadline: Instant) -> Windows {
+        self.wait = deadline.saturating_duration_since(Instant::now());
+        self
     }
 
-    fn write(&self, r: &Registry) -> Result<()> {
+    /// The registry as it is on disk. A damaged file (torn by a crash, a
+    /// full disk, a hand edit) is set aside, and the registry rebuilt from
+    /// the version before the last change, else from whatever whole
+    /// windows the damaged bytes still name: a live window keeps its name
+    /// rather than handing it (and its mail) to the next window that asks.
+    fn read(&self) -> Registry {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(_) => return Registry::default(),
+        };
+        if let Ok(r) = serde_json::from_slice(&bytes) {
+            return r;
+        }
+        let _ = std::fs::rename(&self.path, self.path.with_extension(DAMAGED_SUFFIX));
+        let prev = std::fs::read(self.path.with_extension(PREVIOUS_SUFFIX))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Registry>(&b).ok())
+            .unwrap_or_default();
+        let mut r = prev;
+        for w in salvage(&bytes) {
+            if !r.windows.iter().any(|k| k.pid == w.pid) {
+                r.windows.push(w);
+            }
+        }
+        r
+    }
+
+    /// Reads without the lock (each version is renamed into place whole):
+    /// enough to learn a registered window's name while a holder is stuck.
+    fn peek(&self) -> Option<Registry> {
+        let bytes = std::fs::read(&self.path).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn write(&self, r: &Registry, old: Option<&Registry>) -> Result<()> {
+        if let Some(old) = old
+            && let Ok(prev) = serde_json::to_vec(old)
+        {
+            // Best effort: only a rebuild after damage reads it.
+            let _ = crate::fsx::write_replace(&self.path.with_extension(PREVIOUS_SUFFIX), &prev, false);
+        }
         let text = serde_json::to_vec_pretty(r).map_err(|e| Error::Failed(e.to_string()))?;
-        crate::write_atomic(&self.path, &text)
+        crate::fsx::write_atomic(&self.path, &text)
             .map_err(|e| Error::bad_input(&self.path, format!("cannot write: {e}")))
     }
 
     /// Runs `f` on the registry under its lock, with dead windows dropped,
-    /// and saves what it leaves.
+    /// and saves what it leaves. Waits for the lock no longer than the
+    /// registry's wait: then it fails, and the caller goes on without it.
     fn with<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> Result<T> {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::bad_input(dir, format!("cannot create: {e}")))?;
         }
         let lock_path = self.path.with_extension("json.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
+        let lock = crate::fsx::open_lock(&lock_path)
             .map_err(|e| Error::bad_input(&lock_path, format!("cannot open: {e}")))?;
-        lock.lock()
-            .map_err(|e| Error::bad_input(&lock_path, format!("cannot lock: {e}")))?;
+        let until = Instant::now() + self.wait;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < until => {
+                    std::thread::sleep(pause.min(until.saturating_duration_since(Instant::now())));
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::Failed(format!(
+                        "the window registry {} is locked by another process",
+                        lock_path.display()
+                    )));
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(Error::bad_input(&lock_path, format!("cannot lock: {e}")));
+                }
+            }
+        }
         let read = self.read();
         let mut r = read.clone();
         r.windows.retain(|w| alive(w.pid));
         let out = f(&mut r);
         if r != read {
-            self.write(&r)?;
+            self.write(&r, Some(&read))?;
         }
         Ok(out)
     }
 
     /// The name of window `pid`: the one it has, or a new one — `wanted`
     /// when given (an explicit name), else `claude-main` when no live window
-    /// has it, else one from the project folder, made unique.
+    /// has it, else one from the project folder, made unique. A name
+    /// `wanted` by a repository (`from_repo`: a project's identity file,
+    /// which a stranger may have written) that another live window has is
+    /// refused: the window gets a name of its own, and the second value
+    /// says why.
     pub fn name_for(
         &self,
         pid: u32,
         wanted: Option<&str>,
+        from_repo: bool,
         project: Option<&str>,
-    ) -> Result<String> {
-        self.with(|r| {
+    ) -> Result<(String, Option<String>)> {
+        let named = self.with(|r| {
+            let taken_by_other = |r: &Registry, n: &str| {
+                r.windows
+                    .iter()
+                    .find(|w| w.pid != pid && w.name.eq_ignore_ascii_case(n))
+                    .map(|w| w.pid)
+            };
+            let mut note = None;
+            let wanted = match wanted {
+                Some(n) if from_repo => match taken_by_other(r, n) {
+                    Some(other) => {
+                        note = Some(format!(
+                            "the project's identity file asks for session name \"{n}\", which the live window of process {other} has; this window got a name of its own"
+                        ));
+                        None
+                    }
+                    None => Some(n),
+                },
+                w => w,
+            };
             if let Some(w) = r.windows.iter_mut().find(|w| w.pid == pid) {
                 if let Some(name) = wanted {
                     w.name = name.to_string();
                 }
-                return w.name.clone();
+                return (w.name.clone(), note);
             }
             let taken = |n: &str| r.windows.iter().any(|w| w.name.eq_ignore_ascii_case(n));
             let name = match wanted {
@@ -203,8 +292,23 @@ impl Windows {
                 shown: Vec::new(),
                 waiter: None,
             });
-            name
-        })
+            (name, note)
+        });
+        match named {
+            Ok(n) => Ok(n),
+            // Locked by a stuck holder: a window that registered before
+            // keeps its name (read without the lock); a new one waits for
+            // its next hook.
+            Err(e) => match self.peek().and_then(|r| {
+                r.windows
+                    .into_iter()
+                    .find(|w| w.pid == pid)
+                    .map(|w| w.name)
+            }) {
+                Some(name) => Ok((name, None)),
+                None => Err(e),
+            },
+        }
     }
 
     /// The name window `pid` has, if it registered.
@@ -229,34 +333,39 @@ impl Windows {
         })
     }
 
-    /// Of `unread`, those window `pid` has not been shown yet, now marked
-    /// shown — under the registry's lock, so that a prompt and a wake-up
-    /// racing for the same message show it exactly once. A window that
-    /// never registered gets nothing.
-    pub fn take_new(&self, pid: u32, unread: &[i64]) -> Result<Vec<i64>> {
+    /// Of `unread`, those window `pid` has not been shown yet; `choose`
+    /// picks which of them are put into the context now (those it could
+    /// frame), and only those are marked shown — under the registry's
+    /// lock, so that a prompt and a wake-up racing for the same message
+    /// show it exactly once. A window that never registered gets nothing.
+    pub fn take_new<T>(
+        &self,
+        pid: u32,
+        unread: &[i64],
+        choose: impl FnOnce(&[i64]) -> (Vec<i64>, T),
+    ) -> Result<Option<T>> {
         self.with(|r| {
-            let Some(w) = r.windows.iter_mut().find(|w| w.pid == pid) else {
-                return Vec::new();
-            };
+            let w = r.windows.iter_mut().find(|w| w.pid == pid)?;
             let new: Vec<i64> = unread
                 .iter()
                 .copied()
                 .filter(|id| w.shown.binary_search(id).is_err())
                 .collect();
             if new.is_empty() {
-                return new;
+                return None;
             }
+            let (chosen, out) = choose(&new);
             // (Not pruned by what is unread: `unread` may be only the part
             // above some id, as the waiter's long-poll asks. The newest
             // MAX_SHOWN are kept.)
-            w.shown.extend(&new);
+            w.shown.extend(chosen.iter().filter(|id| new.contains(id)));
             w.shown.sort_unstable();
             w.shown.dedup();
             if w.shown.len() > MAX_SHOWN {
                 let cut = w.shown.len() - MAX_SHOWN;
                 w.shown.drain(..cut);
             }
-            new
+            Some(out)
         })
     }
 
@@ -282,6 +391,46 @@ impl Windows {
                 .map(|w| w.shown.last().copied().unwrap_or(0))
         })
     }
+}
+
+/// The whole windows (a pid and a name) that damaged registry bytes still
+/// name, with nothing shown: showing a message again is the safe side.
+fn salvage(bytes: &[u8]) -> Vec<Window> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = Vec::new();
+    let mut rest = text.as_ref();
+    while let Some(i) = rest.find("\"pid\"") {
+        rest = &rest[i + 5..];
+        let num = rest.trim_start_matches([':', ' ', '\n', '\r', '\t']);
+        let digits: String = num.chars().take_while(char::is_ascii_digit).collect();
+        let after = &num[digits.len()..];
+        // The number must be whole: followed by a separator, not cut off.
+        if !after.starts_with([',', '}', ' ', '\n', '\r']) {
+            continue;
+        }
+        let Ok(pid) = digits.parse::<u32>() else {
+            continue;
+        };
+        // This window's name, before the next window starts.
+        let own = after.split("\"pid\"").next().unwrap_or("");
+        let Some(j) = own.find("\"name\"") else {
+            continue;
+        };
+        let value = own[j + 6..].trim_start_matches([':', ' ', '\n', '\r', '\t']);
+        let mut de = serde_json::Deserializer::from_str(value).into_iter::<String>();
+        if let Some(Ok(name)) = de.next()
+            && crate::model::name_problem(&name).is_none()
+        {
+            out.push(Window {
+                pid,
+                name,
+                project: None,
+                shown: Vec::new(),
+                waiter: None,
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]

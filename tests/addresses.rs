@@ -97,12 +97,25 @@ fn two_windows_get_two_names_through_coord_serve() {
 fn an_explicit_name_wins_and_is_quoted_for_the_shell() {
     let m = Machine::with_identity(
         "BOX",
-        &json!({"user": "h", "machine": "box", "session": "it's-mine"}),
+        &json!({"user": "h", "machine": "box", "session": "its.mine_2"}),
     );
     let w = Window::open();
     w.start(&m, &project(&m, "p"), "startup", "c");
     let text = std::fs::read_to_string(&w.env_file).unwrap();
-    assert_eq!(text, "export COORD_SESSION='BOX/it'\\''s-mine'\n");
+    assert_eq!(text, "export COORD_SESSION='BOX/its.mine_2'\n");
+    w.close();
+    // A name outside the address grammar is refused, naming the field,
+    // and never reaches the shell.
+    std::fs::write(
+        m.identity_path(),
+        json!({"user": "h", "machine": "box", "session": "it's-mine"}).to_string(),
+    )
+    .unwrap();
+    let w = Window::open();
+    let v = w.start(&m, &project(&m, "q"), "startup", "c");
+    let ctx = common::context(&v);
+    assert!(ctx.contains("\"session\""), "{ctx}");
+    assert!(std::fs::read_to_string(&w.env_file).unwrap_or_default().is_empty());
     w.close();
 }
 

@@ -42,6 +42,61 @@ fn unread_ids(b: &dyn Coord, session: &str) -> Vec<i64> {
         .collect()
 }
 
+/// A store of the first schema, written by `fill`.
+fn v1_store(fill: impl FnOnce(&rusqlite::Connection)) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+        .unwrap();
+    c.execute_batch(include_str!("fixtures/schema-v1.sql"))
+        .unwrap();
+    c.pragma_update(None, "user_version", 1).unwrap();
+    fill(&c);
+    (dir, db)
+}
+
+#[test]
+fn a_lower_case_machine_keeps_its_broadcast_reads_through_the_upgrade() {
+    // Every Linux default before machines were upper-cased: the reads
+    // were recorded under `howard-laptop/claude-main`.
+    let me = "howard-laptop/claude-main";
+    let (_dir, db) = v1_store(|c| {
+        for id in 1..=5i64 {
+            c.execute(
+                "INSERT INTO messages VALUES (?1, 'peer/x', 'ALL_SESSIONS', NULL, 'b', 'u', 'peer', ?2)",
+                rusqlite::params![id, 1_700_000_000_000i64 + id],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO message_reads VALUES (?1, ?2, ?3)",
+                rusqlite::params![id, me, 1_700_000_100_000i64 + id],
+            )
+            .unwrap();
+        }
+        c.execute_batch(
+            "INSERT INTO messages VALUES (6, 'peer/x', 'howard-laptop/claude-main', NULL, 'd', 'u', 'peer', 1700000000006);
+             INSERT INTO message_reads VALUES (6, 'howard-laptop/claude-main', 1700000100006);
+             INSERT INTO messages VALUES (7, 'peer/x', 'howard-laptop/claude-main', NULL, 'd', 'u', 'peer', 1700000000007);
+             INSERT INTO messages VALUES (8, 'peer/x', 'ALL_SESSIONS', NULL, 'b', 'u', 'peer', 1700000000008);",
+        )
+        .unwrap();
+    });
+    let s = LocalStore::open(&db).unwrap();
+    // Asked as the code asks now (the machine upper-cased), and as typed.
+    assert_eq!(unread_ids(&s, "HOWARD-LAPTOP/claude-main"), [7, 8]);
+    assert_eq!(unread_ids(&s, me), [7, 8]);
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let marks: Vec<String> = c
+        .prepare("SELECT session FROM broadcast_marks")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(marks, ["HOWARD-LAPTOP/claude-main"]);
+}
+
 #[test]
 fn a_store_written_by_the_first_schema_keeps_every_read_state() {
     let dir = tempfile::tempdir().unwrap();
@@ -113,7 +168,7 @@ fn a_store_written_by_the_first_schema_keeps_every_read_state() {
     let version: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
 
     // Reading #4 moves B's mark over #5 (own) and #6: no exceptions left.
     let s = LocalStore::open(&db).unwrap();

@@ -105,7 +105,10 @@ fn install_into_a_project_and_print() {
     )
     .assert()
     .success();
-    assert_eq!(read(&project.join(".claude/settings.json")), json!({}));
+    // Nothing of ours is left behind: no empty settings.json, no empty
+    // skills folder.
+    assert!(!project.join(".claude/settings.json").exists());
+    assert!(!project.join(".claude/skills").exists());
 
     let out = m
         .bin("coord-hook", None, &["install", "--print"])
@@ -245,4 +248,189 @@ fn the_cmd_wrapper_is_silent_without_the_binary_and_passes_stdin() {
             .unwrap();
         assert!(context.contains("BOX/via-stdin"), "{context}");
     }
+}
+
+fn install_in(m: &Machine, project: Option<&std::path::Path>) -> std::process::Output {
+    let mut args = vec!["install"];
+    if let Some(p) = project {
+        args.extend(["--project", p.to_str().unwrap()]);
+    }
+    m.bin("coord-hook", None, &args).output().unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_repository_cannot_make_install_write_through_its_symlinks() {
+    let m = Machine::new("BOX");
+    let repo = m.root().join("repo");
+    std::fs::create_dir_all(repo.join(".claude")).unwrap();
+    let victim = m.root().join(".bashrc");
+    std::fs::write(&victim, "# my shell\n").unwrap();
+    std::fs::write(
+        repo.join(".claude/settings.json"),
+        r#"{"x":"$(touch PWNED)"}"#,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&victim, repo.join(".claude/settings.json.bak")).unwrap();
+    // A predictable temp name planted as a link, as the old code used.
+    for pid in 1..50 {
+        let _ = std::os::unix::fs::symlink(
+            &victim,
+            repo.join(format!(".claude/.settings.json.{pid}.tmp")),
+        );
+    }
+    let out = install_in(&m, Some(&repo));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "# my shell\n");
+    // The backup is a plain file holding the old settings.
+    let bak = repo.join(".claude/settings.json.bak");
+    assert!(!std::fs::symlink_metadata(&bak).unwrap().file_type().is_symlink());
+    assert!(std::fs::read_to_string(&bak).unwrap().contains("PWNED"));
+
+    // A settings.json, or a .claude folder, that leads out of the project
+    // is refused, and the file it leads to is untouched.
+    let repo2 = m.root().join("repo2");
+    std::fs::create_dir_all(repo2.join(".claude")).unwrap();
+    let outside = m.root().join("outside.json");
+    std::fs::write(&outside, "{}").unwrap();
+    std::os::unix::fs::symlink(&outside, repo2.join(".claude/settings.json")).unwrap();
+    let out = install_in(&m, Some(&repo2));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("leads out of the project"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "{}");
+    let repo3 = m.root().join("repo3");
+    std::fs::create_dir_all(&repo3).unwrap();
+    std::os::unix::fs::symlink(m.claude_dir(), repo3.join(".claude")).unwrap();
+    let out = install_in(&m, Some(&repo3));
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(!m.claude_dir().join("settings.json").exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn install_keeps_the_mode_and_a_dotfiles_link_and_leaves_a_read_only_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let m = Machine::new("BOX");
+    let settings = m.claude_dir().join("settings.json");
+    std::fs::write(&settings, r#"{"env":{"SECRET":"x"}}"#).unwrap();
+    std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = install_in(&m, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&settings), 0o600);
+    assert_eq!(mode(&settings.with_extension("json.bak")), 0o600);
+
+    // A symlinked settings.json (dotfiles): the link stays, its target
+    // gets the hooks.
+    let dotfiles = m.root().join("dotfiles");
+    std::fs::create_dir_all(&dotfiles).unwrap();
+    std::fs::write(dotfiles.join("settings.json"), r#"{"model":"x"}"#).unwrap();
+    std::fs::remove_file(&settings).unwrap();
+    std::os::unix::fs::symlink(dotfiles.join("settings.json"), &settings).unwrap();
+    let out = install_in(&m, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::symlink_metadata(&settings).unwrap().file_type().is_symlink());
+    let target = read(&dotfiles.join("settings.json"));
+    assert_eq!(target["model"], "x");
+    assert!(target["hooks"]["SessionStart"].is_array());
+
+    // Read-only: left as it is, with a line that says what to do.
+    std::fs::remove_file(&settings).unwrap();
+    std::fs::write(&settings, r#"{"model":"x"}"#).unwrap();
+    std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let out = install_in(&m, None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("read-only"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&settings).unwrap(), r#"{"model":"x"}"#);
+    assert_eq!(mode(&settings), 0o444);
+}
+
+#[test]
+fn a_users_own_skill_is_kept_and_uninstall_leaves_it() {
+    let m = Machine::new("BOX");
+    let skill = m.claude_dir().join("skills/coord/SKILL.md");
+    std::fs::create_dir_all(skill.parent().unwrap()).unwrap();
+    std::fs::write(&skill, "my own notes\n").unwrap();
+    let out = install_in(&m, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("was your own"), "{}", stdout(&out));
+    assert_eq!(
+        std::fs::read_to_string(skill.with_extension("md.bak")).unwrap(),
+        "my own notes\n"
+    );
+    assert!(std::fs::read_to_string(&skill).unwrap().starts_with("---\nname: coord"));
+    // Ours goes at uninstall; a user's own file in its place stays.
+    std::fs::write(&skill, "rewritten by me\n").unwrap();
+    let out = m.bin("coord-hook", None, &["uninstall"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("not coord-hook's skill"), "{}", stdout(&out));
+    assert_eq!(std::fs::read_to_string(&skill).unwrap(), "rewritten by me\n");
+}
+
+#[test]
+fn a_hand_written_coord_hook_entry_or_wrapper_is_replaced_not_doubled() {
+    let m = Machine::new("BOX");
+    let settings = m.claude_dir().join("settings.json");
+    let exe = assert_cmd::cargo::cargo_bin("coord-hook");
+    let own = json!({"hooks": {"SessionStart": [
+        {"hooks": [
+            {"type": "command", "command": format!("{} --format json --timeout 3000", exe.display())},
+            {"type": "command", "command": "/opt/coord/coord-hook.sh"},
+            {"type": "command", "command": "echo coord-hook is great"}
+        ]},
+        {"matcher": "startup", "hooks": [{"type": "command", "command": "sh /opt/coord/coord-hook.sh"}]}
+    ]}});
+    std::fs::write(&settings, own.to_string()).unwrap();
+    let out = install_in(&m, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("replaced an entry"), "{}", stdout(&out));
+    let after = read(&settings);
+    let commands: Vec<String> = after["hooks"]["SessionStart"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["hooks"].as_array().unwrap().clone())
+        .map(|h| h["command"].as_str().unwrap().to_string())
+        .collect();
+    let blocks = commands
+        .iter()
+        .filter(|c| c.ends_with("--format json"))
+        .count();
+    assert_eq!(blocks, 1, "{commands:?}");
+    assert!(commands.contains(&"echo coord-hook is great".to_string()));
+    // Running install again changes nothing.
+    let out = install_in(&m, None);
+    assert!(stdout(&out).contains("already installed"), "{}", stdout(&out));
+}
+
+#[cfg(unix)]
+#[test]
+fn the_installed_command_keeps_a_hostile_folder_name_a_name() {
+    let m = Machine::new("BOX");
+    let dir = m.root().join("bin$(touch PWNED)`touch PWNED2`'x");
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("coord-hook");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("coord-hook"), &exe).unwrap();
+    let out = std::process::Command::new(&exe)
+        .arg("install")
+        .env("HOME", m.root())
+        .env("NO_COLOR", "1")
+        .current_dir(m.root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = read(&m.claude_dir().join("settings.json"));
+    let command = after["hooks"]["UserPromptSubmit"][0]["hooks"][0]["command"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = std::process::Command::new("sh")
+        .args(["-c", &format!("{command} --version")])
+        .current_dir(m.root())
+        .env("HOME", m.root())
+        .output()
+        .unwrap();
+    assert!(!m.root().join("PWNED").exists() && !m.root().join("PWNED2").exists());
+    assert!(run.status.success(), "{command}: {}", stderr(&run));
+    assert!(stdout(&run).contains("coord"), "{}", stdout(&run));
 }

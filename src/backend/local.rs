@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::model::*;
 
 /// Bump when the schema changes, and add a step to `MIGRATIONS`.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// Step N brings a database from user_version N to N+1.
 const MIGRATIONS: &[&str] = &[
@@ -152,6 +152,23 @@ WHERE instr(from_session, '/') > 0;
 UPDATE locks SET session_id = upper(substr(session_id, 1, instr(session_id, '/') - 1)) || substr(session_id, instr(session_id, '/'))
 WHERE instr(session_id, '/') > 0;
 "#,
+    r#"
+-- Every stored address in the one canonical form the code writes
+-- (coord_canonical_session is model::canonical_session, registered for the
+-- migration): step 4 missed the read records, so a session of a
+-- lower-case machine saw broadcasts it had read as unread again. Two
+-- spellings of one session collapse into one row.
+UPDATE OR REPLACE message_reads SET session = coord_canonical_session(session);
+UPDATE OR REPLACE broadcast_marks SET session = coord_canonical_session(session);
+UPDATE OR REPLACE sessions SET session_id = coord_canonical_session(session_id),
+    machine = coord_canonical_session(machine);
+UPDATE messages SET to_session = coord_canonical_session(to_session)
+WHERE to_session <> coord_canonical_session(to_session);
+UPDATE messages SET from_session = coord_canonical_session(from_session)
+WHERE from_session <> coord_canonical_session(from_session);
+UPDATE locks SET session_id = coord_canonical_session(session_id)
+WHERE session_id <> coord_canonical_session(session_id);
+"#,
 ];
 
 /// How long a writer waits for another process before giving up.
@@ -287,6 +304,13 @@ impl LocalStore {
         self.conn
             .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
         if version < SCHEMA_VERSION {
+            self.conn.create_scalar_function(
+                "coord_canonical_session",
+                1,
+                rusqlite::functions::FunctionFlags::SQLITE_UTF8
+                    | rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC,
+                |ctx| Ok(canonical_session(&ctx.get::<String>(0)?)),
+            )?;
             let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
             // Another process may have migrated while we waited for the lock.
             let mut v: i64 = tx.row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -753,6 +777,9 @@ pub fn http_status(w: &Write, out: &Written) -> u16 {
 
 impl LocalStore {
     fn apply(&self, tx: &Connection, w: &Write, now: i64) -> Result<Written> {
+        if let Err((field, why)) = w.check_addresses() {
+            return Err(Error::invalid(format!("{field}: {why}")));
+        }
         match w {
             Write::SendMessage(m) => {
                 required("to_session", &m.to_session)?;

@@ -53,6 +53,13 @@ fn deliver(
 /// go silently where nobody reads.
 fn resolve(ctx: &Ctx, to: &str, force: bool) -> Result<String> {
     let expanded = expand_recipient(to);
+    // One grammar for everyone, --force included: an address is never
+    // anything a shell, a terminal or a reader could take for more.
+    if let Some(p) = crate::model::address_problem(&expanded) {
+        return Err(Error::Usage(format!(
+            "recipient {p}; an address is MACHINE or MACHINE/NAME, or ALL for everyone"
+        )));
+    }
     if expanded == ALL_SESSIONS || force {
         return Ok(expanded);
     }

@@ -34,10 +34,10 @@ pub fn run(ctx: &Ctx, all: bool) -> Result<()> {
             let address = if s.session_id.eq_ignore_ascii_case(&me) {
                 format!("{} (you)", s.session_id)
             } else {
-                s.session_id.clone()
+                render::address(&s.session_id)
             };
             let cells = vec![
-                render::cell(&address, 60),
+                render::cell(&address, 140),
                 render::cell(&s.user, 24),
                 render::cell(s.project.as_deref().unwrap_or("-"), 30),
                 render::when(&s.last_seen, &now),

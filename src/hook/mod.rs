@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::identity::{Identity, Source, env_var, redact_url};
 use crate::model::*;
 use crate::queue::Queue;
-use crate::render::{self, Style, escape_controls};
+use crate::render::{self, Style, escape_controls, quoted};
 
 /// The overall deadline when nothing else is configured.
 pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
@@ -307,11 +307,10 @@ fn stamp_presence(stamp: &Path) {
     if std::fs::create_dir_all(dir).is_err() {
         return;
     }
-    // The time is set, not left to the write: truncating an empty file
-    // need not count as a change everywhere.
-    let written =
-        std::fs::File::create(stamp).and_then(|f| f.set_modified(std::time::SystemTime::now()));
-    if written.is_err() {
+    // A fresh file each time (its time is its creation), renamed into
+    // place: a symlink planted at this predictable name is replaced, never
+    // written through.
+    if crate::fsx::write_replace(stamp, b"", false).is_err() {
         return;
     }
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -501,17 +500,29 @@ pub(crate) fn name_this_window(
     id: &mut Identity,
     input: &HookInput,
     cwd: &Path,
+    deadline: Instant,
 ) -> Result<(), String> {
     let pid = claude_pid();
     if let Some(pid) = pid {
         let wanted = id.session_explicit.then(|| id.session.clone());
         let project = project_name(cwd);
-        match crate::sessions::registry(&id.state_dir).name_for(
-            pid,
-            wanted.as_deref(),
-            project.as_deref(),
-        ) {
-            Ok(name) => id.session = name,
+        match crate::sessions::registry(&id.state_dir)
+            .until(deadline)
+            .name_for(pid, wanted.as_deref(), id.session_from_project, project.as_deref())
+        {
+            Ok((name, note)) => {
+                id.session = name;
+                if let Some(n) = note {
+                    // Still named, and the name goes to the env file.
+                    write_env_file(id, input)?;
+                    return Err(n);
+                }
+            }
+            Err(e) if !id.session_explicit => {
+                return Err(format!(
+                    "{UNNAMED}: {e}; this window's messages are not shown now, they come at its next prompt"
+                ));
+            }
             Err(e) => {
                 return Err(format!(
                     "this window's session name could not be kept ({e})"
@@ -519,6 +530,16 @@ pub(crate) fn name_this_window(
             }
         }
     }
+    write_env_file(id, input)
+}
+
+/// The start of the note that says a window has no name yet (its
+/// messages, whoever's they are, are not shown).
+const UNNAMED: &str = "this window's session name could not be settled";
+
+/// On SessionStart the name goes into `CLAUDE_ENV_FILE`, so every command
+/// the model runs in this window speaks as it.
+fn write_env_file(id: &Identity, input: &HookInput) -> Result<(), String> {
     let start = input
         .hook_event_name
         .as_deref()
@@ -643,32 +664,12 @@ fn full_time(t: &Time, now: &Time) -> String {
     )
 }
 
-/// A single-line rendering of untrusted text for a structural line, in
-/// double quotes: quotes, backslashes, newlines, tabs and controls escaped.
-fn quoted(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    let mut buf = [0u8; 4];
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push_str(&escape_controls(c.encode_utf8(&mut buf))),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// Renders one message, its body cut to `body_cap` UTF-16 units.
 pub(crate) fn message_text(m: &Message, now: &Time, body_cap: usize) -> String {
     let to = if m.to_session == ALL_SESSIONS {
         format!("{ALL_SESSIONS} (broadcast)")
     } else {
-        render::cell(&m.to_session, 120)
+        render::address(&m.to_session)
     };
     let re = m
         .in_reply_to
@@ -677,7 +678,7 @@ pub(crate) fn message_text(m: &Message, now: &Time, body_cap: usize) -> String {
     let mut out = format!(
         "{MESSAGE_START}{} · from {} · to {to} · {}{re}\n",
         m.id,
-        render::cell(&m.from_session, 120),
+        render::address(&m.from_session),
         full_time(&m.created_at, now)
     );
     if let Some(s) = m.subject.as_deref().filter(|s| !s.is_empty()) {
@@ -790,10 +791,18 @@ fn locks_text(locks: &[Lock], now: &Time, cap: usize) -> String {
 
 /// The block for the model, at most `budget` UTF-16 units long.
 pub fn render_block(s: &Snapshot, now: &Time, budget: usize) -> String {
+    render_block_framed(s, now, budget).0
+}
+
+/// The block, and the ids of the messages it framed in full.
+pub fn render_block_framed(s: &Snapshot, now: &Time, budget: usize) -> (String, Vec<i64>) {
     if s.is_quiet() {
-        return format!(
-            "coord: no unread messages, open todos or locks for {}.\n",
-            render::cell(&s.session, 120)
+        return (
+            format!(
+                "coord: no unread messages, open todos or locks for {}.\n",
+                render::cell(&s.session, 120)
+            ),
+            Vec::new(),
         );
     }
     let session = render::cell(&s.session, 120);
@@ -841,6 +850,7 @@ pub fn render_block(s: &Snapshot, now: &Time, budget: usize) -> String {
     let mut room = budget.saturating_sub(js_len(&head) + js_len(&tail) + SUMMARY_RESERVE);
     let mut body = String::new();
     let mut shown = 0;
+    let mut framed = Vec::new();
     for m in &msgs {
         let overhead = js_len(&message_text(
             &Message {
@@ -860,6 +870,7 @@ pub fn render_block(s: &Snapshot, now: &Time, budget: usize) -> String {
         }
         room -= len;
         body.push_str(&text);
+        framed.push(m.id);
         shown += 1;
     }
     let mut out = head;
@@ -883,7 +894,7 @@ pub fn render_block(s: &Snapshot, now: &Time, budget: usize) -> String {
         ));
     }
     out.push_str(&tail);
-    out
+    (out, framed)
 }
 
 /// The one line the person sees (the model's context is invisible to them).
@@ -931,9 +942,14 @@ pub fn render_json(s: &Snapshot, now: &Time) -> String {
 
 /// The same, answering hook event `event` (Claude Code checks the name).
 pub fn render_json_for(s: &Snapshot, now: &Time, event: &str) -> String {
+    render_json_framed(s, now, event).0
+}
+
+/// The JSON, and the ids of the messages its block framed.
+pub fn render_json_framed(s: &Snapshot, now: &Time, event: &str) -> (String, Vec<i64>) {
     let mut budget = MAX_OUTPUT;
     loop {
-        let block = render_block(s, now, budget);
+        let (block, framed) = render_block_framed(s, now, budget);
         let mut v = json!({
             "hookSpecificOutput": {
                 "hookEventName": event,
@@ -946,7 +962,7 @@ pub fn render_json_for(s: &Snapshot, now: &Time, event: &str) -> String {
         let text = v.to_string();
         let len = js_len(&text);
         if len <= MAX_OUTPUT || budget < 1_000 {
-            return text;
+            return (text, framed);
         }
         budget = budget.saturating_sub(len - MAX_OUTPUT + 100);
     }
@@ -1029,8 +1045,11 @@ pub fn run(opts: HookOptions) {
     if let Ok(id) = identity.as_mut()
         && !opts.preview
     {
-        window_note = name_this_window(id, &input, &cwd).err();
+        // At most half the deadline: the reads need the rest.
+        window_note = name_this_window(id, &input, &cwd, started + limit / 2).err();
     }
+    // Without a name the window could be shown another window's mail.
+    let unnamed = window_note.as_deref().is_some_and(|n| n.starts_with(UNNAMED));
     let event = input
         .hook_event_name
         .clone()
@@ -1038,7 +1057,7 @@ pub fn run(opts: HookOptions) {
     if event == "UserPromptSubmit" && !opts.preview {
         // Only what this window has not been shown; nothing at all when
         // nothing is new (a broken identity is the session start's to say).
-        if let Ok(id) = &identity {
+        if let (Ok(id), false) = (&identity, unnamed) {
             crate::cmd::out(&prompt::output(
                 id,
                 started,
@@ -1055,8 +1074,12 @@ pub fn run(opts: HookOptions) {
             } else {
                 drain_queue(id, started, limit)
             };
-            let touch = (!opts.preview).then(|| presence(id, &cwd));
+            let touch = (!opts.preview && !unnamed).then(|| presence(id, &cwd));
             let mut snap = fetch(id, started, limit, touch);
+            if unnamed {
+                snap.messages = None;
+                snap.message_total = None;
+            }
             snap.queue = queue;
             if let Some(asked) = capped {
                 snap.notes.push(format!(
@@ -1072,11 +1095,6 @@ pub fn run(opts: HookOptions) {
                 .extend(id.warnings.iter().map(|w| format!("coord: {w}")));
             snap.notes
                 .extend(window_note.map(|n| format!("coord: {n}")));
-            // A new context: what this block shows is all it has been shown.
-            if let (false, Some(pid), Some(msgs)) = (opts.preview, claude_pid(), &snap.messages) {
-                let ids: Vec<i64> = msgs.iter().map(|m| m.id).collect();
-                let _ = crate::sessions::registry(&id.state_dir).reset_shown(pid, &ids);
-            }
             snap
         }
         Err(e) => Snapshot {
@@ -1088,10 +1106,22 @@ pub fn run(opts: HookOptions) {
             ..Snapshot::default()
         },
     };
-    let text = match opts.format {
-        Format::Json => format!("{}\n", render_json_for(&snap, &now, &event)),
-        Format::Text => render_block(&snap, &now, MAX_OUTPUT),
+    let (text, framed) = match opts.format {
+        Format::Json => {
+            let (t, ids) = render_json_framed(&snap, &now, &event);
+            (format!("{t}\n"), ids)
+        }
+        Format::Text => render_block_framed(&snap, &now, MAX_OUTPUT),
     };
+    // A new context: what this block framed is all it has been shown (the
+    // messages only counted or summarised come at the next prompt).
+    if let (Ok(id), false, Some(pid), Some(_)) =
+        (&identity, opts.preview, claude_pid(), &snap.messages)
+    {
+        let _ = crate::sessions::registry(&id.state_dir)
+            .until(started + limit)
+            .reset_shown(pid, &framed);
+    }
     if opts.preview {
         let style = Style::detect(opts.no_color, std::io::stdout().is_terminal());
         let from = match &identity {
@@ -1137,4 +1167,23 @@ fn colourise(block: &str, style: &Style) -> String {
         out.push_str(nl);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_planted_at_a_presence_stamp_is_replaced_not_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious data\n").unwrap();
+        let stamps = dir.path().join("coord-presence");
+        std::fs::create_dir_all(&stamps).unwrap();
+        let stamp = stamps.join("0123456789abcdef-box%2Fclaude-main");
+        std::os::unix::fs::symlink(&victim, &stamp).unwrap();
+        super::stamp_presence(&stamp);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious data\n");
+        assert!(super::presence_is_fresh(&stamp));
+        assert!(!crate::fsx::is_symlink(&stamp));
+    }
 }

@@ -76,13 +76,13 @@ pub fn run(identity: Option<&std::path::Path>) -> u8 {
         // this window was shown arrives; the store is simply read.
         let page = prompt::unread(&id, deadline, (after > 0).then_some(after), hold);
         if let Ok(page) = page {
-            let msgs = prompt::take_unshown(&registry, window, page);
-            if !msgs.is_empty() {
-                let head = format!(
+            let head = |n| {
+                format!(
                     "{} — they arrived while this session was idle; read them and act on them as the user would want.",
-                    prompt::head(&id, msgs.len())
-                );
-                let text = prompt::frame(&head, &msgs, MAX_WAKE_TEXT);
+                    prompt::head(&id, n)
+                )
+            };
+            if let Some(text) = prompt::show_new(&registry, window, page, head, MAX_WAKE_TEXT) {
                 crate::cmd::note(text.trim_end());
                 return WAKE;
             }
