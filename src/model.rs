@@ -382,15 +382,27 @@ pub struct TodoQuery {
     pub include_unassigned: bool,
     pub project: Option<String>,
     pub status: StatusFilter,
-    /// The most to answer (the embedded store only; the contract has none).
+    /// The most to answer (v1.2: a server answers at most 1,000, 100 when
+    /// not asked).
     pub limit: Option<u32>,
+    /// v1.2 paging: only ids above this.
+    pub after_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LockQuery {
     pub project: Option<String>,
     pub session_id: Option<String>,
+    /// The most to answer (as for todos).
+    pub limit: Option<u32>,
+    /// v1.2 paging: only ids above this.
+    pub after_id: Option<i64>,
 }
+
+/// v1.2: what a list endpoint answers when no `limit` is given, and the
+/// most it answers at all.
+pub const DEFAULT_LIST_LIMIT: u32 = 100;
+pub const MAX_LIST_LIMIT: u32 = 1000;
 
 // ---------------------------------------------------------------------------
 // Addressing.

@@ -72,9 +72,13 @@ struct AppState {
 const MAX_WAIT_SECS: u64 = 60;
 
 impl AppState {
-    fn waiter(&self, session: &str) -> Arc<tokio::sync::Notify> {
+    fn waiter(&self, session: &str) -> Waiting {
         let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        w.entry(session.to_string()).or_default().clone()
+        Waiting {
+            notify: w.entry(session.to_string()).or_default().clone(),
+            session: session.to_string(),
+            waiters: self.waiters.clone(),
+        }
     }
 
     fn wake(&self, to: &str) {
@@ -83,6 +87,25 @@ impl AppState {
             w.values().for_each(|n| n.notify_waiters());
         } else if let Some(n) = w.get(to) {
             n.notify_waiters();
+        }
+    }
+}
+
+/// A long-poll's place in the waiter map; leaving it (answered, timed out
+/// or cancelled) drops the session's entry when no one else waits there,
+/// so the map holds only sessions being waited for.
+struct Waiting {
+    notify: Arc<tokio::sync::Notify>,
+    session: String,
+    waiters: Arc<Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>>,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        // Ours and the map's: nobody else is waiting.
+        if Arc::strong_count(&self.notify) <= 2 {
+            w.remove(&self.session);
         }
     }
 }
@@ -153,18 +176,23 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
     Ok(())
 }
 
-/// At most this many idle connections are kept open at once, and at most
-/// `MAX_PER_PEER` from one address. A new connection over either bound is
-/// not made to wait: the oldest idle connection (no request in flight) of
-/// that peer, or of the peer holding the most, is closed instead. So idle
-/// connections, however many someone opens, cannot keep a real request
-/// out — and a request in flight (a waiting long-poll among them) is never
-/// cut.
+/// At most this many connections are open at once, and at most
+/// `MAX_PER_PEER` from one address, counting every connection: idle ones,
+/// held long-polls and requests whose body is still arriving. A new
+/// connection over either bound is not made to wait: one of that peer (or
+/// of the peer holding the most) is closed instead — the oldest idle one,
+/// else the oldest held long-poll (answered empty: its waiter asks again),
+/// else the oldest request still sending its body. So nothing a peer opens
+/// can keep a real request out.
 pub const MAX_CONNECTIONS: usize = 1024;
 pub const MAX_PER_PEER: usize = 256;
 /// A client must send a request's headers within this time, also on an idle
 /// keep-alive connection, or the connection is closed.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// And its body within this time, or it is answered 408.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection asked to close may take to finish its answer.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How long in-flight requests may take to finish after Ctrl-C / SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -186,12 +214,24 @@ struct Conn {
 /// What eviction asks of a connection, kept by its service as requests
 /// come and go.
 #[derive(Default)]
-struct ConnState {
+pub(crate) struct ConnState {
     /// Requests in flight (a long-poll counts while it waits).
     busy: std::sync::atomic::AtomicUsize,
     /// Milliseconds since the server started when it last finished a
-    /// request (or was accepted).
+    /// request (or was accepted), or when its current request started.
     idle_since: std::sync::atomic::AtomicU64,
+    /// Set while a long-poll is held (the cheapest to end early).
+    holding: std::sync::atomic::AtomicBool,
+    /// Asked to close: a held long-poll answers at once.
+    cut: std::sync::atomic::AtomicBool,
+    cut_now: tokio::sync::Notify,
+}
+
+impl ConnState {
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cut_now.notify_waiters();
+    }
 }
 
 /// A connection idle for less than this is never closed to make room: a
@@ -222,9 +262,13 @@ where
         Box<dyn std::future::Future<Output = std::result::Result<S::Response, S::Error>> + Send>,
     >;
 
-    fn call(&self, req: hyper::Request<B>) -> Self::Future {
+    fn call(&self, mut req: hyper::Request<B>) -> Self::Future {
         use std::sync::atomic::Ordering;
         self.state.busy.fetch_add(1, Ordering::SeqCst);
+        self.state.idle_since.store(clock_ms(), Ordering::SeqCst);
+        // The handlers see their connection (a long-poll ends when it is
+        // asked to close).
+        req.extensions_mut().insert(self.state.clone());
         let state = self.state.clone();
         let fut = self.inner.call(req);
         Box::pin(async move {
@@ -237,33 +281,43 @@ where
 }
 
 impl Conn {
-    /// No request in flight, and idle for a while.
-    fn evictable(&self) -> bool {
+    /// How readily this connection is closed to make room: 0 idle, 1 a
+    /// held long-poll, 2 a request in flight (its body still arriving, or a
+    /// write waiting for the store); None for one that just arrived or
+    /// just started its request (it gets to finish sending it).
+    fn eviction_rank(&self) -> Option<u8> {
         use std::sync::atomic::Ordering;
-        self.state.busy.load(Ordering::SeqCst) == 0
-            && clock_ms().saturating_sub(self.state.idle_since.load(Ordering::SeqCst))
-                >= MIN_IDLE_TO_EVICT.as_millis() as u64
+        let quiet = clock_ms().saturating_sub(self.state.idle_since.load(Ordering::SeqCst))
+            >= MIN_IDLE_TO_EVICT.as_millis() as u64;
+        if !quiet {
+            return None;
+        }
+        Some(if self.state.busy.load(Ordering::SeqCst) == 0 {
+            0
+        } else if self.state.holding.load(Ordering::SeqCst) {
+            1
+        } else {
+            2
+        })
     }
 }
 
 impl Conns {
-    /// Registers a new connection from `peer`, asking older ones to close
+    /// Registers a new connection from `peer`, asking others to close
     /// where a bound is reached.
     fn open(&mut self, peer: std::net::IpAddr) -> (u64, Arc<tokio::sync::Notify>, Arc<ConnState>) {
-        // Idle connections per peer, counted once.
-        let mut idle: std::collections::HashMap<std::net::IpAddr, usize> = self
-            .by_peer
-            .iter()
-            .map(|(ip, q)| (*ip, q.iter().filter(|c| c.evictable()).count()))
-            .collect();
-        if let Some(n) = idle.get_mut(&peer).filter(|n| **n >= MAX_PER_PEER) {
-            *n -= 1;
+        if self.by_peer.get(&peer).is_some_and(|q| q.len() >= MAX_PER_PEER) {
             self.evict(peer);
         }
-        if idle.values().sum::<usize>() >= MAX_CONNECTIONS
-            && let Some((busiest, _)) = idle.iter().max_by_key(|(_, n)| **n)
+        let total: usize = self.by_peer.values().map(|q| q.len()).sum();
+        if total >= MAX_CONNECTIONS
+            && let Some(busiest) = self
+                .by_peer
+                .iter()
+                .max_by_key(|(_, q)| q.len())
+                .map(|(ip, _)| *ip)
         {
-            self.evict(*busiest);
+            self.evict(busiest);
         }
         self.next += 1;
         let close = Arc::new(tokio::sync::Notify::new());
@@ -279,12 +333,22 @@ impl Conns {
         (self.next, close, state)
     }
 
-    /// Closes `peer`'s oldest idle connection, if it has one.
+    /// Closes `peer`'s most evictable connection (the oldest of the
+    /// lowest rank), if it has one. It leaves the count at once: its task
+    /// finishes the close in the background.
     fn evict(&mut self, peer: std::net::IpAddr) {
-        if let Some(q) = self.by_peer.get_mut(&peer)
-            && let Some(i) = q.iter().position(Conn::evictable)
+        let Some(q) = self.by_peer.get_mut(&peer) else {
+            return;
+        };
+        let pick = q
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.eviction_rank().map(|r| (r, i)))
+            .min();
+        if let Some((_, i)) = pick
             && let Some(c) = q.remove(i)
         {
+            c.state.cut();
             // Stored as a permit if the connection is not waiting yet.
             c.close.notify_one();
             if q.is_empty() {
@@ -347,8 +411,10 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: Router) {
             tokio::select! {
                 _ = conn.as_mut() => {},
                 _ = close.notified() => {
+                    // Its answer (a long-poll's empty one) gets a moment;
+                    // a body that never arrives does not.
                     conn.as_mut().graceful_shutdown();
-                    let _ = conn.as_mut().await;
+                    let _ = tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await;
                 },
                 _ = async { let _ = stop.wait_for(|s| *s).await; } => {
                     conn.as_mut().graceful_shutdown();
@@ -632,8 +698,14 @@ async fn with_writer<T: Send + 'static>(
 }
 
 async fn read_json<T: DeserializeOwned>(body: Body) -> std::result::Result<T, Reject> {
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+    let bytes = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES))
         .await
+        .map_err(|_| {
+            Reject(
+                408,
+                format!("the request body did not arrive within {} s", BODY_READ_TIMEOUT.as_secs()),
+            )
+        })?
         .map_err(|_| Reject(413, format!("request body over {MAX_BODY_BYTES} bytes")))?;
     serde_json::from_slice(&bytes).map_err(|e| Reject(422, format!("invalid JSON body: {e}")))
 }
@@ -666,6 +738,16 @@ impl Query {
             .map(|(_, v)| v.clone())
             .filter(|v| !v.is_empty())
     }
+    /// An optional integer id parameter.
+    fn id(&self, k: &str) -> std::result::Result<Option<i64>, Reject> {
+        match self.get(k) {
+            None => Ok(None),
+            Some(v) => v.trim().parse().map(Some).map_err(|_| {
+                Reject(422, format!("{k} must be an integer, not {:?}", clip(&v)))
+            }),
+        }
+    }
+
     fn flag(&self, k: &str) -> std::result::Result<bool, Reject> {
         match self
             .get(k)
@@ -878,10 +960,13 @@ async fn list_sessions(State(st): State<AppState>, RawQuery(q): RawQuery) -> Res
             }
         },
     };
-    do_read(st, move |s| {
-        s.sessions(within).map(Option::unwrap_or_default)
-    })
-    .await
+    let limit = tri!(list_limit(&q)) as usize;
+    counted(with_reader(&st, move |s| {
+        let mut v = s.sessions(within)?.unwrap_or_default();
+        let total = v.len() as u64;
+        v.truncate(limit);
+        Ok((v, total))
+    }))
 }
 
 async fn set_workflow(
@@ -893,7 +978,11 @@ async fn set_workflow(
     body_write(st, h, body, |update| Write::SetWorkflow { name, update }).await
 }
 
-async fn list_messages(State(st): State<AppState>, RawQuery(q): RawQuery) -> Response {
+async fn list_messages(
+    State(st): State<AppState>,
+    conn: Option<axum::Extension<Arc<ConnState>>>,
+    RawQuery(q): RawQuery,
+) -> Response {
     let q = tri!(Query::parse(q));
     let session = q.get("session");
     let limit = match q.get("limit") {
@@ -965,23 +1054,53 @@ async fn list_messages(State(st): State<AppState>, RawQuery(q): RawQuery) -> Res
     // The wake-up is armed before each read, so none slips between them.
     let holds = wait > 0 && !query.sent && (query.unread_only || query.after_id.is_some());
     let until = tokio::time::Instant::now() + Duration::from_secs(wait);
-    let notify = holds.then(|| st.waiter(&canonical_session(&query.session)));
+    let waiting = holds.then(|| st.waiter(&canonical_session(&query.session)));
+    let conn = conn.map(|c| c.0);
+    let cut = || {
+        conn.as_ref()
+            .is_some_and(|c| c.cut.load(std::sync::atomic::Ordering::SeqCst))
+    };
     let page = loop {
-        let mut woken = notify.as_ref().map(|n| Box::pin(n.notified()));
+        let mut woken = waiting.as_ref().map(|w| Box::pin(w.notify.notified()));
         if let Some(w) = woken.as_mut() {
             w.as_mut().enable();
+        }
+        let mut closing = conn.as_ref().map(|c| Box::pin(c.cut_now.notified()));
+        if let Some(c) = closing.as_mut() {
+            c.as_mut().enable();
         }
         let q = query.clone();
         let page = with_reader(&st, move |s| s.messages_page(&q));
         match (&page, woken) {
-            (Ok(p), Some(w)) if p.messages.is_empty() && tokio::time::Instant::now() < until => {
-                if tokio::time::timeout_at(until, w).await.is_err() {
+            (Ok(p), Some(w))
+                if p.messages.is_empty() && tokio::time::Instant::now() < until && !cut() =>
+            {
+                if let Some(c) = &conn {
+                    c.holding.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                let closed = async {
+                    match closing {
+                        Some(c) => c.await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let again = tokio::select! {
+                    r = tokio::time::timeout_at(until, w) => r.is_ok(),
+                    // Evicted to make room: answer what there is (nothing
+                    // new); the waiter asks again.
+                    _ = closed => false,
+                };
+                if let Some(c) = &conn {
+                    c.holding.store(false, std::sync::atomic::Ordering::SeqCst);
+                }
+                if !again {
                     break page;
                 }
             }
             _ => break page,
         }
     };
+    drop(waiting);
     let total = page.as_ref().ok().and_then(|p| p.total);
     let mut resp = json_response(page.map(|p| p.messages));
     if let Some(t) = total.filter(|_| resp.status().is_success()) {
@@ -1012,9 +1131,47 @@ async fn list_todos(State(st): State<AppState>, RawQuery(q): RawQuery) -> Respon
         include_unassigned: tri!(q.flag("include_unassigned")),
         project: q.get("project"),
         status,
-        limit: None,
+        limit: Some(tri!(list_limit(&q))),
+        after_id: tri!(q.id("after_id")),
     };
-    do_read(st, move |s| s.todos(&query)).await
+    let limit = query.limit.unwrap_or(DEFAULT_LIST_LIMIT) as usize;
+    counted(with_reader(&st, move |s| {
+        let v = s.todos(&query)?;
+        // Counted only when there may be more than the page.
+        let total = if v.len() >= limit { s.todo_count(&query)? } else { v.len() as u64 };
+        Ok((v, total))
+    }))
+}
+
+/// `limit`: 1 to `MAX_LIST_LIMIT`, `DEFAULT_LIST_LIMIT` when not given.
+fn list_limit(q: &Query) -> std::result::Result<u32, Reject> {
+    match q.get("limit") {
+        None => Ok(DEFAULT_LIST_LIMIT),
+        Some(l) => match l.trim().parse::<u32>() {
+            Ok(n) if (1..=MAX_LIST_LIMIT).contains(&n) => Ok(n),
+            _ => Err(Reject(
+                422,
+                format!("limit must be 1 to {MAX_LIST_LIMIT}, not {:?}", clip(&l)),
+            )),
+        },
+    }
+}
+
+/// A list and how many matched before its limit, as `X-Total-Count`.
+fn counted<T: serde::Serialize>(r: Result<(Vec<T>, u64)>) -> Response {
+    match r {
+        Ok((v, total)) => {
+            let mut resp = json_response(Ok(v));
+            if resp.status().is_success() {
+                resp.headers_mut().insert(
+                    crate::backend::http::TOTAL_HEADER,
+                    axum::http::HeaderValue::from(total),
+                );
+            }
+            resp
+        }
+        Err(e) => error_response(&e),
+    }
 }
 
 async fn list_locks(State(st): State<AppState>, RawQuery(q): RawQuery) -> Response {
@@ -1022,8 +1179,15 @@ async fn list_locks(State(st): State<AppState>, RawQuery(q): RawQuery) -> Respon
     let query = LockQuery {
         project: q.get("project"),
         session_id: q.get("session_id"),
+        limit: Some(tri!(list_limit(&q))),
+        after_id: tri!(q.id("after_id")),
     };
-    do_read(st, move |s| s.locks(&query)).await
+    let limit = query.limit.unwrap_or(DEFAULT_LIST_LIMIT) as usize;
+    counted(with_reader(&st, move |s| {
+        let v = s.locks(&query)?;
+        let total = if v.len() >= limit { s.lock_count(&query)? } else { v.len() as u64 };
+        Ok((v, total))
+    }))
 }
 
 async fn release_lock(
@@ -1052,4 +1216,34 @@ async fn release_lock(
         },
     )
     .await
+}
+
+#[cfg(test)]
+mod waiter_tests {
+    use super::*;
+
+    #[test]
+    fn the_waiter_map_keeps_only_sessions_being_waited_for() {
+        let map: Arc<Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>> =
+            Arc::default();
+        let wait = |s: &str| {
+            let mut w = map.lock().unwrap();
+            Waiting {
+                notify: w.entry(s.to_string()).or_default().clone(),
+                session: s.to_string(),
+                waiters: map.clone(),
+            }
+        };
+        let a1 = wait("A/x");
+        let a2 = wait("A/x");
+        let many: Vec<Waiting> = (0..1000).map(|i| wait(&format!("S/{i}"))).collect();
+        assert_eq!(map.lock().unwrap().len(), 1001);
+        drop(many);
+        assert_eq!(map.lock().unwrap().len(), 1);
+        drop(a1);
+        // A second poll of A/x still waits there.
+        assert!(map.lock().unwrap().contains_key("A/x"));
+        drop(a2);
+        assert!(map.lock().unwrap().is_empty());
+    }
 }

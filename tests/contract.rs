@@ -167,6 +167,7 @@ fn suite(b: &dyn Coord) {
         project: project.map(Into::into),
         status,
         limit: None,
+        after_id: None,
     };
     assert_eq!(
         b.todos(&q(None, false, None, StatusFilter::Pending))
@@ -269,15 +270,15 @@ fn suite(b: &dyn Coord) {
     assert_eq!(b.locks(&LockQuery::default()).unwrap().len(), 2);
     let mine = b
         .locks(&LockQuery {
-            project: None,
             session_id: Some(a.into()),
+            ..Default::default()
         })
         .unwrap();
     assert_eq!(mine.len(), 1);
     assert!(
         b.locks(&LockQuery {
             project: Some("nope".into()),
-            session_id: None
+            ..Default::default()
         })
         .unwrap()
         .is_empty()

@@ -543,7 +543,9 @@ impl Coord for HttpCoord {
                 .q("user", q.user.as_ref())
                 .q("include_unassigned", q.include_unassigned.then_some("true"))
                 .q("project", q.project.as_ref())
-                .q("status", Some(q.status.as_str())),
+                .q("status", Some(q.status.as_str()))
+                .q("limit", q.limit)
+                .q("after_id", q.after_id),
         )
     }
 
@@ -551,7 +553,9 @@ impl Coord for HttpCoord {
         self.get(
             Req::get("/locks")
                 .q("project", q.project.as_ref())
-                .q("session_id", q.session_id.as_ref()),
+                .q("session_id", q.session_id.as_ref())
+                .q("limit", q.limit)
+                .q("after_id", q.after_id),
         )
     }
 

@@ -418,6 +418,9 @@ fn todos_sql(q: &TodoQuery) -> (String, Vec<rusqlite::types::Value>) {
     if let Some(pr) = &q.project {
         conds.push(format!("project = {}", param(V::Text(pr.clone()))));
     }
+    if let Some(a) = q.after_id {
+        conds.push(format!("id > {}", param(V::Integer(a))));
+    }
     let filter = if conds.is_empty() {
         String::new()
     } else {
@@ -444,16 +447,40 @@ fn locks_sql(q: &LockQuery, now: i64) -> (String, Vec<rusqlite::types::Value>) {
         params.push(V::Text(p.clone()));
         conds.push(format!("project = ?{}", params.len()));
     }
+    if let Some(a) = q.after_id {
+        params.push(V::Integer(a));
+        conds.push(format!("id > ?{}", params.len()));
+    }
+    params.push(V::Integer(q.limit.map_or(-1, i64::from)));
     (
         format!(
-            "SELECT {LOCK_COLS} FROM locks WHERE {} ORDER BY id",
-            conds.join(" AND ")
+            "SELECT {LOCK_COLS} FROM locks WHERE {} ORDER BY id LIMIT ?{}",
+            conds.join(" AND "),
+            params.len()
         ),
         params,
     )
 }
 
 impl LocalStore {
+    /// How many todos match `q` without its limit (for `X-Total-Count`).
+    pub fn todo_count(&self, q: &TodoQuery) -> Result<u64> {
+        let (sql, params) = todos_sql(&TodoQuery { limit: None, ..q.clone() });
+        let sql = sql.replacen(&format!("SELECT {TODO_COLS} "), "SELECT count(*) ", 1);
+        let refs: Vec<&dyn rusqlite::ToSql> = params.iter().map(|p| p as _).collect();
+        let n: i64 = self.conn.row(&sql, refs.as_slice(), |r| r.get(0)).map_err(|e| store_err(&self.path, e))?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// How many active locks match `q` without its limit.
+    pub fn lock_count(&self, q: &LockQuery) -> Result<u64> {
+        let (sql, params) = locks_sql(&LockQuery { limit: None, ..q.clone() }, now_ms());
+        let sql = sql.replacen(&format!("SELECT {LOCK_COLS} "), "SELECT count(*) ", 1);
+        let refs: Vec<&dyn rusqlite::ToSql> = params.iter().map(|p| p as _).collect();
+        let n: i64 = self.conn.row(&sql, refs.as_slice(), |r| r.get(0)).map_err(|e| store_err(&self.path, e))?;
+        Ok(n.max(0) as u64)
+    }
+
     /// Writes presence `w` unless this session was seen within the last
     /// minute (a read first: far cheaper than a write). Failures are
     /// ignored: a store this user cannot write keeps no presence.

@@ -64,7 +64,8 @@ fn release(ctx: &Ctx, what: &str, resource: Option<&str>, force: bool) -> Result
         (_, Some(resource)) => {
             let locks = ctx.backend()?.locks(&LockQuery {
                 project: Some(what.to_string()),
-                session_id: None,
+                limit: Some(MAX_LIST_LIMIT),
+                ..Default::default()
             })?;
             locks
                 .iter()
@@ -150,6 +151,8 @@ fn list(ctx: &Ctx, project: Option<String>, mine: bool) -> Result<()> {
     let locks = ctx.backend()?.locks(&LockQuery {
         project,
         session_id: mine.then(|| ctx.session_id()),
+        limit: Some(MAX_LIST_LIMIT),
+        after_id: None,
     })?;
     ctx.emit(&locks, || {
         if locks.is_empty() {

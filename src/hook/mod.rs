@@ -203,6 +203,8 @@ pub const MAX_HOOK_ANSWER_BYTES: u64 = 4 * 1024 * 1024;
 pub(crate) const HOOK_MESSAGE_LIMIT: u32 = 100;
 /// The most todos the hook asks the embedded store for.
 const HOOK_TODO_LIMIT: u32 = 200;
+/// The most of this session's locks the hook asks for.
+const HOOK_LOCK_LIMIT: u32 = 200;
 
 /// The deadline in force: flag > environment > identity.json > default,
 /// capped to what Claude Code waits for. The second value is the setting
@@ -240,10 +242,13 @@ pub fn queries(session: &str, user: &str) -> (MessageQuery, TodoQuery, LockQuery
             project: None,
             status: StatusFilter::Pending,
             limit: Some(HOOK_TODO_LIMIT),
+            after_id: None,
         },
         LockQuery {
             project: None,
             session_id: Some(session.to_string()),
+            limit: Some(HOOK_LOCK_LIMIT),
+            after_id: None,
         },
     )
 }
