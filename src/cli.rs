@@ -1,6 +1,5 @@
 //! The command line, as clap types only; no logic lives here.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -107,7 +106,7 @@ pub enum Command {
     Serve {
         /// Address to listen on; port 0 picks a free one.
         #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8001")]
-        listen: SocketAddr,
+        listen: String,
         /// The SQLite file to serve (default: the local store of this identity).
         #[arg(long, value_name = "PATH")]
         db: Option<PathBuf>,

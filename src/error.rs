@@ -74,7 +74,9 @@ impl Error {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Usage(_) => exit::USAGE,
+            // An id that names nothing is a wrong command line, whichever
+            // command gave it (`msg read 999` as `msg reply 999`).
+            Error::Usage(_) | Error::Rejected { status: 404, .. } => exit::USAGE,
             Error::Conflict { .. } => exit::LOCK_HELD,
             _ => exit::FAILED,
         }

@@ -185,7 +185,14 @@ impl Identity {
             (project.as_ref(), found_path(&project_file)),
         ] {
             if let (Some(f), Some(path)) = (f, path) {
-                warnings.extend(unknown_key_warnings(f, path));
+                // A misspelt key the person meant (`coord_apl`) would
+                // quietly change where or as whom everything runs: an
+                // error. A key far from any known one is only named.
+                let (typos, others) = unknown_keys(f, path);
+                if let Some(t) = typos.into_iter().next() {
+                    return Err(Error::Usage(format!("{t}; fix the key, nothing was done")));
+                }
+                warnings.extend(others);
             }
         }
         let user = match file.user {
@@ -317,25 +324,31 @@ fn found_path(p: &Option<PathBuf>) -> Option<&Path> {
     p.as_deref()
 }
 
-/// "unknown key "machin" (did you mean "machine"?)" for each unknown key.
-fn unknown_key_warnings(f: &IdentityFile, path: &Path) -> Vec<String> {
-    f.unknown
-        .keys()
-        .map(|k| {
-            let near = KNOWN_KEYS
-                .iter()
-                .map(|known| (edit_distance(&k.to_ascii_lowercase(), known), *known))
-                .min()
-                .filter(|(d, _)| *d <= 2 || k.eq_ignore_ascii_case("token"))
-                .map(|(_, known)| format!(" — did you mean \"{known}\"?"))
-                .unwrap_or_else(|| format!(" (known keys: {})", KNOWN_KEYS.join(", ")));
-            format!(
-                "{}: unknown key \"{}\" is ignored{near}",
+/// The unknown keys of a file, each in one line: those close to a known
+/// key ("unknown key "machin" — did you mean "machine"?"), then the rest.
+fn unknown_keys(f: &IdentityFile, path: &Path) -> (Vec<String>, Vec<String>) {
+    let mut typos = Vec::new();
+    let mut others = Vec::new();
+    for k in f.unknown.keys() {
+        let near = KNOWN_KEYS
+            .iter()
+            .map(|known| (edit_distance(&k.to_ascii_lowercase(), known), *known))
+            .min()
+            .filter(|(d, _)| *d <= 2 || k.eq_ignore_ascii_case("token"));
+        let key = crate::render::cell(k, 40);
+        match near {
+            Some((_, known)) => typos.push(format!(
+                "{}: unknown key \"{key}\" — did you mean \"{known}\"?",
+                path.display()
+            )),
+            None => others.push(format!(
+                "{}: unknown key \"{key}\" is ignored (known keys: {})",
                 path.display(),
-                crate::render::cell(k, 40)
-            )
-        })
-        .collect()
+                KNOWN_KEYS.join(", ")
+            )),
+        }
+    }
+    (typos, others)
 }
 
 /// Levenshtein distance, for "did you mean" and "closest known".
@@ -495,8 +508,63 @@ pub fn home_claude_dir() -> PathBuf {
         .join(".claude")
 }
 
+/// `USER`, `USERNAME`, else the account this process runs as (containers,
+/// cron and services often set neither variable).
 fn default_user() -> Option<String> {
-    env_var("USER").or_else(|| env_var("USERNAME"))
+    env_var("USER")
+        .or_else(|| env_var("USERNAME"))
+        .or_else(account_name)
+        .filter(|u| name_problem(u).is_none())
+}
+
+/// The name of the account this process runs as, as `whoami` prints it.
+#[cfg(unix)]
+fn account_name() -> Option<String> {
+    // SAFETY: getpwuid_r writes into the buffers we own; the result points
+    // into `buf`, which outlives its use here.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(
+            libc::getuid(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        );
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        let name = std::ffi::CStr::from_ptr(pwd.pw_name)
+            .to_string_lossy()
+            .into_owned();
+        (!name.is_empty()).then_some(name)
+    }
+}
+
+/// The name of the account this process runs as (GetUserNameW).
+#[cfg(windows)]
+fn account_name() -> Option<String> {
+    #[link(name = "advapi32")]
+    unsafe extern "system" {
+        fn GetUserNameW(buffer: *mut u16, size: *mut u32) -> i32;
+    }
+    let mut buf = [0u16; 257];
+    let mut len = buf.len() as u32;
+    // SAFETY: the buffer and its length are ours; on success `len` counts
+    // the characters written, with the terminating zero.
+    let ok = unsafe { GetUserNameW(buf.as_mut_ptr(), &mut len) };
+    if ok == 0 || len == 0 {
+        return None;
+    }
+    let name = String::from_utf16_lossy(&buf[..(len as usize).saturating_sub(1)]);
+    (!name.is_empty()).then_some(name)
+}
+
+#[cfg(not(any(unix, windows)))]
+fn account_name() -> Option<String> {
+    None
 }
 
 fn default_machine() -> String {

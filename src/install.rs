@@ -171,7 +171,11 @@ fn words(command: &str) -> Vec<String> {
 
 /// Our programs: the binary and the wrappers in `hooks/`.
 fn is_our_program(word: &str) -> bool {
-    let name = word.rsplit(['/', '\\']).next().unwrap_or(word).to_ascii_lowercase();
+    let name = word
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(word)
+        .to_ascii_lowercase();
     ["", ".exe", ".sh", ".cmd", ".bat", ".ps1"]
         .iter()
         .any(|ext| name == format!("coord-hook{ext}"))
@@ -180,12 +184,15 @@ fn is_our_program(word: &str) -> bool {
 /// Programs that may stand before ours: a shell or PowerShell running a
 /// wrapper (`sh coord-hook.sh`, `powershell -File coord-hook.ps1`).
 fn is_runner(word: &str) -> bool {
-    let name = word.rsplit(['/', '\\']).next().unwrap_or(word).to_ascii_lowercase();
+    let name = word
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(word)
+        .to_ascii_lowercase();
     let name = name.trim_end_matches(".exe");
     matches!(name, "sh" | "bash" | "cmd" | "powershell" | "pwsh")
         || word.starts_with('-')
-        || word.starts_with('/')
-            && word.len() <= 3
+        || word.starts_with('/') && word.len() <= 3
         || word.eq_ignore_ascii_case("bypass")
 }
 
@@ -562,7 +569,9 @@ fn write_skill(path: &Path) -> Result<Option<String>> {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     crate::fsx::write_atomic(path, SKILL.as_bytes()).map_err(io)?;
-    Ok(Some(note.unwrap_or_else(|| format!("skill: {}", path.display()))))
+    Ok(Some(
+        note.unwrap_or_else(|| format!("skill: {}", path.display())),
+    ))
 }
 
 /// Removes the skill if it is ours (and the folders it leaves empty);

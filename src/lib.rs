@@ -134,7 +134,49 @@ fn cwd() -> PathBuf {
     std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
 }
 
+/// `--listen`: an address and port, or a name (`localhost:8001`) resolved
+/// here.
+fn listen_addr(s: &str) -> Result<std::net::SocketAddr, Error> {
+    use std::net::ToSocketAddrs as _;
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    let bad = || {
+        Error::Usage(format!(
+            "--listen {}: give ADDR:PORT, e.g. 127.0.0.1:8001, localhost:8001, [::1]:8001, or 0.0.0.0:8001 with --token",
+            render::cell(s, 80)
+        ))
+    };
+    let mut addrs: Vec<std::net::SocketAddr> = s.to_socket_addrs().map_err(|_| bad())?.collect();
+    // localhost may name both families: the IPv4 one, as clients try first.
+    addrs.sort_by_key(|a| !a.is_ipv4());
+    addrs.into_iter().next().ok_or_else(bad)
+}
+
+/// An unreachable API, with where its address came from and what to do.
+fn explain_unreachable(e: Error, identity: Option<&Path>) -> Error {
+    let Error::Unreachable { .. } = &e else {
+        return e;
+    };
+    let from = if identity::env_var("COORD_API").is_some() {
+        "COORD_API".to_string()
+    } else {
+        match Identity::load(identity, &cwd()).map(|id| id.source) {
+            Ok(identity::Source::File(p)) => format!("coord_api in {}", p.display()),
+            _ => "coord_api".to_string(),
+        }
+    };
+    Error::Failed(format!(
+        "{e} (the address is {from}): start `coord serve` there, or correct the address"
+    ))
+}
+
 fn dispatch(cli: Cli, name: &'static str) -> Result<(), Error> {
+    let identity = cli.identity.clone();
+    dispatch_command(cli, name).map_err(|e| explain_unreachable(e, identity.as_deref()))
+}
+
+fn dispatch_command(cli: Cli, name: &'static str) -> Result<(), Error> {
     let Some(command) = cli.command else {
         if name == "coord-hook" || cli.preview {
             run_hook(hook::HookOptions {
@@ -178,7 +220,7 @@ fn dispatch(cli: Cli, name: &'static str) -> Result<(), Error> {
                 None => load()?.db_path,
             };
             server::serve(server::ServeOptions {
-                listen,
+                listen: listen_addr(&listen)?,
                 db,
                 token: token.filter(|t| !t.is_empty()),
                 insecure,

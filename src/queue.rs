@@ -231,8 +231,8 @@ impl Queue {
     /// so a write that must queue does not wait for a drain.
     pub fn append(&self, entry: &Entry) -> Result<usize> {
         let _guard = self.lock()?;
-        let mut f = crate::fsx::open_append(&self.path)
-            .map_err(|e| self.io("cannot open the queue", e))?;
+        let mut f =
+            crate::fsx::open_append(&self.path).map_err(|e| self.io("cannot open the queue", e))?;
         // A line torn by a crash or a full disk must not swallow this one:
         // start on a fresh line.
         let mut line = String::new();

@@ -287,37 +287,45 @@ impl Conn {
     /// just started its request (it gets to finish sending it).
     fn eviction_rank(&self) -> Option<u8> {
         use std::sync::atomic::Ordering;
+        // A held long-poll has said all it will: it can go at once.
+        if self.state.holding.load(Ordering::SeqCst) {
+            return Some(1);
+        }
         let quiet = clock_ms().saturating_sub(self.state.idle_since.load(Ordering::SeqCst))
             >= MIN_IDLE_TO_EVICT.as_millis() as u64;
-        if !quiet {
-            return None;
+        match (quiet, self.state.busy.load(Ordering::SeqCst)) {
+            (false, _) => None,
+            (true, 0) => Some(0),
+            (true, _) => Some(2),
         }
-        Some(if self.state.busy.load(Ordering::SeqCst) == 0 {
-            0
-        } else if self.state.holding.load(Ordering::SeqCst) {
-            1
-        } else {
-            2
-        })
     }
 }
 
 impl Conns {
-    /// Registers a new connection from `peer`, asking others to close
-    /// where a bound is reached.
-    fn open(&mut self, peer: std::net::IpAddr) -> (u64, Arc<tokio::sync::Notify>, Arc<ConnState>) {
-        if self.by_peer.get(&peer).is_some_and(|q| q.len() >= MAX_PER_PEER) {
-            self.evict(peer);
+    /// Registers a new connection from `peer`, asking another to close
+    /// where a bound is reached. None when a bound is reached and every
+    /// connection there has only just arrived: then the new one is turned
+    /// away (the bounds hold; a second later there is room).
+    fn open(
+        &mut self,
+        peer: std::net::IpAddr,
+    ) -> Option<(u64, Arc<tokio::sync::Notify>, Arc<ConnState>)> {
+        if self
+            .by_peer
+            .get(&peer)
+            .is_some_and(|q| q.len() >= MAX_PER_PEER)
+            && !self.evict(peer)
+        {
+            return None;
         }
         let total: usize = self.by_peer.values().map(|q| q.len()).sum();
-        if total >= MAX_CONNECTIONS
-            && let Some(busiest) = self
-                .by_peer
-                .iter()
-                .max_by_key(|(_, q)| q.len())
-                .map(|(ip, _)| *ip)
-        {
-            self.evict(busiest);
+        if total >= MAX_CONNECTIONS {
+            let mut peers: Vec<(usize, std::net::IpAddr)> =
+                self.by_peer.iter().map(|(ip, q)| (q.len(), *ip)).collect();
+            peers.sort_unstable_by(|a, b| b.cmp(a));
+            if !peers.into_iter().any(|(_, ip)| self.evict(ip)) {
+                return None;
+            }
         }
         self.next += 1;
         let close = Arc::new(tokio::sync::Notify::new());
@@ -330,15 +338,15 @@ impl Conns {
             close: close.clone(),
             state: state.clone(),
         });
-        (self.next, close, state)
+        Some((self.next, close, state))
     }
 
     /// Closes `peer`'s most evictable connection (the oldest of the
-    /// lowest rank), if it has one. It leaves the count at once: its task
-    /// finishes the close in the background.
-    fn evict(&mut self, peer: std::net::IpAddr) {
+    /// lowest rank), if it has one; answers whether it did. It leaves the
+    /// count at once: its task finishes the close in the background.
+    fn evict(&mut self, peer: std::net::IpAddr) -> bool {
         let Some(q) = self.by_peer.get_mut(&peer) else {
-            return;
+            return false;
         };
         let pick = q
             .iter()
@@ -354,7 +362,9 @@ impl Conns {
             if q.is_empty() {
                 self.by_peer.remove(&peer);
             }
+            return true;
         }
+        false
     }
 
     fn close(&mut self, peer: std::net::IpAddr, id: u64) {
@@ -393,7 +403,11 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: Router) {
         };
         let _ = tcp.set_nodelay(true);
         let ip = peer.ip();
-        let (id, close, state) = conns.lock().unwrap_or_else(|p| p.into_inner()).open(ip);
+        let Some((id, close, state)) = conns.lock().unwrap_or_else(|p| p.into_inner()).open(ip)
+        else {
+            drop(tcp); // over a bound, with nothing to make room: turned away
+            continue;
+        };
         let service = Counted {
             inner: hyper_util::service::TowerToHyperService::new(app.clone()),
             state,
@@ -698,15 +712,21 @@ async fn with_writer<T: Send + 'static>(
 }
 
 async fn read_json<T: DeserializeOwned>(body: Body) -> std::result::Result<T, Reject> {
-    let bytes = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES))
-        .await
-        .map_err(|_| {
-            Reject(
-                408,
-                format!("the request body did not arrive within {} s", BODY_READ_TIMEOUT.as_secs()),
-            )
-        })?
-        .map_err(|_| Reject(413, format!("request body over {MAX_BODY_BYTES} bytes")))?;
+    let bytes = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        axum::body::to_bytes(body, MAX_BODY_BYTES),
+    )
+    .await
+    .map_err(|_| {
+        Reject(
+            408,
+            format!(
+                "the request body did not arrive within {} s",
+                BODY_READ_TIMEOUT.as_secs()
+            ),
+        )
+    })?
+    .map_err(|_| Reject(413, format!("request body over {MAX_BODY_BYTES} bytes")))?;
     serde_json::from_slice(&bytes).map_err(|e| Reject(422, format!("invalid JSON body: {e}")))
 }
 
@@ -742,9 +762,11 @@ impl Query {
     fn id(&self, k: &str) -> std::result::Result<Option<i64>, Reject> {
         match self.get(k) {
             None => Ok(None),
-            Some(v) => v.trim().parse().map(Some).map_err(|_| {
-                Reject(422, format!("{k} must be an integer, not {:?}", clip(&v)))
-            }),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| Reject(422, format!("{k} must be an integer, not {:?}", clip(&v)))),
         }
     }
 
@@ -1138,7 +1160,11 @@ async fn list_todos(State(st): State<AppState>, RawQuery(q): RawQuery) -> Respon
     counted(with_reader(&st, move |s| {
         let v = s.todos(&query)?;
         // Counted only when there may be more than the page.
-        let total = if v.len() >= limit { s.todo_count(&query)? } else { v.len() as u64 };
+        let total = if v.len() >= limit {
+            s.todo_count(&query)?
+        } else {
+            v.len() as u64
+        };
         Ok((v, total))
     }))
 }
@@ -1185,7 +1211,11 @@ async fn list_locks(State(st): State<AppState>, RawQuery(q): RawQuery) -> Respon
     let limit = query.limit.unwrap_or(DEFAULT_LIST_LIMIT) as usize;
     counted(with_reader(&st, move |s| {
         let v = s.locks(&query)?;
-        let total = if v.len() >= limit { s.lock_count(&query)? } else { v.len() as u64 };
+        let total = if v.len() >= limit {
+            s.lock_count(&query)?
+        } else {
+            v.len() as u64
+        };
         Ok((v, total))
     }))
 }

@@ -2,9 +2,10 @@
 //! `CLAUDE_PID`) goes by which session name. The first live window is
 //! `claude-main`; a further one gets a name from its project folder, made
 //! unique. A window keeps its name across resume, compact and `/clear` (the
-//! process stays the same); a name is free again once its process is gone.
-//! One small JSON file beside the identity, changed under a lock and
-//! replaced atomically.
+//! process stays the same); a conversation resumed in a new process
+//! (`claude --resume`, same Claude session id) gets its old name back; a
+//! name is free again once its process is gone. One small JSON file beside
+//! the identity, changed under a lock and replaced atomically.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -32,15 +33,100 @@ pub struct Window {
     /// waiter takes over, the older one steps aside.
     #[serde(default)]
     pub waiter: Option<u32>,
+    /// Claude Code's ids of the conversations this window has held (the
+    /// newest last; `/clear` starts a new one): a conversation resumed in
+    /// another process finds its name by them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conversations: Vec<String>,
+    /// A session start named the window and its block is not written yet:
+    /// the waiter leaves the messages to the block until it is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub block_pending: bool,
+    /// When a hook last ran for it (ms since the epoch): how a window
+    /// known without a process id (no `CLAUDE_PID`) is judged alive.
+    #[serde(default)]
+    pub seen_ms: i64,
+}
+
+/// A window whose process ended, kept for a while so that its
+/// conversation, resumed in a new process, keeps its address and what it
+/// was shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Closed {
+    name: String,
+    conversations: Vec<String>,
+    shown: Vec<i64>,
+    closed_ms: i64,
 }
 
 /// The most shown ids a window remembers (the newest).
 const MAX_SHOWN: usize = 2_000;
+/// The most conversation ids a window remembers.
+const MAX_CONVERSATIONS: usize = 8;
+/// How many closed windows are remembered, and for how long.
+const MAX_CLOSED: usize = 64;
+const CLOSED_KEPT_MS: i64 = 14 * 24 * 3600 * 1000;
+/// A window known only by its conversation (no process id) counts as open
+/// while a hook ran for it this recently.
+const NO_PID_ALIVE_MS: i64 = 12 * 3600 * 1000;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Registry {
     #[serde(default)]
     windows: Vec<Window>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    closed: Vec<Closed>,
+}
+
+/// Which window a hook runs for: its Claude Code process (`CLAUDE_PID`),
+/// and the conversation (Claude Code's `session_id`), either of which may
+/// be unknown. Without a process id the conversation is the key.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WindowId {
+    pub pid: Option<u32>,
+    pub conversation: Option<String>,
+}
+
+impl WindowId {
+    /// Whether there is anything to know the window by.
+    pub fn is_known(&self) -> bool {
+        self.pid.is_some() || self.conversation.is_some()
+    }
+
+    fn matches(&self, w: &Window) -> bool {
+        match (&self.pid, &self.conversation) {
+            (Some(pid), _) => w.pid == *pid,
+            (None, Some(c)) => w.pid == 0 && w.conversations.iter().any(|k| k == c),
+            (None, None) => false,
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Window {
+    fn is_open(&self, now: i64) -> bool {
+        if self.pid == 0 {
+            now - self.seen_ms < NO_PID_ALIVE_MS
+        } else {
+            alive(self.pid)
+        }
+    }
+
+    fn remember(&mut self, conversation: Option<&str>) {
+        self.seen_ms = now_ms();
+        if let Some(c) = conversation
+            && self.conversations.last().map(String::as_str) != Some(c)
+        {
+            self.conversations.retain(|k| k != c);
+            self.conversations.push(c.to_string());
+            if self.conversations.len() > MAX_CONVERSATIONS {
+                self.conversations.remove(0);
+            }
+        }
+    }
 }
 
 /// Whether process `pid` is running.
@@ -182,7 +268,8 @@ impl Windows {
             && let Ok(prev) = serde_json::to_vec(old)
         {
             // Best effort: only a rebuild after damage reads it.
-            let _ = crate::fsx::write_replace(&self.path.with_extension(PREVIOUS_SUFFIX), &prev, false);
+            let _ =
+                crate::fsx::write_replace(&self.path.with_extension(PREVIOUS_SUFFIX), &prev, false);
         }
         let text = serde_json::to_vec_pretty(r).map_err(|e| Error::Failed(e.to_string()))?;
         crate::fsx::write_atomic(&self.path, &text)
@@ -222,7 +309,24 @@ impl Windows {
         }
         let read = self.read();
         let mut r = read.clone();
-        r.windows.retain(|w| alive(w.pid));
+        let now = now_ms();
+        let (open, gone): (Vec<Window>, Vec<Window>) = std::mem::take(&mut r.windows)
+            .into_iter()
+            .partition(|w| w.is_open(now));
+        r.windows = open;
+        for w in gone.into_iter().filter(|w| !w.conversations.is_empty()) {
+            r.closed.push(Closed {
+                name: w.name,
+                conversations: w.conversations,
+                shown: w.shown,
+                closed_ms: now,
+            });
+        }
+        r.closed.retain(|c| now - c.closed_ms < CLOSED_KEPT_MS);
+        if r.closed.len() > MAX_CLOSED {
+            let cut = r.closed.len() - MAX_CLOSED;
+            r.closed.drain(..cut);
+        }
         let out = f(&mut r);
         if r != read {
             self.write(&r, Some(&read))?;
@@ -230,25 +334,27 @@ impl Windows {
         Ok(out)
     }
 
-    /// The name of window `pid`: the one it has, or a new one — `wanted`
-    /// when given (an explicit name), else `claude-main` when no live window
-    /// has it, else one from the project folder, made unique. A name
-    /// `wanted` by a repository (`from_repo`: a project's identity file,
-    /// which a stranger may have written) that another live window has is
-    /// refused: the window gets a name of its own, and the second value
-    /// says why.
+    /// The name of window `win`: the one it has, or a new one — `wanted`
+    /// when given (an explicit name), else the name its conversation had in
+    /// a process that ended (a resume), else `claude-main` when no live
+    /// window has it, else one from the project folder, made unique. A
+    /// name `wanted` by a repository (`from_repo`: a project's identity
+    /// file, which a stranger may have written) that another live window
+    /// has is refused: the window gets a name of its own, and the second
+    /// value says why. `start`: a session start, whose block is to come.
     pub fn name_for(
         &self,
-        pid: u32,
+        win: &WindowId,
         wanted: Option<&str>,
         from_repo: bool,
         project: Option<&str>,
+        start: bool,
     ) -> Result<(String, Option<String>)> {
         let named = self.with(|r| {
             let taken_by_other = |r: &Registry, n: &str| {
                 r.windows
                     .iter()
-                    .find(|w| w.pid != pid && w.name.eq_ignore_ascii_case(n))
+                    .find(|w| !win.matches(w) && w.name.eq_ignore_ascii_case(n))
                     .map(|w| w.pid)
             };
             let mut note = None;
@@ -256,7 +362,7 @@ impl Windows {
                 Some(n) if from_repo => match taken_by_other(r, n) {
                     Some(other) => {
                         note = Some(format!(
-                            "the project's identity file asks for session name \"{n}\", which the live window of process {other} has; this window got a name of its own"
+                            "the project's identity file asks for session name \"{n}\", which another live window (process {other}) already has; this window got a name of its own"
                         ));
                         None
                     }
@@ -264,34 +370,57 @@ impl Windows {
                 },
                 w => w,
             };
-            if let Some(w) = r.windows.iter_mut().find(|w| w.pid == pid) {
+            let conversation = win.conversation.as_deref();
+            if let Some(w) = r.windows.iter_mut().find(|w| win.matches(w)) {
                 if let Some(name) = wanted {
                     w.name = name.to_string();
                 }
+                w.remember(conversation);
+                w.block_pending |= start;
                 return (w.name.clone(), note);
             }
+            // A conversation resumed in a new process: its old name (when no
+            // live window took it meanwhile) and what it was shown.
+            let resumed = conversation.and_then(|c| {
+                let i = r
+                    .closed
+                    .iter()
+                    .rposition(|k| k.conversations.iter().any(|x| x == c))?;
+                let k = r.closed.remove(i);
+                Some(k)
+            });
             let taken = |n: &str| r.windows.iter().any(|w| w.name.eq_ignore_ascii_case(n));
-            let name = match wanted {
-                Some(n) => n.to_string(),
-                None if !taken(DEFAULT_SESSION) => DEFAULT_SESSION.to_string(),
-                None => {
-                    let base = name_from_project(project);
-                    let mut name = base.clone();
-                    let mut i = 2;
-                    while taken(&name) {
-                        name = format!("{base}-{i}");
-                        i += 1;
-                    }
-                    name
+            let (name, shown) = match (wanted, resumed) {
+                (Some(n), k) => (n.to_string(), k.map(|k| k.shown).unwrap_or_default()),
+                (None, Some(k)) if !taken(&k.name) => (k.name, k.shown),
+                (None, k) => {
+                    let name = if !taken(DEFAULT_SESSION) {
+                        DEFAULT_SESSION.to_string()
+                    } else {
+                        let base = name_from_project(project);
+                        let mut name = base.clone();
+                        let mut i = 2;
+                        while taken(&name) {
+                            name = format!("{base}-{i}");
+                            i += 1;
+                        }
+                        name
+                    };
+                    (name, k.map(|k| k.shown).unwrap_or_default())
                 }
             };
-            r.windows.push(Window {
-                pid,
+            let mut w = Window {
+                pid: win.pid.unwrap_or(0),
                 name: name.clone(),
                 project: project.map(str::to_string),
-                shown: Vec::new(),
+                shown,
                 waiter: None,
-            });
+                conversations: Vec::new(),
+                block_pending: start,
+                seen_ms: 0,
+            };
+            w.remember(conversation);
+            r.windows.push(w);
             (name, note)
         });
         match named {
@@ -302,7 +431,7 @@ impl Windows {
             Err(e) => match self.peek().and_then(|r| {
                 r.windows
                     .into_iter()
-                    .find(|w| w.pid == pid)
+                    .find(|w| win.matches(w))
                     .map(|w| w.name)
             }) {
                 Some(name) => Ok((name, None)),
@@ -311,41 +440,67 @@ impl Windows {
         }
     }
 
-    /// The name window `pid` has, if it registered.
-    pub fn name_of(&self, pid: u32) -> Result<Option<String>> {
+    /// The name window `win` has, if it registered, and whether its
+    /// session start's block is still to come.
+    pub fn name_of(&self, win: &WindowId) -> Result<Option<(String, bool)>> {
         self.with(|r| {
             r.windows
                 .iter()
-                .find(|w| w.pid == pid)
-                .map(|w| w.name.clone())
+                .find(|w| win.matches(w))
+                .map(|w| (w.name.clone(), w.block_pending))
         })
     }
 
-    /// A new context (session start, resume, clear, compact): what it
-    /// shows now is all that has been shown.
-    pub fn reset_shown(&self, pid: u32, ids: &[i64]) -> Result<()> {
+    /// What window `win` has been shown (its conversation's, across a
+    /// resume).
+    pub fn shown_of(&self, win: &WindowId) -> Result<Vec<i64>> {
         self.with(|r| {
-            if let Some(w) = r.windows.iter_mut().find(|w| w.pid == pid) {
-                w.shown = ids.to_vec();
+            r.windows
+                .iter()
+                .find(|w| win.matches(w))
+                .map(|w| w.shown.clone())
+                .unwrap_or_default()
+        })
+    }
+
+    /// A session start's block is written: with `keep` (a resumed
+    /// conversation, whose history still holds what it was shown) `ids`
+    /// join what it has been shown; otherwise (start, clear, compact: a new
+    /// context) they are all it has been shown.
+    pub fn reset_shown(&self, win: &WindowId, ids: &[i64], keep: bool) -> Result<()> {
+        self.with(|r| {
+            if let Some(w) = r.windows.iter_mut().find(|w| win.matches(w)) {
+                if !keep {
+                    w.shown.clear();
+                }
+                w.shown.extend_from_slice(ids);
                 w.shown.sort_unstable();
                 w.shown.dedup();
+                if w.shown.len() > MAX_SHOWN {
+                    let cut = w.shown.len() - MAX_SHOWN;
+                    w.shown.drain(..cut);
+                }
+                w.block_pending = false;
             }
         })
     }
 
-    /// Of `unread`, those window `pid` has not been shown yet; `choose`
+    /// Of `unread`, those window `win` has not been shown yet; `choose`
     /// picks which of them are put into the context now (those it could
     /// frame), and only those are marked shown — under the registry's
     /// lock, so that a prompt and a wake-up racing for the same message
     /// show it exactly once. A window that never registered gets nothing.
     pub fn take_new<T>(
         &self,
-        pid: u32,
+        win: &WindowId,
         unread: &[i64],
         choose: impl FnOnce(&[i64]) -> (Vec<i64>, T),
     ) -> Result<Option<T>> {
         self.with(|r| {
-            let w = r.windows.iter_mut().find(|w| w.pid == pid)?;
+            let w = r.windows.iter_mut().find(|w| win.matches(w))?;
+            if win.pid.is_none() {
+                w.seen_ms = now_ms();
+            }
             let new: Vec<i64> = unread
                 .iter()
                 .copied()
@@ -369,9 +524,9 @@ impl Windows {
         })
     }
 
-    /// Makes `me` the waiter of window `pid` (the one before steps aside).
-    pub fn set_waiter(&self, pid: u32, me: u32) -> Result<bool> {
-        self.with(|r| match r.windows.iter_mut().find(|w| w.pid == pid) {
+    /// Makes `me` the waiter of window `win` (the one before steps aside).
+    pub fn set_waiter(&self, win: &WindowId, me: u32) -> Result<bool> {
+        self.with(|r| match r.windows.iter_mut().find(|w| win.matches(w)) {
             Some(w) => {
                 w.waiter = Some(me);
                 true
@@ -380,14 +535,14 @@ impl Windows {
         })
     }
 
-    /// While `me` is still window `pid`'s waiter (the window is alive and
+    /// While `me` is still window `win`'s waiter (the window is alive and
     /// no newer waiter took over): the highest id the window has been shown
     /// (0 when none).
-    pub fn waiting_after(&self, pid: u32, me: u32) -> Result<Option<i64>> {
+    pub fn waiting_after(&self, win: &WindowId, me: u32) -> Result<Option<i64>> {
         self.with(|r| {
             r.windows
                 .iter()
-                .find(|w| w.pid == pid && w.waiter == Some(me))
+                .find(|w| win.matches(w) && w.waiter == Some(me))
                 .map(|w| w.shown.last().copied().unwrap_or(0))
         })
     }
@@ -427,6 +582,9 @@ fn salvage(bytes: &[u8]) -> Vec<Window> {
                 project: None,
                 shown: Vec::new(),
                 waiter: None,
+                conversations: Vec::new(),
+                block_pending: false,
+                seen_ms: now_ms(),
             });
         }
     }

@@ -352,7 +352,12 @@ fn closed_within(s: &mut TcpStream, wait: Duration) -> Option<String> {
     let mut out = Vec::new();
     match s.read_to_end(&mut out) {
         Ok(_) => Some(String::from_utf8_lossy(&out).into_owned()),
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
             None
         }
         Err(_) => Some(String::from_utf8_lossy(&out).into_owned()),
@@ -410,7 +415,10 @@ fn bodies_that_never_arrive_and_held_long_polls_count_against_the_bounds() {
             answered_empty += 1;
         }
     }
-    assert!(answered_empty >= 40, "{answered_empty} long-polls answered early");
+    assert!(
+        answered_empty >= 40,
+        "{answered_empty} long-polls answered early"
+    );
     drop(more);
 }
 
@@ -455,7 +463,10 @@ fn every_list_endpoint_is_bounded_and_counts_what_it_left_out() {
         .build()
         .into();
     let get = |q: &str| {
-        let mut r = agent.get(&format!("{}/api/coord{q}", s.url)).call().unwrap();
+        let mut r = agent
+            .get(&format!("{}/api/coord{q}", s.url))
+            .call()
+            .unwrap();
         let status = r.status().as_u16();
         let total = r
             .headers()
@@ -473,7 +484,12 @@ fn every_list_endpoint_is_bounded_and_counts_what_it_left_out() {
     let (_, total, rest) = get(&format!("/todos?after_id={last}&limit=1000"));
     assert_eq!(rest.as_array().unwrap().len(), 50);
     assert_eq!(total.as_deref(), Some("50"));
-    for q in ["/todos?limit=1001", "/locks?limit=0", "/sessions?limit=x", "/todos?after_id=x"] {
+    for q in [
+        "/todos?limit=1001",
+        "/locks?limit=0",
+        "/sessions?limit=x",
+        "/todos?after_id=x",
+    ] {
         let (status, _, v) = get(q);
         assert_eq!(status, 422, "{q}: {v}");
     }
@@ -492,8 +508,19 @@ fn addresses_outside_the_grammar_are_refused_by_client_and_server_alike() {
     let s = Server::start(&[]);
     let m = Machine::remote("BOX", &s.url);
     m.arrive(None);
-    for to in ["/x", "x/", "BOX/x/y", "ＡＬＬ", "ВОХ", "ſerver", "BOX/a\u{1}b"] {
-        let out = m.coord(&["msg", "send", to, "x", "--force"]).output().unwrap();
+    for to in [
+        "/x",
+        "x/",
+        "BOX/x/y",
+        "ＡＬＬ",
+        "ВОХ",
+        "ſerver",
+        "BOX/a\u{1}b",
+    ] {
+        let out = m
+            .coord(&["msg", "send", to, "x", "--force"])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{to}: {}", stderr(&out));
         assert!(stderr(&out).contains("recipient"), "{}", stderr(&out));
     }

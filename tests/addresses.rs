@@ -115,7 +115,11 @@ fn an_explicit_name_wins_and_is_quoted_for_the_shell() {
     let v = w.start(&m, &project(&m, "q"), "startup", "c");
     let ctx = common::context(&v);
     assert!(ctx.contains("\"session\""), "{ctx}");
-    assert!(std::fs::read_to_string(&w.env_file).unwrap_or_default().is_empty());
+    assert!(
+        std::fs::read_to_string(&w.env_file)
+            .unwrap_or_default()
+            .is_empty()
+    );
     w.close();
 }
 
@@ -135,9 +139,11 @@ fn addressing(m: &Machine, other: &Machine) {
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(
-        err.contains("GAMMA/claude-main") && err.contains("--force"),
+        err.contains("machine GAMMA has not joined the fleet yet") && err.contains("--force"),
         "{err}"
     );
+    // The sender itself is never offered as a known address.
+    assert!(!err.contains(&format!("{}/claude-main,", m.name)), "{err}");
     assert!(err.contains("BETA/claude-main"), "{err}");
     let forced = m.json(None, &["msg", "send", "GAMMA", "on purpose", "--force"]);
     assert_eq!(forced["to_session"], "GAMMA/claude-main");
@@ -306,7 +312,8 @@ fn a_forced_release_tells_the_holder_and_release_takes_a_name() {
         .coord(&["lock", "release", "web", "deploy"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // Held by another session: exit 3, as for a claim.
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let out = m
         .coord(&["lock", "release", "web", "deploy", "--force"])
         .output()
@@ -342,23 +349,49 @@ fn identity_typos_are_named_with_what_was_meant() {
         "BOX",
         &json!({"user": "h", "machin": "OTHER", "coord_tokn": "x"}),
     );
+    // A misspelt known key is a usage error: nothing runs as the wrong
+    // machine or against a private store.
     let out = m.coord(&["whoami"]).output().unwrap();
-    assert!(out.status.success());
+    assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(
-        err.contains("\"machin\"") && err.contains("did you mean \"machine\""),
+        err.contains("\"coord_tokn\"") || err.contains("\"machin\""),
         "{err}"
     );
-    assert!(err.contains("did you mean \"coord_token\""), "{err}");
+    assert!(err.contains("did you mean"), "{err}");
     let out = m
         .bin("coord-hook", None, &[])
         .write_stdin("{}")
         .output()
         .unwrap();
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("did you mean"), "{}", stdout(&out));
+    // coord_apl: never a silent private store.
+    std::fs::write(
+        m.identity_path(),
+        json!({"user": "h", "machine": "BOX", "coord_apl": "http://127.0.0.1:9"}).to_string(),
+    )
+    .unwrap();
+    let out = m.coord(&["msg", "send", "ALL", "hi"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
     assert!(
-        stdout(&out).contains("did you mean \"machine\""),
+        stderr(&out).contains("did you mean \"coord_api\""),
         "{}",
-        stdout(&out)
+        stderr(&out)
+    );
+    assert!(!m.db_path().exists());
+    // A key far from every known one is only named.
+    std::fs::write(
+        m.identity_path(),
+        json!({"user": "h", "machine": "BOX", "favourite_colour": "green"}).to_string(),
+    )
+    .unwrap();
+    let out = m.coord(&["whoami"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains("\"favourite_colour\" is ignored"),
+        "{}",
+        stderr(&out)
     );
 }
 

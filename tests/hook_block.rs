@@ -38,6 +38,7 @@ fn snapshot(messages: Vec<Message>) -> Snapshot {
         locks: Some(vec![]),
         notes: vec![],
         queue: None,
+        earlier: 0,
     }
 }
 

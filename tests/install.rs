@@ -284,7 +284,12 @@ fn a_repository_cannot_make_install_write_through_its_symlinks() {
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "# my shell\n");
     // The backup is a plain file holding the old settings.
     let bak = repo.join(".claude/settings.json.bak");
-    assert!(!std::fs::symlink_metadata(&bak).unwrap().file_type().is_symlink());
+    assert!(
+        !std::fs::symlink_metadata(&bak)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     assert!(std::fs::read_to_string(&bak).unwrap().contains("PWNED"));
 
     // A settings.json, or a .claude folder, that leads out of the project
@@ -296,7 +301,11 @@ fn a_repository_cannot_make_install_write_through_its_symlinks() {
     std::os::unix::fs::symlink(&outside, repo2.join(".claude/settings.json")).unwrap();
     let out = install_in(&m, Some(&repo2));
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("leads out of the project"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("leads out of the project"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(std::fs::read_to_string(&outside).unwrap(), "{}");
     let repo3 = m.root().join("repo3");
     std::fs::create_dir_all(&repo3).unwrap();
@@ -329,7 +338,12 @@ fn install_keeps_the_mode_and_a_dotfiles_link_and_leaves_a_read_only_file() {
     std::os::unix::fs::symlink(dotfiles.join("settings.json"), &settings).unwrap();
     let out = install_in(&m, None);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(std::fs::symlink_metadata(&settings).unwrap().file_type().is_symlink());
+    assert!(
+        std::fs::symlink_metadata(&settings)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     let target = read(&dotfiles.join("settings.json"));
     assert_eq!(target["model"], "x");
     assert!(target["hooks"]["SessionStart"].is_array());
@@ -341,7 +355,10 @@ fn install_keeps_the_mode_and_a_dotfiles_link_and_leaves_a_read_only_file() {
     let out = install_in(&m, None);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("read-only"), "{}", stderr(&out));
-    assert_eq!(std::fs::read_to_string(&settings).unwrap(), r#"{"model":"x"}"#);
+    assert_eq!(
+        std::fs::read_to_string(&settings).unwrap(),
+        r#"{"model":"x"}"#
+    );
     assert_eq!(mode(&settings), 0o444);
 }
 
@@ -358,13 +375,24 @@ fn a_users_own_skill_is_kept_and_uninstall_leaves_it() {
         std::fs::read_to_string(skill.with_extension("md.bak")).unwrap(),
         "my own notes\n"
     );
-    assert!(std::fs::read_to_string(&skill).unwrap().starts_with("---\nname: coord"));
+    assert!(
+        std::fs::read_to_string(&skill)
+            .unwrap()
+            .starts_with("---\nname: coord")
+    );
     // Ours goes at uninstall; a user's own file in its place stays.
     std::fs::write(&skill, "rewritten by me\n").unwrap();
     let out = m.bin("coord-hook", None, &["uninstall"]).output().unwrap();
     assert!(out.status.success());
-    assert!(stdout(&out).contains("not coord-hook's skill"), "{}", stdout(&out));
-    assert_eq!(std::fs::read_to_string(&skill).unwrap(), "rewritten by me\n");
+    assert!(
+        stdout(&out).contains("not coord-hook's skill"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&skill).unwrap(),
+        "rewritten by me\n"
+    );
 }
 
 #[test]
@@ -383,7 +411,11 @@ fn a_hand_written_coord_hook_entry_or_wrapper_is_replaced_not_doubled() {
     std::fs::write(&settings, own.to_string()).unwrap();
     let out = install_in(&m, None);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("replaced an entry"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("replaced an entry"),
+        "{}",
+        stdout(&out)
+    );
     let after = read(&settings);
     let commands: Vec<String> = after["hooks"]["SessionStart"]
         .as_array()
@@ -400,7 +432,11 @@ fn a_hand_written_coord_hook_entry_or_wrapper_is_replaced_not_doubled() {
     assert!(commands.contains(&"echo coord-hook is great".to_string()));
     // Running install again changes nothing.
     let out = install_in(&m, None);
-    assert!(stdout(&out).contains("already installed"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("already installed"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[cfg(unix)]

@@ -67,6 +67,7 @@ fn block_for(specs: &[(String, Option<String>, bool, i64)]) -> Snapshot {
         locks: Some(vec![]),
         notes: vec![],
         queue: None,
+        earlier: 0,
     }
 }
 

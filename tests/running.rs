@@ -365,9 +365,12 @@ fn dir(m: &Machine, name: &str) -> std::path::PathBuf {
 #[test]
 fn a_stuck_registry_lock_does_not_hold_the_hook_and_hands_out_no_mail() {
     let m = Machine::new("BOX");
-    m.session("PEER/p", &["msg", "send", "BOX", "for the main window", "--force"])
-        .assert()
-        .success();
+    m.session(
+        "PEER/p",
+        &["msg", "send", "BOX", "for the main window", "--force"],
+    )
+    .assert()
+    .success();
     let w = Window::open();
     // Another process holds the registry's lock (a hook stopped mid-write).
     let lock = std::fs::OpenOptions::new()
@@ -377,7 +380,11 @@ fn a_stuck_registry_lock_does_not_hold_the_hook_and_hands_out_no_mail() {
         .open(m.claude_dir().join("coord-windows.json.lock"))
         .unwrap();
     lock.lock().unwrap();
-    let mut c = m.std_bin("coord-hook", None, &["--format", "json", "--timeout", "500"]);
+    let mut c = m.std_bin(
+        "coord-hook",
+        None,
+        &["--format", "json", "--timeout", "500"],
+    );
     c.env("CLAUDE_PID", w.pid());
     let input = json!({"cwd": dir(&m, "proj"), "hook_event_name": "SessionStart"});
     let out = run_with_input(&mut c, input.to_string().as_bytes());
@@ -391,7 +398,7 @@ fn a_stuck_registry_lock_does_not_hold_the_hook_and_hands_out_no_mail() {
     drop(lock);
     // Free again: the window is named and sees its mail.
     w.start(&m, &dir(&m, "proj"), "startup", "c");
-    let ctx = common::context(&w.start(&m, &dir(&m, "proj"), "resume", "c"));
+    let ctx = common::context(&w.start(&m, &dir(&m, "proj"), "clear", "c"));
     assert!(ctx.contains("for the main window"), "{ctx}");
     w.close();
 }
@@ -402,14 +409,26 @@ fn a_torn_registry_does_not_hand_one_windows_mail_to_another() {
     let (a, b) = (Window::open(), Window::open());
     a.start(&m, &dir(&m, "projA"), "startup", "a");
     b.start(&m, &dir(&m, "api"), "startup", "b");
-    assert_eq!((a.exported().as_str(), b.exported().as_str()), ("BOX/claude-main", "BOX/api"));
+    assert_eq!(
+        (a.exported().as_str(), b.exported().as_str()),
+        ("BOX/claude-main", "BOX/api")
+    );
     // Torn by a crash: only the first 40 bytes survive.
     let reg = m.claude_dir().join("coord-windows.json");
     let bytes = std::fs::read(&reg).unwrap();
     std::fs::write(&reg, &bytes[..40]).unwrap();
-    m.session("PEER/p", &["msg", "send", "BOX/claude-main", "for the main window", "--force"])
-        .assert()
-        .success();
+    m.session(
+        "PEER/p",
+        &[
+            "msg",
+            "send",
+            "BOX/claude-main",
+            "for the main window",
+            "--force",
+        ],
+    )
+    .assert()
+    .success();
     let in_b = prompt_in(&m, &b, &dir(&m, "api"));
     let in_a = prompt_in(&m, &a, &dir(&m, "projA"));
     assert!(!in_b.contains("for the main window"), "{in_b}");
@@ -425,17 +444,33 @@ fn a_repository_cannot_take_a_live_windows_name() {
     let m = Machine::new("BOX");
     let repo = dir(&m, "repo");
     std::fs::create_dir_all(repo.join(".claude")).unwrap();
-    std::fs::write(repo.join(".claude/identity.json"), r#"{"session": "claude-main"}"#).unwrap();
+    std::fs::write(
+        repo.join(".claude/identity.json"),
+        r#"{"session": "claude-main"}"#,
+    )
+    .unwrap();
     let (a, b) = (Window::open(), Window::open());
     a.start(&m, &dir(&m, "a"), "startup", "a");
     let v = b.start(&m, &repo, "startup", "b");
     assert_eq!(a.exported(), "BOX/claude-main");
     assert_eq!(b.exported(), "BOX/repo");
     let ctx = common::context(&v);
-    assert!(ctx.contains("asks for session name \"claude-main\""), "{ctx}");
-    m.session("PEER/p", &["msg", "send", "BOX", "private to the main window", "--force"])
-        .assert()
-        .success();
+    assert!(
+        ctx.contains("asks for session name \"claude-main\""),
+        "{ctx}"
+    );
+    m.session(
+        "PEER/p",
+        &[
+            "msg",
+            "send",
+            "BOX",
+            "private to the main window",
+            "--force",
+        ],
+    )
+    .assert()
+    .success();
     assert!(!prompt_in(&m, &b, &repo).contains("private to the main"));
     assert!(prompt_in(&m, &a, &dir(&m, "a")).contains("private to the main"));
     // Once the main window is gone, the repository may have the name.
@@ -463,18 +498,28 @@ fn a_burst_between_prompts_is_counted_whole_and_shown_in_turn() {
         }
     }
     let first = common::context(&serde_json::from_str(&prompt_in(&m, &w, &p)).unwrap());
-    assert!(first.contains("NEW COORD MESSAGES: 150 for"), "{}", &first[..200]);
+    assert!(
+        first.contains("NEW COORD MESSAGES: 150 for"),
+        "{}",
+        &first[..200]
+    );
     let framed = first.matches("--- message #").count();
     assert!(framed > 0 && framed < 150);
     let summary = first
         .lines()
         .find(|l| l.contains("more new messages not shown here"))
         .unwrap();
-    assert!(summary.starts_with(&format!("[{} more", 150 - framed)), "{summary}");
+    assert!(
+        summary.starts_with(&format!("[{} more", 150 - framed)),
+        "{summary}"
+    );
     // What was only counted is still new at the next prompt.
     let second = common::context(&serde_json::from_str(&prompt_in(&m, &w, &p)).unwrap());
     assert!(second.contains("--- message #"), "{second}");
-    let again: Vec<&str> = second.lines().filter(|l| l.starts_with("--- message #")).collect();
+    let again: Vec<&str> = second
+        .lines()
+        .filter(|l| l.starts_with("--- message #"))
+        .collect();
     for l in &again {
         assert!(!first.contains(*l), "shown twice: {l}");
     }

@@ -598,7 +598,8 @@ fn a_claim_whose_answer_was_lost_is_resent_and_holds() {
 }
 
 #[test]
-fn a_claim_that_cannot_be_confirmed_says_how_to_check() {
+fn a_refused_claim_says_nothing_was_sent_and_where_the_address_came_from() {
+    // A refused connection sent nothing: no doubt, no retries, no wait.
     let m = Machine::remote("BOX", &dead_url());
     let out = m
         .coord(&["lock", "claim", "web", "deploy"])
@@ -606,7 +607,10 @@ fn a_claim_that_cannot_be_confirmed_says_how_to_check() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("coord lock list --project web"), "{err}");
+    assert!(err.contains("nothing was claimed"), "{err}");
+    assert!(err.contains("identity.json"), "{err}");
+    assert!(err.contains("coord serve"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
     assert!(queue_lines(&m).is_empty());
 }
 
@@ -935,4 +939,29 @@ fn the_hook_reads_a_store_it_cannot_write() {
         .unwrap();
     assert!(ctx.contains("readable by all"), "{ctx}");
     assert!(!ctx.contains("note:"), "{ctx}");
+}
+
+#[test]
+fn a_claim_whose_answer_never_comes_says_how_to_check() {
+    // The request went out, the answer never came: it may have landed.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for c in listener.incoming().take(8).flatten() {
+            open.push(c); // accepted, read by nobody, never answered
+        }
+        std::thread::sleep(std::time::Duration::from_secs(20));
+    });
+    let m = Machine::remote("BOX", &url);
+    let out = m
+        .coord(&["lock", "claim", "web", "deploy"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("cannot tell whether the claim"), "{err}");
+    assert!(err.contains("coord lock list --project web"), "{err}");
+    assert!(queue_lines(&m).is_empty());
+    drop(held);
 }

@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
             locks: Some(vec![]),
             notes: vec![],
             queue: None,
+            earlier: 0,
         };
         let now = chrono::Utc::now();
         let block = hook::render_block(&snap, &now, hook::MAX_OUTPUT);

@@ -465,19 +465,34 @@ fn locks_sql(q: &LockQuery, now: i64) -> (String, Vec<rusqlite::types::Value>) {
 impl LocalStore {
     /// How many todos match `q` without its limit (for `X-Total-Count`).
     pub fn todo_count(&self, q: &TodoQuery) -> Result<u64> {
-        let (sql, params) = todos_sql(&TodoQuery { limit: None, ..q.clone() });
+        let (sql, params) = todos_sql(&TodoQuery {
+            limit: None,
+            ..q.clone()
+        });
         let sql = sql.replacen(&format!("SELECT {TODO_COLS} "), "SELECT count(*) ", 1);
         let refs: Vec<&dyn rusqlite::ToSql> = params.iter().map(|p| p as _).collect();
-        let n: i64 = self.conn.row(&sql, refs.as_slice(), |r| r.get(0)).map_err(|e| store_err(&self.path, e))?;
+        let n: i64 = self
+            .conn
+            .row(&sql, refs.as_slice(), |r| r.get(0))
+            .map_err(|e| store_err(&self.path, e))?;
         Ok(n.max(0) as u64)
     }
 
     /// How many active locks match `q` without its limit.
     pub fn lock_count(&self, q: &LockQuery) -> Result<u64> {
-        let (sql, params) = locks_sql(&LockQuery { limit: None, ..q.clone() }, now_ms());
+        let (sql, params) = locks_sql(
+            &LockQuery {
+                limit: None,
+                ..q.clone()
+            },
+            now_ms(),
+        );
         let sql = sql.replacen(&format!("SELECT {LOCK_COLS} "), "SELECT count(*) ", 1);
         let refs: Vec<&dyn rusqlite::ToSql> = params.iter().map(|p| p as _).collect();
-        let n: i64 = self.conn.row(&sql, refs.as_slice(), |r| r.get(0)).map_err(|e| store_err(&self.path, e))?;
+        let n: i64 = self
+            .conn
+            .row(&sql, refs.as_slice(), |r| r.get(0))
+            .map_err(|e| store_err(&self.path, e))?;
         Ok(n.max(0) as u64)
     }
 

@@ -1,6 +1,7 @@
 //! `coord lock claim|release|list`.
 
 use super::Ctx;
+use crate::backend::local::MAX_TTL_HOURS;
 use crate::cli::LockCmd;
 use crate::error::{Error, Result};
 use crate::model::*;
@@ -30,7 +31,12 @@ fn claim(
     ttl: f64,
     note: Option<String>,
 ) -> Result<()> {
-    if ttl.is_finite() && ttl > 0.0 && (ttl * 3_600_000.0).round() < 1.0 {
+    if !(ttl.is_finite() && ttl > 0.0 && ttl <= MAX_TTL_HOURS) {
+        return Err(Error::Usage(format!(
+            "--ttl {ttl}: give hours, more than 0 and at most {MAX_TTL_HOURS} (a week), e.g. --ttl 0.5"
+        )));
+    }
+    if (ttl * 3_600_000.0).round() < 1.0 {
         return Err(Error::Usage(format!(
             "--ttl {ttl} hours is under a millisecond: the lock would expire before it is stored; give hours, e.g. --ttl 0.5"
         )));
@@ -93,8 +99,23 @@ fn release(ctx: &Ctx, what: &str, resource: Option<&str>, force: bool) -> Result
         session_id: me.clone(),
         force,
     };
-    let Some(written) = ctx.write(&w)? else {
-        return Ok(());
+    // Another session's lock without --force is that session's: exit 3, as
+    // for a claim it holds.
+    let written = match ctx.write(&w) {
+        Ok(Some(w)) => w,
+        Ok(None) => return Ok(()),
+        Err(Error::Rejected {
+            status: 403,
+            detail,
+        }) => {
+            return Err(Error::Conflict {
+                detail: format!(
+                    "{detail}; release it with --force (its holder is told) or ask its holder"
+                ),
+                lock: None,
+            });
+        }
+        Err(e) => return Err(e),
     };
     if let Written::Lock { lock, .. } = &written
         && force
@@ -112,7 +133,7 @@ fn release(ctx: &Ctx, what: &str, resource: Option<&str>, force: bool) -> Result
                 lock.project,
                 lock.resource,
                 lock.id,
-                crate::model::format_time(&lock.expires_at),
+                render::when(&lock.expires_at, &render::now()),
                 lock.project,
                 lock.resource
             ),

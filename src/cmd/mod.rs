@@ -178,6 +178,17 @@ fn claim_with_retries(backend: &dyn Coord, w: &Write, key: &str, l: &NewLock) ->
             Err(e) if may_queue(&e) => e,
             Err(e) => return Err(e),
         };
+        // A refused connection sent nothing: no doubt to resolve, no point
+        // in waiting for it.
+        if sent == 1
+            && let Error::Unreachable { url, reason } = &err
+            && reason == "connection refused"
+        {
+            return Err(Error::Unreachable {
+                url: url.clone(),
+                reason: "connection refused: nothing was sent, so nothing was claimed, and nothing was queued (a lock that cannot be confirmed is no lock)".into(),
+            });
+        }
         if start.elapsed() + pause >= CLAIM_BUDGET {
             return Err(Error::Failed(format!(
                 "cannot tell whether the claim of {p}/{r} went through: {err} (sent {sent} times with the same key); \

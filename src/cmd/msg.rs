@@ -76,9 +76,14 @@ fn resolve(ctx: &Ctx, to: &str, force: bool) -> Result<String> {
         Err(e) if e.is_retryable() => return Ok(expanded),
         Err(e) => return Err(e),
     };
+    // What `coord sessions` lists, and nothing else: the sender itself is
+    // not "known" to be read by anyone just because it sends.
     let me = ctx.session_id();
-    let mut ids: Vec<String> = known.iter().map(|s| s.session_id.clone()).collect();
-    ids.push(me.clone());
+    let ids: Vec<String> = known
+        .iter()
+        .map(|s| s.session_id.clone())
+        .filter(|id| !id.eq_ignore_ascii_case(&me))
+        .collect();
     let machine_of = |id: &str| {
         id.split_once('/')
             .map_or(id.to_string(), |(m, _)| m.to_string())
@@ -89,12 +94,16 @@ fn resolve(ctx: &Ctx, to: &str, force: bool) -> Result<String> {
             .cloned()
             .or_else(|| {
                 // A bare machine: its claude-main, when any session of that
-                // machine is known.
+                // machine is known — or when it is this machine, whose
+                // first window is claude-main.
                 let (m, n) = wanted.split_once('/')?;
                 (n == DEFAULT_SESSION
-                    && ids.iter().any(|id| machine_of(id).eq_ignore_ascii_case(m)))
-                .then(|| format!("{}/{DEFAULT_SESSION}", m.to_uppercase()))
+                    && (machine_of(&me).eq_ignore_ascii_case(m)
+                        || ids.iter().any(|id| machine_of(id).eq_ignore_ascii_case(m))))
+                .then(|| format!("{}/{DEFAULT_SESSION}", m.to_ascii_uppercase()))
             })
+            // Yourself: you read it.
+            .or_else(|| wanted.eq_ignore_ascii_case(&me).then(|| me.clone()))
     };
     if let Some(found) = find(&expanded) {
         return Ok(found);
@@ -119,9 +128,23 @@ fn resolve(ctx: &Ctx, to: &str, force: bool) -> Result<String> {
     near.sort();
     near.dedup_by(|a, b| a.1 == b.1);
     let names: Vec<String> = near.into_iter().take(3).map(|(_, id)| id).collect();
+    let machine = machine_of(&expanded);
+    let machine_known = ids
+        .iter()
+        .any(|id| machine_of(id).eq_ignore_ascii_case(&machine));
+    let why = if machine_known {
+        format!(
+            "no session of the fleet has used {}, so nobody would read it",
+            render::cell(&expanded, 80)
+        )
+    } else {
+        format!(
+            "machine {} has not joined the fleet yet: a machine is known once a Claude Code session with coord-hook starts there",
+            render::cell(&machine, 80)
+        )
+    };
     Err(Error::Usage(format!(
-        "no session of the fleet has used {}, so nobody would read it; known: {} — check `coord sessions`, or send anyway with --force",
-        render::cell(&expanded, 80),
+        "{why}; known: {} — check `coord sessions`, or send anyway with --force (it is read when a session of that name starts)",
         if names.is_empty() {
             "none yet".to_string()
         } else {
@@ -146,7 +169,19 @@ fn reply(ctx: &Ctx, id: i64, body: Option<String>, file: Option<&std::path::Path
     } else {
         format!("re: {topic}")
     };
-    deliver(ctx, original.from_session, body, Some(subject), Some(id))
+    deliver(ctx, original.from_session, body, Some(subject), Some(id))?;
+    // Answered is acknowledged: it does not come back after /clear, and is
+    // not answered twice.
+    if !original.read {
+        ctx.write(&Write::MarkRead {
+            id,
+            session: ctx.session_id(),
+        })?;
+        if !ctx.json {
+            super::out(&format!("marked message {id} read\n"));
+        }
+    }
+    Ok(())
 }
 
 /// Message `id` among this session's (read or not).

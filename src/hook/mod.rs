@@ -29,7 +29,7 @@ pub const MAX_BODY: usize = 2_000;
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(15 * 60);
 /// The most stdin the hook reads, and how long it waits for it.
 const MAX_INPUT: u64 = 1024 * 1024;
-const INPUT_WAIT: Duration = Duration::from_millis(250);
+pub(crate) const INPUT_WAIT: Duration = Duration::from_millis(250);
 
 pub mod prompt;
 pub mod wait;
@@ -37,6 +37,21 @@ pub mod wait;
 pub const HEADER: &str = "UNREAD COORD MESSAGES";
 /// Ends the new messages of a prompt or a wake-up.
 pub const END_NEW: &str = "=== END NEW COORD MESSAGES ===";
+
+/// The window a hook runs for: its process, and the conversation Claude
+/// Code names in its input (the key when there is no `CLAUDE_PID`: another
+/// host, an older Claude Code).
+pub fn window_id(input: &HookInput) -> crate::sessions::WindowId {
+    crate::sessions::WindowId {
+        pid: claude_pid(),
+        conversation: input
+            .session_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && s.len() <= 200)
+            .map(str::to_string),
+    }
+}
 
 /// This Claude Code window's process (`CLAUDE_PID`, which Claude Code sets
 /// for hooks and for the commands the model runs).
@@ -92,7 +107,7 @@ impl HookInput {
 
 /// Reads stdin only when it is not a terminal, with a size and time bound,
 /// so an open pipe never holds the session up.
-fn read_input(wait: Duration) -> HookInput {
+pub(crate) fn read_input(wait: Duration) -> HookInput {
     if std::io::stdin().is_terminal() {
         return HookInput::default();
     }
@@ -168,6 +183,9 @@ pub struct Snapshot {
     pub notes: Vec<String>,
     /// A line about queued writes, when there were any.
     pub queue: Option<String>,
+    /// Unread messages left out because this conversation was shown them
+    /// before (a resumed conversation's history still holds them).
+    pub earlier: usize,
 }
 
 impl Snapshot {
@@ -507,14 +525,23 @@ pub(crate) fn name_this_window(
     cwd: &Path,
     deadline: Instant,
 ) -> Result<(), String> {
-    let pid = claude_pid();
-    if let Some(pid) = pid {
+    let win = window_id(input);
+    if win.is_known() {
         let wanted = id.session_explicit.then(|| id.session.clone());
         let project = project_name(cwd);
+        let start = input
+            .hook_event_name
+            .as_deref()
+            .is_none_or(|e| e == "SessionStart");
         match crate::sessions::registry(&id.state_dir)
             .until(deadline)
-            .name_for(pid, wanted.as_deref(), id.session_from_project, project.as_deref())
-        {
+            .name_for(
+                &win,
+                wanted.as_deref(),
+                id.session_from_project,
+                project.as_deref(),
+                start,
+            ) {
             Ok((name, note)) => {
                 id.session = name;
                 if let Some(n) = note {
@@ -882,7 +909,14 @@ pub fn render_block_framed(s: &Snapshot, now: &Time, budget: usize) -> (String, 
     if count > 0 {
         out.push_str(&format!("(newest first; {shown} of {count} shown)\n"));
     }
+    if s.earlier > 0 {
+        out.push_str(&format!(
+            "({} of them were shown earlier in this conversation and are not repeated: `coord msg inbox` lists every unread one)\n",
+            s.earlier
+        ));
+    }
     out.push_str(&body);
+    let count = count.saturating_sub(s.earlier);
     if shown < count {
         let hidden = &msgs[shown.min(msgs.len())..];
         let range = match (
@@ -1054,7 +1088,10 @@ pub fn run(opts: HookOptions) {
         window_note = name_this_window(id, &input, &cwd, started + limit / 2).err();
     }
     // Without a name the window could be shown another window's mail.
-    let unnamed = window_note.as_deref().is_some_and(|n| n.starts_with(UNNAMED));
+    let unnamed = window_note
+        .as_deref()
+        .is_some_and(|n| n.starts_with(UNNAMED));
+    let resumed = input.source.as_deref() == Some("resume");
     let event = input
         .hook_event_name
         .clone()
@@ -1065,6 +1102,7 @@ pub fn run(opts: HookOptions) {
         if let (Ok(id), false) = (&identity, unnamed) {
             crate::cmd::out(&prompt::output(
                 id,
+                &window_id(&input),
                 started,
                 limit,
                 opts.format == Format::Json,
@@ -1084,6 +1122,19 @@ pub fn run(opts: HookOptions) {
             if unnamed {
                 snap.messages = None;
                 snap.message_total = None;
+            }
+            // A resumed conversation still holds what it was shown.
+            let win = window_id(&input);
+            if resumed
+                && win.is_known()
+                && let Some(msgs) = snap.messages.as_mut()
+                && let Ok(shown) = crate::sessions::registry(&id.state_dir)
+                    .until(started + limit)
+                    .shown_of(&win)
+            {
+                let before = msgs.len();
+                msgs.retain(|m| shown.binary_search(&m.id).is_err());
+                snap.earlier = before - msgs.len();
             }
             snap.queue = queue;
             if let Some(asked) = capped {
@@ -1119,13 +1170,18 @@ pub fn run(opts: HookOptions) {
         Format::Text => render_block_framed(&snap, &now, MAX_OUTPUT),
     };
     // A new context: what this block framed is all it has been shown (the
-    // messages only counted or summarised come at the next prompt).
-    if let (Ok(id), false, Some(pid), Some(_)) =
-        (&identity, opts.preview, claude_pid(), &snap.messages)
-    {
+    // messages only counted or summarised come at the next prompt). A
+    // resumed one adds to what it was shown.
+    let win = window_id(&input);
+    if let (Ok(id), false, true) = (&identity, opts.preview, win.is_known()) {
+        let framed = if snap.messages.is_some() {
+            framed
+        } else {
+            Vec::new()
+        };
         let _ = crate::sessions::registry(&id.state_dir)
             .until(started + limit)
-            .reset_shown(pid, &framed);
+            .reset_shown(&win, &framed, resumed);
     }
     if opts.preview {
         let style = Style::detect(opts.no_color, std::io::stdout().is_terminal());

@@ -96,10 +96,16 @@ pub fn frame(head: &str, msgs: &[Message], more: u64, cap: usize) -> (String, Ve
 }
 
 /// What the prompt hook prints: nothing when nothing is new.
-pub fn output(id: &Identity, started: Instant, limit: Duration, json: bool) -> String {
-    let Some(pid) = super::claude_pid() else {
+pub fn output(
+    id: &Identity,
+    win: &crate::sessions::WindowId,
+    started: Instant,
+    limit: Duration,
+    json: bool,
+) -> String {
+    if !win.is_known() {
         return String::new();
-    };
+    }
     let deadline = started + limit;
     let Ok(page) = unread(id, deadline, None, 0) else {
         // A prompt is no place for a failure note every turn: the next
@@ -107,7 +113,7 @@ pub fn output(id: &Identity, started: Instant, limit: Duration, json: bool) -> S
         return String::new();
     };
     let registry = crate::sessions::registry(&id.state_dir).until(deadline);
-    let Some(text) = show_new(&registry, pid, page, |n| head(id, n), MAX_OUTPUT - 300) else {
+    let Some(text) = show_new(&registry, win, page, |n| head(id, n), MAX_OUTPUT - 300) else {
         return String::new();
     };
     if json {
@@ -132,7 +138,7 @@ pub fn output(id: &Identity, started: Instant, limit: Duration, json: bool) -> S
 /// than the page.
 pub fn show_new(
     registry: &crate::sessions::Windows,
-    pid: u32,
+    win: &crate::sessions::WindowId,
     page: Page,
     head: impl FnOnce(u64) -> String,
     cap: usize,
@@ -142,7 +148,7 @@ pub fn show_new(
         .total
         .map_or(0, |t| t.saturating_sub(page.messages.len() as u64));
     registry
-        .take_new(pid, &ids, |new| {
+        .take_new(win, &ids, |new| {
             let msgs: Vec<Message> = page
                 .messages
                 .iter()

@@ -23,6 +23,10 @@ const LONG_POLL_SECS: u64 = 10;
 /// 1% of a core), and between polls of a server that does not hold.
 const LOCAL_EVERY: Duration = Duration::from_millis(400);
 const POLL_EVERY: Duration = Duration::from_secs(3);
+/// How long a waiter started beside the session-start block waits for it
+/// to name the window and write what it showed, and how often it looks.
+const BLOCK_WAIT: Duration = Duration::from_secs(15);
+const BLOCK_POLL: Duration = Duration::from_millis(50);
 /// How often the waiter refreshes this session's presence.
 const PRESENCE_EVERY: Duration = Duration::from_secs(300);
 /// The most a wake-up prints (Claude Code takes more here, but a turn
@@ -41,19 +45,37 @@ pub fn run(identity: Option<&std::path::Path>) -> u8 {
     if !interactive() {
         return QUIET;
     }
-    let Some(window) = super::claude_pid() else {
+    let Some(pid) = super::claude_pid() else {
         return QUIET;
     };
+    let window = sessions::WindowId {
+        pid: Some(pid),
+        conversation: None,
+    };
+    let window = &window;
     let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
     let Ok(mut id) = Identity::load(identity, &cwd) else {
         return QUIET;
     };
     let registry = sessions::registry(&id.state_dir);
-    // The name the session start gave this window.
-    match registry.name_of(window) {
-        Ok(Some(name)) if !id.session_explicit => id.session = name,
-        Ok(_) => {}
-        Err(_) => return QUIET,
+    // Claude Code starts the session-start block and this waiter at once:
+    // wait (bounded) until the block has named the window and written
+    // what it shows, so that neither misses nor repeats a message.
+    let until = Instant::now() + BLOCK_WAIT;
+    let name = loop {
+        match registry.name_of(window) {
+            Ok(Some((name, false))) => break Some(name),
+            Ok(Some((name, true))) if Instant::now() >= until => break Some(name),
+            Ok(None) if Instant::now() >= until => break None,
+            _ if !sessions::alive(pid) => return QUIET,
+            _ => std::thread::sleep(BLOCK_POLL),
+        }
+    };
+    let Some(name) = name else {
+        return QUIET;
+    };
+    if !id.session_explicit {
+        id.session = name;
     }
     let me = std::process::id();
     if !matches!(registry.set_waiter(window, me), Ok(true)) {
