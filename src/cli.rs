@@ -95,6 +95,10 @@ pub enum Command {
         /// arrives (and remove it if it is installed).
         #[arg(long)]
         no_wait: bool,
+        /// Add no permission rules: each coord command the model runs asks
+        /// first (and remove ours if they are there).
+        #[arg(long)]
+        no_allow: bool,
     },
     /// Remove our entry from Claude Code's settings.json (and nothing else).
     Uninstall {

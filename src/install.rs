@@ -20,6 +20,66 @@ pub const CLAUDE_TIMEOUT_S: u64 = 10;
 pub const WAITER_TIMEOUT_S: u64 = 86_400;
 /// The skill, as shipped.
 pub const SKILL: &str = include_str!("../hooks/skill/SKILL.md");
+/// What the model may run without asking a person: coord's everyday
+/// commands, so that a wake-up's `coord msg reply` does not stall on an
+/// approval prompt. Not `serve`, `install`, `uninstall` or `sync` (which
+/// can drop queued writes).
+pub const ALLOW_RULES: &[&str] = &[
+    "Bash(coord msg:*)",
+    "Bash(coord todo:*)",
+    "Bash(coord lock:*)",
+    "Bash(coord sessions:*)",
+    "Bash(coord status:*)",
+    "Bash(coord whoami:*)",
+    "Bash(coord component:*)",
+    "Bash(coord workflow:*)",
+];
+
+/// Adds our allow rules to `permissions.allow` (`allow`), or removes
+/// exactly them; everything else there is kept. Answers whether it changed
+/// anything.
+pub fn merge_allow(settings: &mut Value, allow: bool) -> std::result::Result<bool, String> {
+    let Some(root) = settings.as_object_mut() else {
+        return Err("the top level is not a JSON object".into());
+    };
+    if !allow && !root.contains_key("permissions") {
+        return Ok(false);
+    }
+    let perms = root
+        .entry("permissions")
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()
+        .ok_or("\"permissions\" is not an object")?;
+    if !allow && !perms.contains_key("allow") {
+        return Ok(false);
+    }
+    let list = perms
+        .entry("allow")
+        .or_insert_with(|| Value::Array(Vec::new()))
+        .as_array_mut()
+        .ok_or("\"permissions.allow\" is not an array")?;
+    let before = list.len();
+    let mut changed = false;
+    if allow {
+        for rule in ALLOW_RULES {
+            if !list.iter().any(|v| v.as_str() == Some(rule)) {
+                list.push(json!(rule));
+                changed = true;
+            }
+        }
+    } else {
+        list.retain(|v| !v.as_str().is_some_and(|s| ALLOW_RULES.contains(&s)));
+        changed = list.len() != before;
+        // Leave no empty containers of ours behind.
+        if list.is_empty() {
+            perms.remove("allow");
+        }
+        if perms.is_empty() {
+            root.remove("permissions");
+        }
+    }
+    Ok(changed)
+}
 
 /// What one of our hooks does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -482,16 +542,20 @@ fn write_settings(path: &Path, value: &Value) -> Result<Option<PathBuf>> {
     Ok(backup)
 }
 
-pub fn install(project: Option<&Path>, print: bool, waiter: bool) -> Result<()> {
+pub fn install(project: Option<&Path>, print: bool, waiter: bool, allow: bool) -> Result<()> {
     let program = hook_program()?;
     if print {
         let mut hooks = Map::new();
         for (event, entry) in entries(&program, waiter) {
             hooks.insert(event.to_string(), json!([entry]));
         }
+        let mut snippet = json!({ "hooks": hooks });
+        if allow {
+            snippet["permissions"] = json!({ "allow": ALLOW_RULES });
+        }
         out(&format!(
             "{}\n",
-            serde_json::to_string_pretty(&json!({ "hooks": hooks })).unwrap_or_default()
+            serde_json::to_string_pretty(&snippet).unwrap_or_default()
         ));
         return Ok(());
     }
@@ -503,8 +567,9 @@ pub fn install(project: Option<&Path>, print: bool, waiter: bool) -> Result<()> 
     }
     let mut settings = read_settings(&path)?.unwrap_or_else(|| json!({}));
     let merged = merge(&mut settings, &program, waiter).map_err(|m| Error::bad_input(&path, m))?;
+    let allowed = merge_allow(&mut settings, allow).map_err(|m| Error::bad_input(&path, m))?;
     let skill_note = write_skill(&skill)?;
-    let mut done = if merged.changed {
+    let mut done = if merged.changed || allowed {
         let what = if waiter {
             "the session-start block, the prompt hook and the waiter"
         } else {
@@ -515,6 +580,11 @@ pub fn install(project: Option<&Path>, print: bool, waiter: bool) -> Result<()> 
             "installed {what} in {}\n  command: {program}\n",
             shown.display()
         );
+        s.push_str(if allow {
+            "  the model may run coord msg, todo, lock, sessions, status, whoami, component and workflow without asking (permissions.allow; --no-allow leaves them out)\n"
+        } else {
+            "  no permission rules: each coord command the model runs asks you first\n"
+        });
         if path != shown {
             s.push_str(&format!("  (a link: written to {})\n", path.display()));
         }
@@ -610,7 +680,8 @@ pub fn uninstall(project: Option<&Path>) -> Result<()> {
             shown.display()
         )),
         Some(mut settings) => {
-            if remove(&mut settings) {
+            let rules = merge_allow(&mut settings, false).unwrap_or(false);
+            if remove(&mut settings) || rules {
                 if settings.as_object().is_some_and(Map::is_empty) {
                     // Nothing left but what we put there: no empty file.
                     let bak = write_settings(&path, &settings)?;

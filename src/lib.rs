@@ -206,7 +206,8 @@ fn dispatch_command(cli: Cli, name: &'static str) -> Result<(), Error> {
             project,
             print,
             no_wait,
-        } => install::install(project.as_deref(), print, !no_wait),
+            no_allow,
+        } => install::install(project.as_deref(), print, !no_wait, !no_allow),
         Command::Uninstall { project } => install::uninstall(project.as_deref()),
         Command::Serve {
             listen,

@@ -506,3 +506,36 @@ fn both_binaries_answer_version() {
         assert!(stdout(&out).contains(env!("CARGO_PKG_VERSION")));
     }
 }
+
+#[test]
+fn a_reply_acknowledges_what_it_answers() {
+    let m = Machine::new("BOX");
+    m.arrive(Some("peer"));
+    m.arrive(None);
+    let id = m.json(
+        Some("peer"),
+        &["msg", "send", "BOX", "can you run the tests?"],
+    )["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    let out = m.coord(&["msg", "reply", &id, "on it"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&format!("marked message {id} read")));
+    let unread = m.json(None, &["msg", "inbox"]);
+    assert!(unread.as_array().unwrap().is_empty(), "{unread}");
+}
+
+#[test]
+fn serve_listens_on_localhost_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::Server::start_with(&dir.path().join("s.db"), "localhost:0", &[]);
+    assert!(s.url.starts_with("http://127.0.0.1:"), "{}", s.url);
+    let m = Machine::new("BOX");
+    let out = m
+        .coord(&["serve", "--listen", "nowhere:port", "--db", "x.db"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("localhost:8001"), "{}", stderr(&out));
+}

@@ -49,9 +49,12 @@ fn install_merges_keeps_the_rest_and_is_idempotent() {
     let exe = exe.strip_prefix(r"\\?\").unwrap_or(&exe);
     assert!(command.contains(exe), "{command}");
     assert!(!command.contains(r"\\?\"), "{command}");
-    for key in ["model", "permissions", "someFutureKey"] {
+    for key in ["model", "someFutureKey"] {
         assert_eq!(after[key], existing()[key], "{key}");
     }
+    // The user's rules stay first; ours follow (see the permissions test).
+    assert_eq!(after["permissions"]["allow"][0], "Bash(git status)");
+    assert_eq!(after["permissions"]["deny"], json!([]));
     assert_eq!(
         after["hooks"]["PreToolUse"],
         existing()["hooks"]["PreToolUse"]
@@ -469,4 +472,47 @@ fn the_installed_command_keeps_a_hostile_folder_name_a_name() {
     assert!(!m.root().join("PWNED").exists() && !m.root().join("PWNED2").exists());
     assert!(run.status.success(), "{command}: {}", stderr(&run));
     assert!(stdout(&run).contains("coord"), "{}", stdout(&run));
+}
+
+#[test]
+fn install_allows_coords_everyday_commands_and_uninstall_removes_exactly_those() {
+    let m = Machine::new("BOX");
+    let settings = m.claude_dir().join("settings.json");
+    std::fs::write(
+        &settings,
+        r#"{"permissions":{"allow":["Bash(git status)"]}}"#,
+    )
+    .unwrap();
+    let out = install_in(&m, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("without asking"), "{}", stdout(&out));
+    let allow: Vec<String> = read(&settings)["permissions"]["allow"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(allow[0], "Bash(git status)");
+    for rule in coord_hook::install::ALLOW_RULES {
+        assert!(allow.contains(&rule.to_string()), "{rule}");
+    }
+    for never in ["serve", "install", "sync"] {
+        assert!(!allow.iter().any(|r| r.contains(never)), "{never}");
+    }
+    // --no-allow takes ours out again, and nothing else.
+    let out = m
+        .bin("coord-hook", None, &["install", "--no-allow"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        read(&settings)["permissions"]["allow"],
+        json!(["Bash(git status)"])
+    );
+    install_in(&m, None);
+    m.bin("coord-hook", None, &["uninstall"]).assert().success();
+    assert_eq!(
+        read(&settings),
+        json!({"permissions": {"allow": ["Bash(git status)"]}})
+    );
 }

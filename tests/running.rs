@@ -525,3 +525,78 @@ fn a_burst_between_prompts_is_counted_whole_and_shown_in_turn() {
     }
     w.close();
 }
+
+#[test]
+fn a_waiter_started_before_the_block_waits_for_it_and_repeats_nothing() {
+    let m = Machine::new("BOX");
+    m.arrive(Some("peer"));
+    send(&m, "before the session");
+    let w = Window::open();
+    // Claude Code starts both at once; here the waiter is first.
+    let waiting = waiter(&m, &w, "1");
+    std::thread::sleep(Duration::from_millis(300));
+    let ctx = common::context(&w.start(&m, &project(&m), "startup", "c1"));
+    assert!(ctx.contains("before the session"), "{ctx}");
+    send(&m, "while idle");
+    let (code, err) = ends(waiting, Duration::from_secs(30));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("| while idle"), "{err}");
+    assert!(!err.contains("before the session"), "shown twice: {err}");
+    w.close();
+}
+
+#[test]
+fn a_conversation_resumed_in_a_new_process_keeps_its_address_and_what_it_saw() {
+    let m = Machine::new("BOX");
+    m.arrive(Some("peer"));
+    let web = dir(&m, "web");
+    let api = dir(&m, "api");
+    let (first, second) = (Window::open(), Window::open());
+    first.start(&m, &web, "startup", "conv-web");
+    second.start(&m, &api, "startup", "conv-api");
+    assert_eq!(second.exported(), "BOX/api");
+    m.json(Some("peer"), &["msg", "send", "BOX/api", "seen by api"]);
+    let ctx = common::context(&second.start(&m, &api, "clear", "conv-api"));
+    assert!(ctx.contains("seen by api"), "{ctx}");
+    // `claude --resume conv-api` in a new process, after the old one ended;
+    // a fresh window of another project starts meanwhile.
+    second.close();
+    let other = Window::open();
+    other.start(&m, &dir(&m, "zzz"), "startup", "conv-other");
+    m.json(Some("peer"), &["msg", "send", "BOX/api", "while closed"]);
+    let resumed = Window::open();
+    let ctx = common::context(&resumed.start(&m, &api, "resume", "conv-api"));
+    assert_eq!(resumed.exported(), "BOX/api");
+    assert!(ctx.contains("while closed"), "{ctx}");
+    // What the conversation was shown is still in its history.
+    assert!(!ctx.contains("| seen by api"), "{ctx}");
+    assert!(ctx.contains("shown earlier in this conversation"), "{ctx}");
+    // A new conversation in the same project is not the resumed one.
+    let fresh = Window::open();
+    fresh.start(&m, &api, "startup", "conv-new");
+    assert_ne!(fresh.exported(), "BOX/api");
+    for w in [first, other, resumed, fresh] {
+        w.close();
+    }
+}
+
+#[test]
+fn without_claude_pid_the_prompt_hook_goes_by_the_conversation() {
+    let m = Machine::new("BOX");
+    m.arrive(Some("peer"));
+    let p = project(&m);
+    let hook = |event: &str| {
+        let mut c = m.std_bin("coord-hook", None, &["--format", "json"]);
+        c.env_remove("CLAUDE_PID");
+        let input = json!({"session_id": "conv-np", "cwd": p, "hook_event_name": event,
+                           "source": "startup", "prompt": "go on"});
+        let out = run_with_input(&mut c, input.to_string().as_bytes());
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    hook("SessionStart");
+    send(&m, "news without a pid");
+    let first = hook("UserPromptSubmit");
+    assert!(first.contains("news without a pid"), "{first}");
+    assert_eq!(hook("UserPromptSubmit"), "");
+}
