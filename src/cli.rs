@@ -12,7 +12,7 @@ use crate::model::StatusFilter;
     name = "coord",
     version,
     about = "Messages, todos, locks and deploy states for a fleet of Claude Code sessions",
-    after_help = "Exit codes: 0 done, 1 failed, 2 usage, 3 lock held by another session."
+    max_term_width = 80
 )]
 pub struct Cli {
     /// Read this identity.json instead of searching for one.
@@ -24,14 +24,15 @@ pub struct Cli {
     /// Never colour the output (NO_COLOR does the same).
     #[arg(long, global = true)]
     pub no_color: bool,
-    /// Show what the session-start hook would put into the model's context,
-    /// without side effects.
+    /// Show the block a session starting now would get, and change
+    /// nothing.
     #[arg(long)]
     pub preview: bool,
-    /// Hook output: plain text, or Claude Code's JSON (what `install` wires).
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    /// The hook's output: text, or json for Claude Code (what install
+    /// wires).
+    #[arg(long, value_enum, default_value_t = Format::Text, hide_possible_values = true)]
     pub format: Format,
-    /// Hook deadline in milliseconds [default: 2000].
+    /// The hook's deadline in milliseconds [default: 2000].
     #[arg(long, value_name = "MS")]
     pub timeout: Option<u64>,
     #[command(subcommand)]
@@ -79,11 +80,16 @@ pub enum Command {
         #[arg(long, conflicts_with_all = ["list", "drop"])]
         retry_rejected: bool,
     },
-    /// The asyncRewake waiter (coord-hook wait): exits 2 with new messages
-    /// on stderr to wake an idle Claude Code session.
-    #[command(hide = true)]
+    /// The waiter Claude Code runs while a session is idle: exits 2 with
+    /// new messages on stderr, which wakes the session.
     Wait,
-    /// Wire the session-start hook into Claude Code's settings.json.
+    /// Wire coord into Claude Code: the session-start block, the prompt
+    /// hook and the waiter in settings.json, the skill beside them, and
+    /// permission for coord's everyday commands.
+    #[command(after_help = "Examples:\n  \
+        coord-hook install                  # ~/.claude, every project\n  \
+        coord-hook install --project .      # this project only\n  \
+        coord-hook install --print          # show the settings, write nothing")]
     Install {
         /// Install into DIR/.claude/settings.json instead of ~/.claude/settings.json.
         #[arg(long, value_name = "DIR")]
@@ -100,7 +106,8 @@ pub enum Command {
         #[arg(long)]
         no_allow: bool,
     },
-    /// Remove our entry from Claude Code's settings.json (and nothing else).
+    /// Remove what install added: our hook entries and permission rules
+    /// from settings.json, and our skill; nothing else.
     Uninstall {
         /// Remove it from DIR/.claude/settings.json instead.
         #[arg(long, value_name = "DIR")]
@@ -131,6 +138,10 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum MsgCmd {
     /// Send a message to a session, a machine, or everyone.
+    #[command(after_help = "Examples:\n  \
+        coord msg send HOWARD-WORK \"the api is deployed\" -s deploy\n  \
+        coord msg send HOWARD-WORK/api \"can you run the smoke tests?\"\n  \
+        git log -1 | coord msg send fleet -")]
     Send(MsgSend),
     /// Answer a message: to its sender, `re: ` its subject.
     Reply {
@@ -234,6 +245,9 @@ pub struct TodoAdd {
 #[derive(Debug, Subcommand)]
 pub enum LockCmd {
     /// Claim a resource; renewing your own lock extends it.
+    #[command(after_help = "Examples:\n  \
+        coord lock claim web deploy --ttl 1 --note \"cutting 1.4\"\n  \
+        coord lock release web deploy")]
     Claim {
         project: String,
         resource: String,

@@ -37,7 +37,7 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
         run_hook(opts);
         return ExitCode::from(exit::OK);
     }
-    let matches = Cli::command().name(name).try_get_matches_from(&args);
+    let matches = command_for(name).try_get_matches_from(&args);
     let cli = match matches.and_then(|m| Cli::from_arg_matches(&m)) {
         Ok(cli) => cli,
         Err(e) => {
@@ -67,6 +67,55 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
             note(&format!("error: {}", render::cell(&line, 2000)));
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// The commands every coord user runs, in `coord --help`'s examples.
+const COORD_EXAMPLES: &str = "Examples:
+  coord msg send HOWARD-WORK \"api is deployed\"  # to that machine's first window
+  coord msg inbox                               # what is unread here
+  coord msg reply 12 \"on it\"                   # answer, and mark it read
+  coord lock claim web deploy --ttl 1           # exit 3 if someone holds it
+  coord sessions                                # who the fleet has seen
+
+Exit codes: 0 done, 1 failed, 2 usage, 3 lock held by another session.
+Wire it into Claude Code with `coord-hook install`.";
+
+const HOOK_ABOUT: &str = "The Claude Code side of coord. With no subcommand it IS the hook: it reads Claude Code's JSON on stdin and prints the block of unread messages, todos and locks (at session start) or what is new (before a prompt). It always exits 0.";
+
+const HOOK_EXAMPLES: &str = "Examples:
+  coord-hook install      # wire it into ~/.claude, with the skill
+  coord-hook --preview    # the block a session starting now would get
+  coord-hook uninstall    # take it all out again
+
+Every coord command works here too (coord-hook msg inbox); see coord --help.";
+
+/// The command line of `name`: `coord` shows the fleet commands, with the
+/// hook's flags and subcommands hidden; `coord-hook` shows the hook, its
+/// flags, install, uninstall and wait, with the fleet commands hidden (they
+/// still work).
+fn command_for(name: &'static str) -> clap::Command {
+    const HOOK_ARGS: [&str; 3] = ["preview", "format", "timeout"];
+    const HOOK_COMMANDS: [&str; 3] = ["install", "uninstall", "wait"];
+    let mut cmd = Cli::command().name(name).bin_name(name);
+    if name == "coord-hook" {
+        let fleet: Vec<String> = cmd
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .filter(|s| !HOOK_COMMANDS.contains(&s.as_str()))
+            .collect();
+        for s in fleet {
+            cmd = cmd.mut_subcommand(s, |c| c.hide(true));
+        }
+        cmd.about(HOOK_ABOUT).after_help(HOOK_EXAMPLES)
+    } else {
+        for a in HOOK_ARGS {
+            cmd = cmd.mut_arg(a, |a| a.hide(true));
+        }
+        for s in HOOK_COMMANDS {
+            cmd = cmd.mut_subcommand(s, |c| c.hide(true));
+        }
+        cmd.after_help(COORD_EXAMPLES)
     }
 }
 
@@ -187,7 +236,7 @@ fn dispatch_command(cli: Cli, name: &'static str) -> Result<(), Error> {
                 no_color: cli.no_color,
             });
         } else {
-            let _ = Cli::command().name(name).print_help();
+            let _ = command_for(name).print_help();
         }
         return Ok(());
     };

@@ -539,3 +539,31 @@ fn serve_listens_on_localhost_by_name() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("localhost:8001"), "{}", stderr(&out));
 }
+
+#[test]
+fn each_binary_helps_with_its_own_job_in_80_columns() {
+    let m = Machine::new("BOX");
+    let coord = stdout(&m.coord(&["--help"]).output().unwrap());
+    let hook = stdout(&m.bin("coord-hook", None, &["--help"]).output().unwrap());
+    for flag in ["--preview", "--format", "--timeout"] {
+        assert!(!coord.contains(flag), "coord --help shows {flag}");
+        assert!(hook.contains(flag), "coord-hook --help lacks {flag}");
+    }
+    for cmd in ["  wait ", "  install ", "  uninstall "] {
+        assert!(hook.contains(cmd), "coord-hook --help lacks {cmd}");
+        assert!(!coord.contains(cmd), "coord --help shows {cmd}");
+    }
+    assert!(hook.contains("IS the hook"), "{hook}");
+    assert!(coord.contains("Examples:") && hook.contains("Examples:"));
+    for text in [&coord, &hook] {
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "over 80 columns: {line:?}");
+        }
+    }
+    // Hidden is not gone: the hook's flags and the fleet commands still work
+    // on either binary.
+    m.bin("coord-hook", None, &["msg", "inbox"])
+        .assert()
+        .success();
+    m.coord(&["--preview"]).assert().success();
+}
