@@ -281,10 +281,12 @@ where
 }
 
 impl Conn {
-    /// How readily this connection is closed to make room: 0 idle, 1 a
-    /// held long-poll, 2 a request in flight (its body still arriving, or a
-    /// write waiting for the store); None for one that just arrived or
-    /// just started its request (it gets to finish sending it).
+    /// How readily this connection is closed to make room: 0 idle for a
+    /// while, 1 a held long-poll, 2 a request in flight for a while (its
+    /// body still arriving, or a write waiting for the store), 3 one that
+    /// only just arrived and has not sent a whole request (under a flood of
+    /// new connections, the oldest of them makes room for the next); None
+    /// for a request that just started (it gets to finish).
     fn eviction_rank(&self) -> Option<u8> {
         use std::sync::atomic::Ordering;
         // A held long-poll has said all it will: it can go at once.
@@ -294,9 +296,10 @@ impl Conn {
         let quiet = clock_ms().saturating_sub(self.state.idle_since.load(Ordering::SeqCst))
             >= MIN_IDLE_TO_EVICT.as_millis() as u64;
         match (quiet, self.state.busy.load(Ordering::SeqCst)) {
-            (false, _) => None,
             (true, 0) => Some(0),
             (true, _) => Some(2),
+            (false, 0) => Some(3),
+            (false, _) => None,
         }
     }
 }
@@ -304,8 +307,8 @@ impl Conn {
 impl Conns {
     /// Registers a new connection from `peer`, asking another to close
     /// where a bound is reached. None when a bound is reached and every
-    /// connection there has only just arrived: then the new one is turned
-    /// away (the bounds hold; a second later there is room).
+    /// connection there has a request just started: then the new one is
+    /// turned away (the bounds hold; a moment later there is room).
     fn open(
         &mut self,
         peer: std::net::IpAddr,

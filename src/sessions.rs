@@ -440,6 +440,21 @@ impl Windows {
         }
     }
 
+    /// The names of this machine's open windows, and of those that closed,
+    /// read without the lock (None when there is no registry to read).
+    pub fn window_names(&self) -> Option<(Vec<String>, Vec<String>)> {
+        let r = self.peek()?;
+        let now = now_ms();
+        let (open, gone): (Vec<Window>, Vec<Window>) =
+            r.windows.into_iter().partition(|w| w.is_open(now));
+        let closed = gone
+            .into_iter()
+            .map(|w| w.name)
+            .chain(r.closed.into_iter().map(|c| c.name))
+            .collect();
+        Some((open.into_iter().map(|w| w.name).collect(), closed))
+    }
+
     /// The name window `win` has, if it registered, and whether its
     /// session start's block is still to come.
     pub fn name_of(&self, win: &WindowId) -> Result<Option<(String, bool)>> {

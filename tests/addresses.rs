@@ -446,3 +446,18 @@ fn a_v1_server_still_sends_and_the_hook_still_works() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("v1"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_window_that_exited_is_not_active_on_its_own_machine() {
+    let m = Machine::new("BOX");
+    let (first, second) = (Window::open(), Window::open());
+    first.start(&m, &project(&m, "web"), "startup", "c-1");
+    second.start(&m, &project(&m, "api"), "startup", "c-2");
+    let active = |id: &str| session_row(&m, id).unwrap()["active"].clone();
+    assert_eq!(active("BOX/api"), true);
+    second.close();
+    // Seen a moment ago, but its window is gone: not active.
+    assert_eq!(active("BOX/api"), false);
+    assert_eq!(active("BOX/claude-main"), true);
+    first.close();
+}

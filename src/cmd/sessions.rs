@@ -21,10 +21,22 @@ pub fn run(ctx: &Ctx, all: bool) -> Result<()> {
     };
     let now = render::now();
     let me = ctx.session_id();
+    // This machine's own windows are known exactly: a session of this
+    // machine is active while a window of that name is open (a window that
+    // exited is not, whenever it was last seen). Other machines' by time.
+    let here = format!("{}/", ctx.identity.machine);
+    let windows = crate::sessions::registry(&ctx.identity.state_dir).window_names();
     let rows: Vec<(serde_json::Value, Vec<String>)> = sessions
         .iter()
         .map(|s| {
-            let active = (now - s.last_seen).num_seconds() <= ACTIVE_SECS;
+            let recent = (now - s.last_seen).num_seconds() <= ACTIVE_SECS;
+            let active = match (&windows, s.session_id.strip_prefix(&here)) {
+                (Some((open, closed)), Some(name)) => {
+                    let has = |l: &[String]| l.iter().any(|n| n.eq_ignore_ascii_case(name));
+                    has(open) || (recent && !has(closed))
+                }
+                _ => recent,
+            };
             let unread = backend.unread_count(&s.session_id).ok().flatten();
             let mut v = serde_json::to_value(s).unwrap_or_default();
             v["active"] = active.into();

@@ -44,8 +44,11 @@ pub const END_NEW: &str = "=== END NEW COORD MESSAGES ===";
 pub fn window_id(input: &HookInput) -> crate::sessions::WindowId {
     crate::sessions::WindowId {
         pid: claude_pid(),
+        // Claude Code also puts it in every hook's environment.
         conversation: input
             .session_id
+            .clone()
+            .or_else(|| env_var("CLAUDE_CODE_SESSION_ID"))
             .as_deref()
             .map(str::trim)
             .filter(|s| !s.is_empty() && s.len() <= 200)
