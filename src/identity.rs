@@ -335,7 +335,7 @@ fn unknown_keys(f: &IdentityFile, path: &Path) -> (Vec<String>, Vec<String>) {
             .map(|known| (edit_distance(&k.to_ascii_lowercase(), known), *known))
             .min()
             .filter(|(d, _)| *d <= 2 || k.eq_ignore_ascii_case("token"));
-        let key = crate::render::cell(k, 40);
+        let key = crate::text::cell(k, 40);
         match near {
             Some((_, known)) => typos.push(format!(
                 "{}: unknown key \"{key}\" — did you mean \"{known}\"?",
@@ -581,7 +581,7 @@ fn check_address_name(what: &str, v: &str) -> Result<()> {
     match address_name_problem(v) {
         Some(p) => Err(Error::Usage(format!(
             "{what}: {:?} {p}",
-            crate::render::clip(v, 80)
+            crate::text::clip(v, 80)
         ))),
         None => Ok(()),
     }

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use crate::cmd::out;
 use crate::error::{Error, Result};
 use crate::identity::home_claude_dir;
+use crate::out::out;
 
 /// The sessions the block runs on.
 pub const MATCHER: &str = "startup|resume|clear|compact";
@@ -591,7 +591,7 @@ pub fn install(project: Option<&Path>, print: bool, waiter: bool, allow: bool) -
         for r in &merged.replaced {
             s.push_str(&format!(
                 "  replaced an entry that already ran coord-hook: {}\n",
-                crate::render::cell(r, 200)
+                crate::text::cell(r, 200)
             ));
         }
         if let Some(b) = backup {

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod clock;
 pub mod cmd;
 pub mod error;
 pub mod fsx;
@@ -11,10 +12,13 @@ pub mod hook;
 pub mod identity;
 pub mod install;
 pub mod model;
+pub mod out;
 pub mod queue;
 pub mod render;
 pub mod server;
 pub mod sessions;
+pub mod text;
+pub mod wire;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -23,9 +27,10 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 
 use cli::{Cli, Command};
-use cmd::{Ctx, note};
+use cmd::Ctx;
 use error::{Error, exit};
 use identity::Identity;
+use out::note;
 
 /// Entry point for both binaries.
 pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
@@ -49,11 +54,11 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
                 // A hook command line in settings.json that we do not
                 // understand: exit 0 and say so, or the session would start
                 // with nothing and no word why.
-                cmd::out(&format!(
+                crate::out::out(&format!(
                     "coord: coord-hook was started with arguments it does not understand ({}); \
                      fix the hook command in Claude Code's settings.json (coord-hook install writes a working one). \
                      The session goes on without coord messages.\n",
-                    render::cell(&e.kind().to_string(), 120)
+                    crate::text::cell(&e.kind().to_string(), 120)
                 ));
                 return ExitCode::from(exit::OK);
             }
@@ -64,7 +69,7 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
             let line = cmd::lock::conflict_line(&e).unwrap_or_else(|| e.to_string());
-            note(&format!("error: {}", render::cell(&line, 2000)));
+            note(&format!("error: {}", crate::text::cell(&line, 2000)));
             ExitCode::from(e.exit_code())
         }
     }
@@ -173,7 +178,7 @@ fn hook_fast_path(args: &[OsString]) -> Option<hook::HookOptions> {
 fn run_hook(opts: hook::HookOptions) {
     std::panic::set_hook(Box::new(|_| {}));
     if std::panic::catch_unwind(move || hook::run(opts)).is_err() {
-        cmd::out(
+        crate::out::out(
             "coord: the coord hook failed unexpectedly; the session goes on without coord messages.\n",
         );
     }
@@ -193,7 +198,7 @@ fn listen_addr(s: &str) -> Result<std::net::SocketAddr, Error> {
     let bad = || {
         Error::Usage(format!(
             "--listen {}: give ADDR:PORT, e.g. 127.0.0.1:8001, localhost:8001, [::1]:8001, or 0.0.0.0:8001 with --token",
-            render::cell(s, 80)
+            crate::text::cell(s, 80)
         ))
     };
     let mut addrs: Vec<std::net::SocketAddr> = s.to_socket_addrs().map_err(|_| bad())?.collect();

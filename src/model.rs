@@ -280,7 +280,7 @@ impl Write {
         match self {
             Write::SendMessage(m) => format!("msg send to {}", m.to_session),
             Write::MarkRead { id, .. } => format!("msg read {id}"),
-            Write::AddTodo(t) => format!("todo add {:?}", crate::render::clip(&t.text, 40)),
+            Write::AddTodo(t) => format!("todo add {:?}", crate::text::clip(&t.text, 40)),
             Write::CompleteTodo { id, .. } => format!("todo done {id}"),
             Write::ClaimLock(l) => format!("lock claim {} {}", l.project, l.resource),
             Write::ReleaseLock { id, .. } => format!("lock release {id}"),
@@ -455,7 +455,7 @@ pub fn name_problem(part: &str) -> Option<String> {
     {
         return Some(format!(
             "holds {}, but only letters A-Z, digits, '.', '_' and '-' are allowed",
-            crate::render::quoted_char(c)
+            crate::text::quoted_char(c)
         ));
     }
     if part.chars().all(|c| c == '.') {
@@ -472,10 +472,10 @@ pub fn address_problem(id: &str) -> Option<String> {
     let Some((machine, name)) = id.split_once('/') else {
         return Some(format!(
             "{} is not MACHINE/NAME",
-            crate::render::quoted(&crate::render::clip(id, 80))
+            crate::text::quoted(&crate::text::clip(id, 80))
         ));
     };
-    let shown = || crate::render::quoted(&crate::render::clip(id, 80));
+    let shown = || crate::text::quoted(&crate::text::clip(id, 80));
     if let Some(p) = name_problem(machine) {
         return Some(format!("{}: the machine {p}", shown()));
     }

@@ -52,7 +52,7 @@ impl Entry {
             key,
             write,
             identity,
-            queued_at: crate::render::now(),
+            queued_at: crate::clock::now(),
             attempts: 0,
             last_error: None,
         }
@@ -433,7 +433,7 @@ impl Queue {
 
     fn reject(&self, line: &str, reason: &str) -> Result<()> {
         let record = serde_json::json!({
-            "rejected_at": crate::model::format_time(&crate::render::now()),
+            "rejected_at": crate::model::format_time(&crate::clock::now()),
             "reason": reason,
             "line": line,
         });
@@ -547,7 +547,7 @@ impl Queue {
                     report.delivered += 1;
                 }
                 Err(e) if keeps_waiting(&e) => {
-                    let why = crate::render::cell(&e.to_string(), 300);
+                    let why = crate::text::cell(&e.to_string(), 300);
                     failed = Some((entry.key.clone(), why.clone()));
                     stop = Some(e.to_string());
                     report.waiting += 1;

@@ -42,11 +42,11 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 fn purge(store: &LocalStore, days: u32) {
     match store.purge(days) {
         Ok(p) if p == crate::backend::local::Purged::default() => {}
-        Ok(p) => crate::cmd::note(&format!(
+        Ok(p) => crate::out::note(&format!(
             "coord serve: retention ({days} days) deleted {} messages, {} done todos, {} idempotency keys, {} expired locks",
             p.messages, p.todos, p.keys, p.locks
         )),
-        Err(e) => crate::cmd::note(&format!("coord serve: retention pass failed: {e}")),
+        Err(e) => crate::out::note(&format!("coord serve: retention pass failed: {e}")),
     }
 }
 
@@ -124,7 +124,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
     let store = LocalStore::open(&opts.db)?;
     store.status()?;
     if store.ensure_incremental_vacuum()? {
-        crate::cmd::note(&format!(
+        crate::out::note(&format!(
             "coord serve: {} rewritten once so that it can shrink (auto_vacuum)",
             opts.db.display()
         ));
@@ -154,7 +154,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             .map_err(io)?;
         let addr = listener.local_addr().map_err(io)?;
         *state.listen.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
-        crate::cmd::out(&format!("listening on http://{addr}\n"));
+        crate::out::out(&format!("listening on http://{addr}\n"));
         let writer = state.writer.clone();
         let days = opts.retain_days;
         tokio::spawn(async move {
@@ -172,7 +172,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         accept_loop(listener, router(state)).await;
         Ok::<(), Error>(())
     })?;
-    crate::cmd::note("coord serve: stopped");
+    crate::out::note("coord serve: stopped");
     Ok(())
 }
 
@@ -545,9 +545,9 @@ async fn log(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let resp = next.run(req).await;
     let ms = start.elapsed().as_secs_f64() * 1000.0;
-    crate::cmd::note(&format!(
+    crate::out::note(&format!(
         "{method} {} {} {ms:.1}ms",
-        crate::render::cell(&path, 200),
+        crate::text::cell(&path, 200),
         resp.status().as_u16()
     ));
     resp
@@ -652,7 +652,7 @@ fn error(status: u16, detail: String) -> Response {
 fn error_response(e: &Error) -> Response {
     if let Error::Store { .. } = e {
         // The detail stays generic on the wire; the operator sees the cause.
-        crate::cmd::note(&format!("coord serve: {e}"));
+        crate::out::note(&format!("coord serve: {e}"));
     }
     let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut body = json!({ "detail": e.detail() });
@@ -740,7 +740,7 @@ fn parse_id(s: &str) -> std::result::Result<i64, Reject> {
 }
 
 fn clip(s: &str) -> String {
-    crate::render::cell(s, 60)
+    crate::text::cell(s, 60)
 }
 
 /// The query string as pairs; repeated keys keep the last.

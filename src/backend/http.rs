@@ -310,7 +310,7 @@ fn unreachable(url: &str, e: ureq::Error) -> Error {
     };
     Error::Unreachable {
         url: url.to_string(),
-        reason: crate::render::cell(&reason, 200),
+        reason: crate::text::cell(&reason, 200),
     }
 }
 
@@ -340,7 +340,7 @@ pub fn detail_of(bytes: &[u8]) -> Option<String> {
             .join("; "),
         other => other.to_string(),
     };
-    Some(crate::render::cell(&text, 300))
+    Some(crate::text::cell(&text, 300))
 }
 
 fn error_from_answer(status: u16, url: &str, bytes: &[u8]) -> Error {

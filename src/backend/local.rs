@@ -1179,7 +1179,7 @@ impl LocalStore {
         let reused = |first: &str| {
             Error::invalid(format!(
                 "Idempotency-Key {} was first used for another kind of write ({first}), not {}; send this write with a new key",
-                crate::render::cell(key, 80),
+                crate::text::cell(key, 80),
                 w.op_name()
             ))
         };

@@ -52,10 +52,10 @@ fn claim(
         Written::Lock { lock, created } => format!(
             "{} {}/{} (lock {}) until {}\n",
             if *created { "claimed" } else { "renewed" },
-            render::cell(&lock.project, 60),
-            render::cell(&lock.resource, 60),
+            crate::text::cell(&lock.project, 60),
+            crate::text::cell(&lock.resource, 60),
             lock.id,
-            render::when(&lock.expires_at, &render::now())
+            render::when(&lock.expires_at, &crate::clock::now())
         ),
         _ => String::new(),
     })
@@ -80,16 +80,16 @@ fn release(ctx: &Ctx, what: &str, resource: Option<&str>, force: bool) -> Result
                 .ok_or_else(|| {
                     Error::Usage(format!(
                         "no active lock on {}/{}: `coord lock list --project {}` shows what is held",
-                        render::cell(what, 60),
-                        render::cell(resource, 60),
-                        render::cell(what, 60)
+                        crate::text::cell(what, 60),
+                        crate::text::cell(resource, 60),
+                        crate::text::cell(what, 60)
                     ))
                 })?
         }
         (Err(_), None) => {
             return Err(Error::Usage(format!(
                 "{} is not a lock id; give an id, or PROJECT RESOURCE",
-                render::cell(what, 60)
+                crate::text::cell(what, 60)
             )));
         }
     };
@@ -133,16 +133,16 @@ fn release(ctx: &Ctx, what: &str, resource: Option<&str>, force: bool) -> Result
                 lock.project,
                 lock.resource,
                 lock.id,
-                render::when(&lock.expires_at, &render::now()),
+                render::when(&lock.expires_at, &crate::clock::now()),
                 lock.project,
                 lock.resource
             ),
             None,
         );
         if let Err(e) = ctx.write(&note) {
-            super::note(&format!(
+            crate::out::note(&format!(
                 "warning: the lock was released, but {} could not be told: {e}",
-                render::cell(&lock.session_id, 80)
+                crate::text::cell(&lock.session_id, 80)
             ));
         }
     }
@@ -153,13 +153,13 @@ fn release(ctx: &Ctx, what: &str, resource: Option<&str>, force: bool) -> Result
             } else {
                 format!(
                     "; {} held it and has been sent a message saying so",
-                    render::cell(&lock.session_id, 80)
+                    crate::text::cell(&lock.session_id, 80)
                 )
             };
             format!(
                 "released {}/{} (lock {}){broke}\n",
-                render::cell(&lock.project, 60),
-                render::cell(&lock.resource, 60),
+                crate::text::cell(&lock.project, 60),
+                crate::text::cell(&lock.resource, 60),
                 lock.id
             )
         }
@@ -179,7 +179,7 @@ fn list(ctx: &Ctx, project: Option<String>, mine: bool) -> Result<()> {
         if locks.is_empty() {
             "no active locks\n".into()
         } else {
-            render::locks(&locks, &render::now(), &ctx.style)
+            render::locks(&locks, &crate::clock::now(), &ctx.style)
         }
     });
     Ok(())
@@ -189,12 +189,12 @@ fn list(ctx: &Ctx, project: Option<String>, mine: bool) -> Result<()> {
 pub fn conflict_line(e: &Error) -> Option<String> {
     match e {
         Error::Conflict { lock: Some(l), .. } => {
-            let now = render::now();
+            let now = crate::clock::now();
             Some(format!(
                 "{}/{} is held by {} (lock {}) until {}",
-                render::cell(&l.project, 60),
-                render::cell(&l.resource, 60),
-                render::cell(&l.session_id, 80),
+                crate::text::cell(&l.project, 60),
+                crate::text::cell(&l.resource, 60),
+                crate::text::cell(&l.session_id, 80),
                 l.id,
                 render::when(&l.expires_at, &now)
             ))

@@ -8,7 +8,7 @@ pub mod state;
 pub mod sync;
 pub mod todo;
 
-use std::io::{IsTerminal, Read, Write as _};
+use std::io::{IsTerminal, Read};
 use std::path::Path;
 
 use serde::Serialize;
@@ -18,6 +18,7 @@ use crate::backend::{Coord, local::LocalStore};
 use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::model::{NewLock, NewMessage, Write, Written};
+use crate::out::{note, out};
 use crate::queue::{Entry, Queue, WrittenBy};
 use crate::render::Style;
 
@@ -228,17 +229,6 @@ pub fn open_backend(identity: &Identity) -> Result<Box<dyn Coord>> {
             http::COMMAND_TIMEOUT,
         ))),
     }
-}
-
-/// Writes to stdout; a closed pipe (`coord … | head`) is not an error.
-pub fn out(s: &str) {
-    let mut o = std::io::stdout().lock();
-    let _ = o.write_all(s.as_bytes()).and_then(|_| o.flush());
-}
-
-/// A one-line note on stderr.
-pub fn note(s: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{s}");
 }
 
 /// Text from an argument (`-` = stdin) or a file, exactly as given.

@@ -41,7 +41,7 @@ fn deliver(
         Written::Message(m) => format!(
             "sent message {} to {}\n",
             m.id,
-            render::cell(&m.to_session, 80)
+            crate::text::cell(&m.to_session, 80)
         ),
         _ => String::new(),
     })
@@ -66,7 +66,7 @@ fn resolve(ctx: &Ctx, to: &str, force: bool) -> Result<String> {
     let known = match ctx.backend()?.sessions(None) {
         Ok(Some(k)) => k,
         Ok(None) => {
-            super::note(&format!(
+            crate::out::note(&format!(
                 "note: the coord API does not list sessions (a v1 server): {expanded} is not checked"
             ));
             return Ok(expanded);
@@ -135,12 +135,12 @@ fn resolve(ctx: &Ctx, to: &str, force: bool) -> Result<String> {
     let why = if machine_known {
         format!(
             "no session of the fleet has used {}, so nobody would read it",
-            render::cell(&expanded, 80)
+            crate::text::cell(&expanded, 80)
         )
     } else {
         format!(
             "machine {} has not joined the fleet yet: a machine is known once a Claude Code session with coord-hook starts there",
-            render::cell(&machine, 80)
+            crate::text::cell(&machine, 80)
         )
     };
     Err(Error::Usage(format!(
@@ -163,7 +163,7 @@ fn reply(ctx: &Ctx, id: i64, body: Option<String>, file: Option<&std::path::Path
         .clone()
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| original.body.lines().next().unwrap_or("").to_string());
-    let topic = render::clip(topic.trim(), 80);
+    let topic = crate::text::clip(topic.trim(), 80);
     let subject = if topic.to_ascii_lowercase().starts_with("re:") {
         topic
     } else {
@@ -178,7 +178,7 @@ fn reply(ctx: &Ctx, id: i64, body: Option<String>, file: Option<&std::path::Path
             session: ctx.session_id(),
         })?;
         if !ctx.json {
-            super::out(&format!("marked message {id} read\n"));
+            crate::out::out(&format!("marked message {id} read\n"));
         }
     }
     Ok(())
@@ -230,7 +230,7 @@ fn sent(ctx: &Ctx, limit: u32) -> Result<()> {
         if msgs.is_empty() {
             return format!("{} has sent no messages\n", ctx.session_id());
         }
-        let now = render::now();
+        let now = crate::clock::now();
         let mut t = render::Table::new(vec!["ID", "TO", "SENT", "READ BY", "TEXT"]);
         for m in &msgs {
             let text = match m.subject.as_deref().filter(|s| !s.is_empty()) {
@@ -239,14 +239,14 @@ fn sent(ctx: &Ctx, limit: u32) -> Result<()> {
             };
             let read_by = match m.read_by.as_deref() {
                 Some([]) | None => ctx.style.dim("nobody yet"),
-                Some(r) => render::cell(&r.join(", "), 60),
+                Some(r) => crate::text::cell(&r.join(", "), 60),
             };
             t.row(vec![
                 m.id.to_string(),
-                render::cell(&m.to_session, 40),
+                crate::text::cell(&m.to_session, 40),
                 render::when(&m.created_at, &now),
                 read_by,
-                render::cell(&text, 60),
+                crate::text::cell(&text, 60),
             ]);
         }
         t.render(&ctx.style)
@@ -287,13 +287,13 @@ fn inbox(ctx: &Ctx, all: bool, limit: u32) -> Result<()> {
     if ctx.json
         && let Some(l) = &more_line
     {
-        super::note(&format!("note: {l}"));
+        crate::out::note(&format!("note: {l}"));
     }
     ctx.emit(&msgs, || {
         if msgs.is_empty() {
             return format!("no {what} for {}\n", ctx.session_id());
         }
-        let mut s = render::messages(&msgs, &render::now(), &ctx.style);
+        let mut s = render::messages(&msgs, &crate::clock::now(), &ctx.style);
         if let Some(l) = &more_line {
             s.push_str(&format!("\n{}\n", ctx.style.dim(l)));
         }

@@ -19,7 +19,7 @@ pub fn run(ctx: &Ctx, all: bool) -> Result<()> {
             backend.location()
         )));
     };
-    let now = render::now();
+    let now = crate::clock::now();
     let me = ctx.session_id();
     // This machine's own windows are known exactly: a session of this
     // machine is active while a window of that name is open (a window that
@@ -49,9 +49,9 @@ pub fn run(ctx: &Ctx, all: bool) -> Result<()> {
                 render::address(&s.session_id)
             };
             let cells = vec![
-                render::cell(&address, 140),
-                render::cell(&s.user, 24),
-                render::cell(s.project.as_deref().unwrap_or("-"), 30),
+                crate::text::cell(&address, 140),
+                crate::text::cell(&s.user, 24),
+                crate::text::cell(s.project.as_deref().unwrap_or("-"), 30),
                 render::when(&s.last_seen, &now),
                 unread.map_or("-".into(), |n| n.to_string()),
                 if active { "yes".into() } else { "no".into() },

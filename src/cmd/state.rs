@@ -2,11 +2,12 @@
 
 use serde_json::json;
 
-use super::{Ctx, note};
+use super::Ctx;
 use crate::cli::{ComponentCmd, WorkflowCmd};
 use crate::error::Result;
 use crate::identity::Source;
 use crate::model::*;
+use crate::out::note;
 use crate::render;
 
 pub fn whoami(ctx: &Ctx) -> Result<()> {
@@ -73,7 +74,7 @@ pub fn whoami(ctx: &Ctx) -> Result<()> {
             rows.insert(4, ("project identity", format!("{}{ignored}", p.display())));
         }
         for (k, v) in rows {
-            t.row(vec![k.to_string(), render::cell(&v, 200)]);
+            t.row(vec![k.to_string(), crate::text::cell(&v, 200)]);
         }
         let s = t.render(&ctx.style);
         // Drop the empty header line.
@@ -95,7 +96,7 @@ pub fn status(ctx: &Ctx) -> Result<()> {
         }
     })?;
     ctx.emit(&st, || {
-        let mut s = render::status(&st, &render::now(), &ctx.style);
+        let mut s = render::status(&st, &crate::clock::now(), &ctx.style);
         if !backend.is_remote() && waiting == 0 {
             // The embedded store never queues: nothing to say.
             return s;
@@ -136,9 +137,9 @@ pub fn component(ctx: &Ctx, cmd: ComponentCmd) -> Result<()> {
     ctx.write_and_emit(&w, |written| match written {
         Written::Component(c) => format!(
             "{}/{} is {}\n",
-            render::cell(&c.project, 60),
-            render::cell(&c.component, 60),
-            render::cell(&c.state, 60)
+            crate::text::cell(&c.project, 60),
+            crate::text::cell(&c.component, 60),
+            crate::text::cell(&c.state, 60)
         ),
         _ => String::new(),
     })
@@ -161,8 +162,8 @@ pub fn workflow(ctx: &Ctx, cmd: WorkflowCmd) -> Result<()> {
     ctx.write_and_emit(&w, |written| match written {
         Written::Workflow(w) => format!(
             "workflow {} is {}\n",
-            render::cell(&w.name, 60),
-            render::cell(&w.state, 60)
+            crate::text::cell(&w.name, 60),
+            crate::text::cell(&w.state, 60)
         ),
         _ => String::new(),
     })

@@ -3,8 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::{Ctx, note};
+use super::Ctx;
 use crate::error::{Error, Result};
+use crate::out::note;
 use crate::queue::Queue;
 use crate::render::{self, Table};
 
@@ -32,9 +33,9 @@ pub fn run(ctx: &Ctx, list: bool, drop: Option<String>, retry_rejected: bool) ->
         ctx.emit(&json!({ "dropped": e }), || {
             format!(
                 "dropped {} (key {}, queued {}); it will not be sent\n",
-                render::cell(&e.write.describe(), 120),
+                crate::text::cell(&e.write.describe(), 120),
                 e.key,
-                render::when(&e.queued_at, &render::now())
+                render::when(&e.queued_at, &crate::clock::now())
             )
         });
         return Ok(());
@@ -117,7 +118,7 @@ fn show(ctx: &Ctx, queue: &Queue) -> Result<()> {
         if entries.is_empty() {
             return format!("no queued writes ({})\n", queue.path().display());
         }
-        let now = render::now();
+        let now = crate::clock::now();
         let mut t = Table::new(vec![
             "KEY",
             "WRITE",
@@ -131,9 +132,9 @@ fn show(ctx: &Ctx, queue: &Queue) -> Result<()> {
             match e {
                 Ok(e) => t.row(vec![
                     e.key.clone(),
-                    render::cell(&e.write.describe(), 60),
-                    render::cell(&e.identity.session, 40),
-                    render::cell(
+                    crate::text::cell(&e.write.describe(), 60),
+                    crate::text::cell(&e.identity.session, 40),
+                    crate::text::cell(
                         &e.identity
                             .api
                             .as_deref()
@@ -143,7 +144,7 @@ fn show(ctx: &Ctx, queue: &Queue) -> Result<()> {
                     ),
                     render::when(&e.queued_at, &now),
                     e.attempts.to_string(),
-                    render::cell(e.last_error.as_deref().unwrap_or(""), 80),
+                    crate::text::cell(e.last_error.as_deref().unwrap_or(""), 80),
                 ]),
                 Err((_, why)) => t.row(vec![
                     "-".into(),
@@ -152,7 +153,7 @@ fn show(ctx: &Ctx, queue: &Queue) -> Result<()> {
                     "-".into(),
                     "-".into(),
                     "-".into(),
-                    render::cell(why, 80),
+                    crate::text::cell(why, 80),
                 ]),
             }
         }

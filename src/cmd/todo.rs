@@ -44,7 +44,7 @@ fn add(ctx: &Ctx, a: TodoAdd) -> Result<()> {
         Written::Todo(t) => format!(
             "added todo {} for {}\n",
             t.id,
-            render::cell(t.user.as_deref().unwrap_or("everyone"), 40)
+            crate::text::cell(t.user.as_deref().unwrap_or("everyone"), 40)
         ),
         _ => String::new(),
     })
@@ -56,7 +56,7 @@ fn list(ctx: &Ctx, q: TodoQuery) -> Result<()> {
         if todos.is_empty() {
             format!("no {} todos\n", q.status.as_str())
         } else {
-            render::todos(&todos, &render::now(), &ctx.style)
+            render::todos(&todos, &crate::clock::now(), &ctx.style)
         }
     });
     Ok(())

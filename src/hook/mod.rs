@@ -17,7 +17,8 @@ use crate::error::Error;
 use crate::identity::{Identity, Source, env_var, redact_url};
 use crate::model::*;
 use crate::queue::Queue;
-use crate::render::{self, Style, escape_controls, quoted};
+use crate::render::{self, Style};
+use crate::text::{escape_controls, quoted};
 
 /// The overall deadline when nothing else is configured.
 pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
@@ -598,7 +599,7 @@ fn write_env_file(id: &Identity, input: &HookInput) -> Result<(), String> {
 /// A project or resource name as a command argument: bare when it is plain,
 /// quoted otherwise (and always free of controls).
 fn shell_word(s: &str) -> String {
-    let shown = render::cell(s, 80);
+    let shown = crate::text::cell(s, 80);
     if !shown.is_empty()
         && shown
             .chars()
@@ -681,7 +682,7 @@ fn reason(e: &Error) -> String {
         Error::Protocol { msg, .. } => format!("unexpected answer: {msg}"),
         other => other.to_string(),
     };
-    render::cell(&text, 300)
+    crate::text::cell(&text, 300)
 }
 
 // --- the block ---------------------------------------------------------------
@@ -717,7 +718,10 @@ pub(crate) fn message_text(m: &Message, now: &Time, body_cap: usize) -> String {
         full_time(&m.created_at, now)
     );
     if let Some(s) = m.subject.as_deref().filter(|s| !s.is_empty()) {
-        out.push_str(&format!("subject: {}\n", quoted(&render::clip(s, 300))));
+        out.push_str(&format!(
+            "subject: {}\n",
+            quoted(&crate::text::clip(s, 300))
+        ));
     }
     let body = escape_controls(&m.body);
     let (shown, cut) = cut_to(&body, body_cap);
@@ -757,22 +761,22 @@ fn todos_text(todos: &[Todo], user: &str, cap: usize) -> String {
     let mut out = format!(
         "OPEN TODOS ({}) for {} and everyone\n",
         todos.len(),
-        render::cell(user, 60)
+        crate::text::cell(user, 60)
     );
     for (i, t) in todos.iter().enumerate() {
         let project = t
             .project
             .as_deref()
-            .map(|p| format!("[{}] ", render::cell(p, 40)))
+            .map(|p| format!("[{}] ", crate::text::cell(p, 40)))
             .unwrap_or_default();
         let whom = t
             .user
             .as_deref()
-            .map_or("everyone".to_string(), |u| render::cell(u, 40));
+            .map_or("everyone".to_string(), |u| crate::text::cell(u, 40));
         let line = format!(
             "- #{} {project}{} (for {whom})\n",
             t.id,
-            render::cell(&t.text, 200)
+            crate::text::cell(&t.text, 200)
         );
         let rest = todos.len() - i;
         if js_len(&out) + js_len(&line) + 80 > cap {
@@ -793,7 +797,7 @@ fn locks_text(locks: &[Lock], now: &Time, cap: usize) -> String {
         let note = l
             .note
             .as_deref()
-            .map(|n| format!(" · note: {}", quoted(&render::clip(n, 120))))
+            .map(|n| format!(" · note: {}", quoted(&crate::text::clip(n, 120))))
             .unwrap_or_default();
         let flag = if l.expires_at - *now > soon {
             String::new()
@@ -808,8 +812,8 @@ fn locks_text(locks: &[Lock], now: &Time, cap: usize) -> String {
         let line = format!(
             "- #{} {}/{} until {}{note}{flag}\n",
             l.id,
-            render::cell(&l.project, 60),
-            render::cell(&l.resource, 80),
+            crate::text::cell(&l.project, 60),
+            crate::text::cell(&l.resource, 80),
             full_time(&l.expires_at, now)
         );
         if js_len(&out) + js_len(&line) + 60 > cap {
@@ -835,12 +839,12 @@ pub fn render_block_framed(s: &Snapshot, now: &Time, budget: usize) -> (String, 
         return (
             format!(
                 "coord: no unread messages, open todos or locks for {}.\n",
-                render::cell(&s.session, 120)
+                crate::text::cell(&s.session, 120)
             ),
             Vec::new(),
         );
     }
-    let session = render::cell(&s.session, 120);
+    let session = crate::text::cell(&s.session, 120);
     let fetched = s.messages.as_ref().map_or(0, Vec::len);
     // The exact count when the server gave one; else what arrived, with a
     // "+" when that was all it would give.
@@ -864,10 +868,10 @@ pub fn render_block_framed(s: &Snapshot, now: &Time, budget: usize) -> (String, 
     let mut tail = String::new();
     for n in &s.notes {
         let n = n.strip_prefix("coord: ").unwrap_or(n);
-        tail.push_str(&format!("note: {}\n", render::cell(n, 400)));
+        tail.push_str(&format!("note: {}\n", crate::text::cell(n, 400)));
     }
     if let Some(q) = &s.queue {
-        tail.push_str(&format!("{}\n", render::cell(q, 300)));
+        tail.push_str(&format!("{}\n", crate::text::cell(q, 300)));
     }
     if let Some(t) = s.todos.as_ref().filter(|t| !t.is_empty()) {
         tail.push_str(&todos_text(t, &s.user, 1_500));
@@ -963,7 +967,7 @@ pub fn system_message(s: &Snapshot) -> Option<String> {
     let note = s
         .notes
         .first()
-        .map(|n| render::clip(n.strip_prefix("coord: ").unwrap_or(n), 240));
+        .map(|n| crate::text::clip(n.strip_prefix("coord: ").unwrap_or(n), 240));
     let mut line = match (parts.is_empty(), note) {
         (true, Some(n)) => format!("coord: {n}"),
         (true, None) => "coord:".to_string(),
@@ -973,7 +977,7 @@ pub fn system_message(s: &Snapshot) -> Option<String> {
     if let Some(q) = &s.queue {
         line = format!("{line}; {q}");
     }
-    Some(render::cell(&line, 400))
+    Some(crate::text::cell(&line, 400))
 }
 
 /// The JSON Claude Code reads, kept under `MAX_OUTPUT` by shrinking the
@@ -1082,7 +1086,7 @@ pub fn run(opts: HookOptions) {
         .unwrap_or_else(|| PathBuf::from("."));
     let mut identity = Identity::load(opts.identity.as_deref(), &cwd);
     let (limit, capped) = timeout(opts.timeout_ms, identity.as_ref().ok());
-    let now = render::now();
+    let now = crate::clock::now();
     let mut window_note = None;
     if let Ok(id) = identity.as_mut()
         && !opts.preview
@@ -1103,7 +1107,7 @@ pub fn run(opts: HookOptions) {
         // Only what this window has not been shown; nothing at all when
         // nothing is new (a broken identity is the session start's to say).
         if let (Ok(id), false) = (&identity, unnamed) {
-            crate::cmd::out(&prompt::output(
+            crate::out::out(&prompt::output(
                 id,
                 &window_id(&input),
                 started,
@@ -1160,7 +1164,7 @@ pub fn run(opts: HookOptions) {
             session: "this session".into(),
             notes: vec![format!(
                 "coord: {}. Fix it; the session goes on without coord messages.",
-                render::cell(&e.to_string(), 300)
+                crate::text::cell(&e.to_string(), 300)
             )],
             ..Snapshot::default()
         },
@@ -1201,10 +1205,10 @@ pub fn run(opts: HookOptions) {
             ),
             Err(_) => "preview: the identity could not be read\n\n".into(),
         };
-        crate::cmd::out(&format!("{}\n\n", style.dim(from.trim_end())));
-        crate::cmd::out(&colourise(&text, &style));
+        crate::out::out(&format!("{}\n\n", style.dim(from.trim_end())));
+        crate::out::out(&colourise(&text, &style));
     } else {
-        crate::cmd::out(&text);
+        crate::out::out(&text);
     }
 }
 

@@ -105,7 +105,7 @@ pub fn run(identity: Option<&std::path::Path>) -> u8 {
                 )
             };
             if let Some(text) = prompt::show_new(&registry, window, page, head, MAX_WAKE_TEXT) {
-                crate::cmd::note(text.trim_end());
+                crate::out::note(text.trim_end());
                 return WAKE;
             }
         }

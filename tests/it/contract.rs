@@ -2,8 +2,6 @@
 //! through the HTTP backend against a real `coord serve`. Both answer
 //! through the same `Coord` trait, so the two cannot drift.
 
-mod common;
-
 use std::time::Duration;
 
 use coord_hook::backend::http::HttpCoord;
@@ -348,7 +346,7 @@ fn contract_on_the_embedded_store() {
 
 #[test]
 fn contract_over_http_against_coord_serve() {
-    let server = common::Server::start(&[]);
+    let server = crate::common::Server::start(&[]);
     let client = HttpCoord::new(&format!("{}/", server.url), None, Duration::from_secs(10));
     suite(&client);
 }

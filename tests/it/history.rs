@@ -3,11 +3,9 @@
 //! on both backends and from a v1 server that ignores them, and the hook's
 //! reads go through indexes.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Fake, Machine, Server, http_answer, message, stderr, stdout};
+use crate::common::{Fake, Machine, Server, http_answer, message, stderr, stdout};
 use coord_hook::backend::Coord;
 use coord_hook::backend::http::HttpCoord;
 use coord_hook::backend::local::LocalStore;
@@ -49,7 +47,7 @@ fn v1_store(fill: impl FnOnce(&rusqlite::Connection)) -> (tempfile::TempDir, std
     let c = rusqlite::Connection::open(&db).unwrap();
     c.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
         .unwrap();
-    c.execute_batch(include_str!("fixtures/schema-v1.sql"))
+    c.execute_batch(include_str!("../fixtures/schema-v1.sql"))
         .unwrap();
     c.pragma_update(None, "user_version", 1).unwrap();
     fill(&c);
@@ -105,7 +103,7 @@ fn a_store_written_by_the_first_schema_keeps_every_read_state() {
         let c = rusqlite::Connection::open(&db).unwrap();
         c.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
             .unwrap();
-        c.execute_batch(include_str!("fixtures/schema-v1.sql"))
+        c.execute_batch(include_str!("../fixtures/schema-v1.sql"))
             .unwrap();
         c.pragma_update(None, "user_version", 1).unwrap();
         let msg = |id: i64, from: &str, to: &str| {

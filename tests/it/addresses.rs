@@ -3,9 +3,7 @@
 //! messages, replies and `read_by`, locks between windows, and a v1 server
 //! that knows none of it. Both backends, real binaries.
 
-mod common;
-
-use common::{Fake, Machine, Server, Window, http_answer, stderr, stdout};
+use crate::common::{Fake, Machine, Server, Window, http_answer, stderr, stdout};
 use serde_json::{Value, json};
 
 fn project(m: &Machine, name: &str) -> std::path::PathBuf {
@@ -113,7 +111,7 @@ fn an_explicit_name_wins_and_is_quoted_for_the_shell() {
     .unwrap();
     let w = Window::open();
     let v = w.start(&m, &project(&m, "q"), "startup", "c");
-    let ctx = common::context(&v);
+    let ctx = crate::common::context(&v);
     assert!(ctx.contains("\"session\""), "{ctx}");
     assert!(
         std::fs::read_to_string(&w.env_file)

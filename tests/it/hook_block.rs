@@ -4,7 +4,7 @@
 use chrono::{Duration, TimeZone, Utc};
 use coord_hook::hook::{self, MAX_OUTPUT, Snapshot, js_len, parse_messages};
 use coord_hook::model::*;
-use coord_hook::render::escape_controls;
+use coord_hook::text::escape_controls;
 use serde_json::Value;
 
 fn now() -> Time {

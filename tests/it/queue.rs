@@ -1,11 +1,9 @@
 //! Never lose a write: the offline queue against a real `coord serve` that
 //! the tests stop and start.
 
-mod common;
-
 use std::process::Stdio;
 
-use common::{Machine, Server, lossy_proxy, stderr, stdout};
+use crate::common::{Machine, Server, lossy_proxy, stderr, stdout};
 use serde_json::Value;
 
 /// A fleet server whose database outlives it, so a test can stop it and
@@ -241,7 +239,7 @@ fn an_answer_lost_after_the_commit_is_still_applied_once() {
 
 #[test]
 fn sixteen_processes_queueing_at_once_leave_sixteen_whole_lines() {
-    let url = common::dead_url();
+    let url = crate::common::dead_url();
     let m = Machine::remote("BOX", &url);
     let body = "x".repeat(20_000);
     let children: Vec<_> = (0..16)
@@ -383,7 +381,7 @@ fn the_hook_drains_the_queue_first_and_says_so() {
 
 #[test]
 fn drop_discards_one_entry_after_saying_what_it_was() {
-    let url = common::dead_url();
+    let url = crate::common::dead_url();
     let m = Machine::remote("BOX", &url);
     offline(&m, &["msg", "send", "BOX", "keep"]);
     offline(&m, &["todo", "add", "drop me"]);

@@ -1,14 +1,12 @@
 //! The real `coord-hook` binary as Claude Code runs it: stdin JSON, the
 //! embedded store or a real `coord serve`, and every way the API can fail.
 
-mod common;
-
 use std::io::Write as _;
 use std::net::TcpListener;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Machine, Server, stderr, stdout};
+use crate::common::{Machine, Server, stderr, stdout};
 use serde_json::{Value, json};
 
 fn hook(m: &Machine, args: &[&str], input: &str) -> std::process::Output {
@@ -167,7 +165,7 @@ fn failing(m: &Machine, url: &str, timeout_ms: &str) -> (String, String, Duratio
 
 #[test]
 fn api_refused() {
-    let url = common::dead_url();
+    let url = crate::common::dead_url();
     let m = Machine::remote("HOWARD-HOME", &url);
     let (ctx, sys, _) = failing(&m, &url, "2000");
     insta::assert_snapshot!(ctx);

@@ -1,14 +1,12 @@
 //! Hostile input, faults and load: the server under abuse, the store under
 //! many writers, and failures that must never be reported as success.
 
-mod common;
-
 use std::io::{Read, Write as _};
 use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Machine, Server, stderr, stdout};
+use crate::common::{Machine, Server, stderr, stdout};
 use serde_json::Value;
 
 /// Sends raw bytes, answers the status line's code (None when the server
@@ -264,7 +262,7 @@ fn fifty_writers_through_coord_serve_lose_nothing() {
 
 #[test]
 fn a_queue_that_cannot_be_written_is_never_called_queued() {
-    let url = common::dead_url();
+    let url = crate::common::dead_url();
     let m = Machine::remote("BOX", &url);
     // A folder where the queue file should be: the append fails.
     let blocked = m.root().join("queue-is-a-folder");

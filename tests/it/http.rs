@@ -1,12 +1,10 @@
 //! The contract over the wire: status codes, auth, limits, the CLI against a
 //! real `coord serve`, and the client's tolerance of a Python-style server.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write as _};
 use std::net::TcpListener;
 
-use common::{Machine, Server, stderr, stdout};
+use crate::common::{Machine, Server, stderr, stdout};
 use serde_json::{Value, json};
 
 fn agent() -> ureq::Agent {
@@ -308,7 +306,7 @@ fn two_machines_talk_through_one_server() {
 fn twenty_claims_over_http_have_exactly_one_winner() {
     let s = Server::start(&[]);
     let m = Machine::remote("BOX", &s.url);
-    common::race_for_one_lock(&m, 20);
+    crate::common::race_for_one_lock(&m, 20);
 }
 
 #[test]
@@ -443,7 +441,7 @@ fn the_client_reads_what_a_python_server_sends() {
     );
 
     // Nothing listening: unreachable, named, one line.
-    let dead_url = common::dead_url();
+    let dead_url = crate::common::dead_url();
     let m = Machine::remote("A", &dead_url);
     let out = m.coord(&["msg", "inbox"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -1,9 +1,7 @@
 //! `coord-hook install|uninstall` on a settings.json that already has other
 //! hooks, and the platform wrappers in hooks/.
 
-mod common;
-
-use common::{Machine, stderr, stdout};
+use crate::common::{Machine, stderr, stdout};
 use serde_json::{Value, json};
 
 fn existing() -> Value {
@@ -139,7 +137,7 @@ fn a_broken_settings_file_is_named_and_left_alone() {
 #[test]
 fn the_shipped_snippet_is_what_install_writes() {
     let shipped: Value =
-        serde_json::from_str(include_str!("../hooks/settings-snippet.json")).unwrap();
+        serde_json::from_str(include_str!("../../hooks/settings-snippet.json")).unwrap();
     for (event, entry) in coord_hook::install::entries("coord-hook", true) {
         assert_eq!(shipped["hooks"][event][0], entry, "{event}");
     }
@@ -184,7 +182,7 @@ fn the_cmd_wrapper_is_silent_without_the_binary_and_passes_stdin() {
 
     let m = Machine::new("BOX");
     let script = m.root().join("coord-hook.cmd");
-    std::fs::write(&script, include_str!("../hooks/coord-hook.cmd")).unwrap();
+    std::fs::write(&script, include_str!("../../hooks/coord-hook.cmd")).unwrap();
     let run = |bin: Option<&std::ffi::OsStr>, path: &std::ffi::OsStr, stdin: &str| {
         let mut c = Command::new("cmd");
         c.arg("/c")

@@ -1,11 +1,9 @@
 //! The coord CLI end to end on the embedded store: the real binary, a
 //! temporary home, one SQLite file shared by several sessions.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Machine, stderr, stdout};
+use crate::common::{Machine, stderr, stdout};
 use coord_hook::model::{Component, Lock, Message, Status, Todo, Workflow};
 use serde_json::Value;
 
@@ -233,7 +231,7 @@ fn sixteen_simultaneous_claims_have_exactly_one_winner() {
     let m = Machine::new("BOX");
     // Create the store first so the race is on the lock, not on set-up.
     m.json(None, &["lock", "list"]);
-    common::race_for_one_lock(&m, 16);
+    crate::common::race_for_one_lock(&m, 16);
 }
 
 #[test]
@@ -529,7 +527,7 @@ fn a_reply_acknowledges_what_it_answers() {
 #[test]
 fn serve_listens_on_localhost_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let s = common::Server::start_with(&dir.path().join("s.db"), "localhost:0", &[]);
+    let s = crate::common::Server::start_with(&dir.path().join("s.db"), "localhost:0", &[]);
     assert!(s.url.starts_with("http://127.0.0.1:"), "{}", s.url);
     let m = Machine::new("BOX");
     let out = m

@@ -2,8 +2,6 @@
 //! answer; `coord serve --retain` deletes what is past keeping; the file
 //! shrinks.
 
-mod common;
-
 use std::time::Duration;
 
 use coord_hook::backend::Coord;
@@ -173,7 +171,7 @@ fn retention_deletes_what_is_past_keeping_and_the_file_shrinks() {
 
 #[test]
 fn serve_refuses_a_retention_under_a_week_and_rewrites_an_old_store_once() {
-    let m = common::Machine::new("BOX");
+    let m = crate::common::Machine::new("BOX");
     let out = m
         .coord(&["serve", "--listen", "127.0.0.1:0", "--retain", "3"])
         .timeout(Duration::from_secs(10))
@@ -185,11 +183,11 @@ fn serve_refuses_a_retention_under_a_week_and_rewrites_an_old_store_once() {
     let db = dir.path().join("old.db");
     {
         let c = rusqlite::Connection::open(&db).unwrap();
-        c.execute_batch(include_str!("fixtures/schema-v1.sql"))
+        c.execute_batch(include_str!("../fixtures/schema-v1.sql"))
             .unwrap();
         c.pragma_update(None, "user_version", 1).unwrap();
     }
-    let s = common::Server::start_with(&db, "127.0.0.1:0", &[]);
+    let s = crate::common::Server::start_with(&db, "127.0.0.1:0", &[]);
     assert!(s.log_text().contains("rewritten once"), "{}", s.log_text());
     drop(s);
     let c = rusqlite::Connection::open(&db).unwrap();

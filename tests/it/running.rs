@@ -2,12 +2,10 @@
 //! (`coord-hook wait`), shown exactly once between them, `coord serve`'s
 //! long-poll, and install/uninstall of every entry and the skill.
 
-mod common;
-
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Fake, Machine, Server, Window, http_answer, message, run_with_input, stderr};
+use crate::common::{Fake, Machine, Server, Window, http_answer, message, run_with_input, stderr};
 use serde_json::{Value, json};
 
 fn project(m: &Machine) -> std::path::PathBuf {
@@ -391,14 +389,14 @@ fn a_stuck_registry_lock_does_not_hold_the_hook_and_hands_out_no_mail() {
     // It answered while the lock was still held, said why the messages are
     // missing, and showed none of them (its name is not settled).
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ctx = common::context(&v);
+    let ctx = crate::common::context(&v);
     assert!(ctx.contains("could not be settled"), "{ctx}");
     assert!(!ctx.contains("for the main window"), "{ctx}");
     assert_eq!(prompt_in(&m, &w, &dir(&m, "proj")), "");
     drop(lock);
     // Free again: the window is named and sees its mail.
     w.start(&m, &dir(&m, "proj"), "startup", "c");
-    let ctx = common::context(&w.start(&m, &dir(&m, "proj"), "clear", "c"));
+    let ctx = crate::common::context(&w.start(&m, &dir(&m, "proj"), "clear", "c"));
     assert!(ctx.contains("for the main window"), "{ctx}");
     w.close();
 }
@@ -454,7 +452,7 @@ fn a_repository_cannot_take_a_live_windows_name() {
     let v = b.start(&m, &repo, "startup", "b");
     assert_eq!(a.exported(), "BOX/claude-main");
     assert_eq!(b.exported(), "BOX/repo");
-    let ctx = common::context(&v);
+    let ctx = crate::common::context(&v);
     assert!(
         ctx.contains("asks for session name \"claude-main\""),
         "{ctx}"
@@ -497,7 +495,7 @@ fn a_burst_between_prompts_is_counted_whole_and_shown_in_turn() {
                 .unwrap();
         }
     }
-    let first = common::context(&serde_json::from_str(&prompt_in(&m, &w, &p)).unwrap());
+    let first = crate::common::context(&serde_json::from_str(&prompt_in(&m, &w, &p)).unwrap());
     assert!(
         first.contains("NEW COORD MESSAGES: 150 for"),
         "{}",
@@ -514,7 +512,7 @@ fn a_burst_between_prompts_is_counted_whole_and_shown_in_turn() {
         "{summary}"
     );
     // What was only counted is still new at the next prompt.
-    let second = common::context(&serde_json::from_str(&prompt_in(&m, &w, &p)).unwrap());
+    let second = crate::common::context(&serde_json::from_str(&prompt_in(&m, &w, &p)).unwrap());
     assert!(second.contains("--- message #"), "{second}");
     let again: Vec<&str> = second
         .lines()
@@ -535,7 +533,7 @@ fn a_waiter_started_before_the_block_waits_for_it_and_repeats_nothing() {
     // Claude Code starts both at once; here the waiter is first.
     let waiting = waiter(&m, &w, "1");
     std::thread::sleep(Duration::from_millis(300));
-    let ctx = common::context(&w.start(&m, &project(&m), "startup", "c1"));
+    let ctx = crate::common::context(&w.start(&m, &project(&m), "startup", "c1"));
     assert!(ctx.contains("before the session"), "{ctx}");
     send(&m, "while idle");
     let (code, err) = ends(waiting, Duration::from_secs(30));
@@ -556,7 +554,7 @@ fn a_conversation_resumed_in_a_new_process_keeps_its_address_and_what_it_saw() {
     second.start(&m, &api, "startup", "conv-api");
     assert_eq!(second.exported(), "BOX/api");
     m.json(Some("peer"), &["msg", "send", "BOX/api", "seen by api"]);
-    let ctx = common::context(&second.start(&m, &api, "clear", "conv-api"));
+    let ctx = crate::common::context(&second.start(&m, &api, "clear", "conv-api"));
     assert!(ctx.contains("seen by api"), "{ctx}");
     // `claude --resume conv-api` in a new process, after the old one ended;
     // a fresh window of another project starts meanwhile.
@@ -565,7 +563,7 @@ fn a_conversation_resumed_in_a_new_process_keeps_its_address_and_what_it_saw() {
     other.start(&m, &dir(&m, "zzz"), "startup", "conv-other");
     m.json(Some("peer"), &["msg", "send", "BOX/api", "while closed"]);
     let resumed = Window::open();
-    let ctx = common::context(&resumed.start(&m, &api, "resume", "conv-api"));
+    let ctx = crate::common::context(&resumed.start(&m, &api, "resume", "conv-api"));
     assert_eq!(resumed.exported(), "BOX/api");
     assert!(ctx.contains("while closed"), "{ctx}");
     // What the conversation was shown is still in its history.

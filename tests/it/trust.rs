@@ -2,15 +2,13 @@
 //! 97cdc90. What a stranger's repository, a web page, a hostile server or a
 //! flaky network can do, and what the queue keeps through it.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     Fake, Machine, Server, dead_url, http_answer, lossy_proxy, read_http, run_with_input, stderr,
     stdout,
 };

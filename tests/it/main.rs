@@ -1,0 +1,21 @@
+//! The integration suite, as one test binary: every module runs the real
+//! binaries (and a real `coord serve`) through the helpers in `common`.
+//! One binary is one link, on Linux and in the Windows build.
+
+mod common;
+
+mod abuse;
+mod addresses;
+mod cli_local;
+mod contract;
+mod history;
+mod hook_block;
+mod hook_run;
+mod http;
+mod install;
+mod properties;
+mod queue;
+mod render_tables;
+mod retention;
+mod running;
+mod trust;
