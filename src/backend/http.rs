@@ -1,11 +1,11 @@
-//! The HTTP backend: the coord API over ureq. This is the only client code
-//! that knows URL paths and status codes, so adapting to a server that
-//! differs is a change to this file alone.
+//! The client: the coord API over ureq (blocking, no runtime), with the
+//! fallbacks a v1 server needs. What the contract says (paths, names,
+//! shapes, statuses) comes from `wire`.
 
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
 
 use ureq::Agent;
@@ -15,6 +15,7 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 use super::{Applied, Coord, Page};
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::wire::{self, Method, Request, query, route};
 
 /// How long to wait for a TCP (and TLS) connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -36,87 +37,12 @@ pub struct HttpCoord {
     wait: u64,
 }
 
-/// The header `coord serve` adds when it answers a write with the answer it
-/// gave the same idempotency key before.
-pub const REPLAYED_HEADER: &str = "Idempotency-Replayed";
-/// v1.1: how many messages matched before the limit.
-pub const TOTAL_HEADER: &str = "X-Total-Count";
-
 /// A 2xx answer.
 struct Answer {
     status: u16,
     bytes: Vec<u8>,
     replayed: bool,
     total: Option<u64>,
-}
-
-enum Method {
-    Get,
-    Post,
-    Put,
-    Delete,
-}
-
-impl Method {
-    fn as_str(&self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Post => "POST",
-            Method::Put => "PUT",
-            Method::Delete => "DELETE",
-        }
-    }
-}
-
-/// One request: what `call` needs to send it.
-struct Req<'a> {
-    method: Method,
-    path: String,
-    query: Vec<(&'a str, String)>,
-    body: Option<Value>,
-}
-
-impl<'a> Req<'a> {
-    fn get(path: impl Into<String>) -> Self {
-        Req {
-            method: Method::Get,
-            path: path.into(),
-            query: Vec::new(),
-            body: None,
-        }
-    }
-    fn with_body(method: Method, path: impl Into<String>, body: Value) -> Self {
-        Req {
-            method,
-            path: path.into(),
-            query: Vec::new(),
-            body: Some(body),
-        }
-    }
-    fn q(mut self, k: &'a str, v: Option<impl ToString>) -> Self {
-        if let Some(v) = v {
-            self.query.push((k, v.to_string()));
-        }
-        self
-    }
-}
-
-/// Percent-encodes one path segment (project and component names are free
-/// text).
-fn seg(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn to_value<T: serde::Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
 impl HttpCoord {
@@ -164,12 +90,12 @@ impl HttpCoord {
 
     /// Sends one request; answers the status and the body of a 2xx, or the
     /// error the answer means.
-    fn call(&self, req: &Req, key: Option<&str>) -> Result<(u16, Vec<u8>)> {
+    fn call(&self, req: &Request, key: Option<&str>) -> Result<(u16, Vec<u8>)> {
         self.call_full(req, key).map(|a| (a.status, a.bytes))
     }
 
     /// `call`, with what the headers say too.
-    fn call_full(&self, req: &Req, key: Option<&str>) -> Result<Answer> {
+    fn call_full(&self, req: &Request, key: Option<&str>) -> Result<Answer> {
         let url = self.url(&req.path);
         let shown = self.shown(&req.path);
         let result = match &req.body {
@@ -194,11 +120,11 @@ impl HttpCoord {
         let status = resp.status().as_u16();
         let replayed = resp
             .headers()
-            .get(REPLAYED_HEADER)
+            .get(wire::header::REPLAYED)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
         let total = resp
             .headers()
-            .get(TOTAL_HEADER)
+            .get(wire::header::TOTAL)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
         let bytes = resp
@@ -222,7 +148,7 @@ impl HttpCoord {
     fn decorate<B>(
         &self,
         mut b: ureq::RequestBuilder<B>,
-        req: &Req,
+        req: &Request,
         key: Option<&str>,
     ) -> ureq::RequestBuilder<B> {
         for (k, v) in &req.query {
@@ -232,30 +158,35 @@ impl HttpCoord {
             b = b.header("Authorization", format!("Bearer {t}"));
         }
         if let Some(k) = key {
-            b = b.header("Idempotency-Key", k);
+            b = b.header(wire::header::IDEMPOTENCY_KEY, k);
         }
         b
     }
 
-    fn parse<T: DeserializeOwned>(&self, req: &Req, bytes: &[u8]) -> Result<T> {
-        serde_json::from_slice(bytes).map_err(|e| Error::Protocol {
+    fn parse<T: DeserializeOwned>(&self, req: &Request, bytes: &[u8]) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|e| self.protocol(req, bytes, &e))
+    }
+
+    /// A 2xx answer that is not the contract's JSON.
+    fn protocol(&self, req: &Request, bytes: &[u8], e: &serde_json::Error) -> Error {
+        Error::Protocol {
             endpoint: format!("{} {}", req.method.as_str(), self.shown(&req.path)),
             msg: if std::str::from_utf8(bytes).is_ok_and(|s| s.trim_start().starts_with('<')) {
                 "an HTML page instead of JSON".to_string()
             } else {
                 format!("not the contract's JSON ({e})")
             },
-        })
+        }
     }
 
-    fn get<T: DeserializeOwned>(&self, req: Req) -> Result<T> {
+    fn get<T: DeserializeOwned>(&self, req: Request) -> Result<T> {
         let (_, bytes) = self.call(&req, None)?;
         self.parse(&req, &bytes)
     }
 
     /// `GET /health`, for `coord status` and the tests.
     pub fn health(&self) -> Result<Value> {
-        self.get(Req::get("/health"))
+        self.get(Request::get(route::HEALTH))
     }
 }
 
@@ -314,37 +245,8 @@ fn unreachable(url: &str, e: ureq::Error) -> Error {
     }
 }
 
-/// Reads `detail` from an error answer: a string, or FastAPI's list of
-/// `{msg}` objects. Anything else (an HTML page from a proxy) is described,
-/// not dumped.
-pub fn detail_of(bytes: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(bytes).ok()?;
-    let text = match v.get("detail")? {
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items
-            .iter()
-            .map(|i| {
-                let msg = i.get("msg").and_then(Value::as_str).unwrap_or("invalid");
-                match i.get("loc").and_then(Value::as_array) {
-                    Some(loc) if !loc.is_empty() => {
-                        let loc: Vec<String> = loc
-                            .iter()
-                            .map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_string))
-                            .collect();
-                        format!("{}: {msg}", loc.join("."))
-                    }
-                    _ => msg.to_string(),
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-        other => other.to_string(),
-    };
-    Some(crate::text::cell(&text, 300))
-}
-
 fn error_from_answer(status: u16, url: &str, bytes: &[u8]) -> Error {
-    let detail = detail_of(bytes).unwrap_or_else(|| {
+    let detail = wire::detail_of(bytes).unwrap_or_else(|| {
         let kind = if std::str::from_utf8(bytes).is_ok_and(|s| s.trim_start().starts_with('<')) {
             "an HTML page"
         } else if bytes.is_empty() {
@@ -364,10 +266,7 @@ fn error_from_answer(status: u16, url: &str, bytes: &[u8]) -> Error {
             detail: format!("{detail} (unauthorized: check coord_token / COORD_TOKEN)"),
         },
         409 => {
-            let lock = serde_json::from_slice::<Value>(bytes)
-                .ok()
-                .and_then(|v| v.get("lock").cloned())
-                .and_then(|l| serde_json::from_value::<Lock>(l).ok());
+            let lock = wire::conflict_lock(bytes);
             Error::Conflict {
                 detail,
                 lock: lock.map(Box::new),
@@ -387,11 +286,11 @@ impl HttpCoord {
     /// parameter and answers the session's inbox instead; that is told
     /// apart by the senders, and said.
     fn sent(&self, q: &MessageQuery, limit: u32) -> Result<Page> {
-        let req = Req::get("/messages")
-            .q("session", Some(&q.session))
-            .q("from_session", Some(&q.session))
-            .q("limit", Some(limit))
-            .q("order", q.newest_first.then_some("desc"));
+        let req = Request::get(route::MESSAGES)
+            .q(query::SESSION, Some(&q.session))
+            .q(query::FROM_SESSION, Some(&q.session))
+            .q(query::LIMIT, Some(limit))
+            .q(query::ORDER, q.newest_first.then_some("desc"));
         let a = self.call_full(&req, None)?;
         let messages: Vec<Message> = self.parse(&req, &a.bytes)?;
         let me = canonical_session(&q.session);
@@ -421,73 +320,15 @@ impl Coord for HttpCoord {
                 &fresh
             }
         };
-        let req = match w {
-            Write::SendMessage(m) => Req::with_body(Method::Post, "/messages", to_value(m)),
-            Write::MarkRead { id, session } => Req::with_body(
-                Method::Post,
-                format!("/messages/{id}/read"),
-                json!({ "session": session }),
-            ),
-            Write::AddTodo(t) => Req::with_body(Method::Post, "/todos", to_value(t)),
-            Write::CompleteTodo { id, completed_by } => Req::with_body(
-                Method::Post,
-                format!("/todos/{id}/done"),
-                json!({ "completed_by": completed_by }),
-            ),
-            Write::ClaimLock(l) => Req::with_body(Method::Post, "/locks", to_value(l)),
-            Write::ReleaseLock {
-                id,
-                session_id,
-                force,
-            } => Req {
-                method: Method::Delete,
-                path: format!("/locks/{id}"),
-                query: Vec::new(),
-                body: None,
-            }
-            .q("session_id", Some(session_id))
-            .q("force", force.then_some("true")),
-            Write::SetComponent {
-                project,
-                component,
-                update,
-            } => Req::with_body(
-                Method::Put,
-                format!("/components/{}/{}", seg(project), seg(component)),
-                to_value(update),
-            ),
-            Write::SetWorkflow { name, update } => Req::with_body(
-                Method::Put,
-                format!("/workflows/{}", seg(name)),
-                to_value(update),
-            ),
-            Write::TouchSession { session_id, update } => Req::with_body(
-                Method::Put,
-                format!("/sessions/{}", seg(session_id)),
-                to_value(update),
-            ),
-        };
+        let req = wire::request_for(w);
         let Answer {
             status,
             bytes,
             replayed,
             ..
         } = self.call_full(&req, Some(key))?;
-        let written = match w {
-            Write::SendMessage(_) | Write::MarkRead { .. } => {
-                Written::Message(self.parse(&req, &bytes)?)
-            }
-            Write::AddTodo(_) | Write::CompleteTodo { .. } => {
-                Written::Todo(self.parse(&req, &bytes)?)
-            }
-            Write::ClaimLock(_) | Write::ReleaseLock { .. } => Written::Lock {
-                lock: self.parse(&req, &bytes)?,
-                created: status == 201,
-            },
-            Write::SetComponent { .. } => Written::Component(self.parse(&req, &bytes)?),
-            Write::SetWorkflow { .. } => Written::Workflow(self.parse(&req, &bytes)?),
-            Write::TouchSession { .. } => Written::Session(self.parse(&req, &bytes)?),
-        };
+        let written =
+            wire::written_from(w, status, &bytes).map_err(|e| self.protocol(&req, &bytes, &e))?;
         Ok(Applied { written, replayed })
     }
 
@@ -497,13 +338,13 @@ impl Coord for HttpCoord {
             return self.sent(q, limit);
         }
         let ask = |limit: u32| -> Result<(Vec<Message>, Option<u64>)> {
-            let req = Req::get("/messages")
-                .q("session", Some(&q.session))
-                .q("unread", q.unread_only.then_some("true"))
-                .q("limit", Some(limit))
-                .q("order", q.newest_first.then_some("desc"))
-                .q("after_id", q.after_id)
-                .q("wait", (self.wait > 0).then_some(self.wait));
+            let req = Request::get(route::MESSAGES)
+                .q(query::SESSION, Some(&q.session))
+                .q(query::UNREAD, q.unread_only.then_some("true"))
+                .q(query::LIMIT, Some(limit))
+                .q(query::ORDER, q.newest_first.then_some("desc"))
+                .q(query::AFTER_ID, q.after_id)
+                .q(query::WAIT, (self.wait > 0).then_some(self.wait));
             let a = self.call_full(&req, None)?;
             let mut messages: Vec<Message> = self.parse(&req, &a.bytes)?;
             // A v1 server ignores after_id (and order, and sends no count).
@@ -539,32 +380,35 @@ impl Coord for HttpCoord {
 
     fn todos(&self, q: &TodoQuery) -> Result<Vec<Todo>> {
         self.get(
-            Req::get("/todos")
-                .q("user", q.user.as_ref())
-                .q("include_unassigned", q.include_unassigned.then_some("true"))
-                .q("project", q.project.as_ref())
-                .q("status", Some(q.status.as_str()))
-                .q("limit", q.limit)
-                .q("after_id", q.after_id),
+            Request::get(route::TODOS)
+                .q(query::USER, q.user.as_ref())
+                .q(
+                    query::INCLUDE_UNASSIGNED,
+                    q.include_unassigned.then_some("true"),
+                )
+                .q(query::PROJECT, q.project.as_ref())
+                .q(query::STATUS, Some(q.status.as_str()))
+                .q(query::LIMIT, q.limit)
+                .q(query::AFTER_ID, q.after_id),
         )
     }
 
     fn locks(&self, q: &LockQuery) -> Result<Vec<Lock>> {
         self.get(
-            Req::get("/locks")
-                .q("project", q.project.as_ref())
-                .q("session_id", q.session_id.as_ref())
-                .q("limit", q.limit)
-                .q("after_id", q.after_id),
+            Request::get(route::LOCKS)
+                .q(query::PROJECT, q.project.as_ref())
+                .q(query::SESSION_ID, q.session_id.as_ref())
+                .q(query::LIMIT, q.limit)
+                .q(query::AFTER_ID, q.after_id),
         )
     }
 
     fn status(&self) -> Result<Status> {
-        self.get(Req::get("/status"))
+        self.get(Request::get(route::STATUS))
     }
 
     fn sessions(&self, active_within: Option<u64>) -> Result<Option<Vec<Session>>> {
-        match self.get(Req::get("/sessions").q("active_within", active_within)) {
+        match self.get(Request::get(route::SESSIONS).q(query::ACTIVE_WITHIN, active_within)) {
             Ok(v) => Ok(Some(v)),
             // A v1 server: no sessions. Quietly off.
             Err(Error::Rejected { status: 404, .. }) => Ok(None),
@@ -578,25 +422,5 @@ impl Coord for HttpCoord {
 
     fn is_remote(&self) -> bool {
         true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn detail_in_both_shapes() {
-        assert_eq!(detail_of(br#"{"detail":"nope"}"#).as_deref(), Some("nope"));
-        assert_eq!(
-            detail_of(br#"{"detail":[{"loc":["body","text"],"msg":"field required"}]}"#).as_deref(),
-            Some("body.text: field required")
-        );
-        assert_eq!(detail_of(b"<html>502</html>"), None);
-    }
-
-    #[test]
-    fn path_segments_are_encoded() {
-        assert_eq!(seg("web app/api"), "web%20app%2Fapi");
     }
 }

@@ -807,16 +807,6 @@ fn required(field: &str, v: &str) -> Result<()> {
 
 // --- the operations, each inside the caller's transaction ------------------
 
-/// The HTTP status a write answers with (also stored with its idempotency
-/// key, so a replay answers the same).
-pub fn http_status(w: &Write, out: &Written) -> u16 {
-    match (w, out) {
-        (_, Written::Lock { created: true, .. }) => 201,
-        (Write::SendMessage(_) | Write::AddTodo(_), _) => 201,
-        _ => 200,
-    }
-}
-
 impl LocalStore {
     fn apply(&self, tx: &Connection, w: &Write, now: i64) -> Result<Written> {
         if let Err((field, why)) = w.check_addresses() {
@@ -1311,7 +1301,7 @@ impl Coord for LocalStore {
         }
         let out = self.apply(&tx, w, now)?;
         if let Some(key) = key {
-            let status = http_status(w, &out);
+            let status = crate::wire::status_for(w, &out);
             self.db(tx.exec(
                 "DELETE FROM idempotency WHERE created_at <= ?1",
                 [now - IDEMPOTENCY_WINDOW_MS],

@@ -206,7 +206,7 @@ fn claim_with_retries(backend: &dyn Coord, w: &Write, key: &str, l: &NewLock) ->
 /// A write larger than the server takes can never be delivered: refuse it
 /// at once rather than queue it, on both backends alike.
 fn check_size(w: &Write) -> Result<()> {
-    let max = crate::server::MAX_BODY_BYTES;
+    let max = crate::wire::MAX_BODY_BYTES;
     let len = match w {
         Write::SendMessage(m) => serde_json::to_vec(m).map_or(0, |v| v.len()),
         Write::AddTodo(t) => serde_json::to_vec(t).map_or(0, |v| v.len()),

@@ -1,0 +1,259 @@
+//! `coord serve`: the HTTP contract in front of the embedded store. The tokio
+//! runtime is built here and only here, so the hook never pays for it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::backend::Coord;
+use crate::backend::local::LocalStore;
+use crate::error::{Error, Result};
+use crate::model::*;
+use crate::wire::{self, MAX_BODY_BYTES, MAX_KEY_LEN, MAX_WAIT_SECS, query, route};
+
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub db: PathBuf,
+    pub token: Option<String>,
+    pub insecure: bool,
+    /// `--retain DAYS`.
+    pub retain_days: u32,
+}
+
+/// How often the retention pass runs while serving.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// One retention pass, logged in one line when it deleted anything.
+fn purge(store: &LocalStore, days: u32) {
+    match store.purge(days) {
+        Ok(p) if p == crate::backend::local::Purged::default() => {}
+        Ok(p) => crate::out::note(&format!(
+            "coord serve: retention ({days} days) deleted {} messages, {} done todos, {} idempotency keys, {} expired locks",
+            p.messages, p.todos, p.keys, p.locks
+        )),
+        Err(e) => crate::out::note(&format!("coord serve: retention pass failed: {e}")),
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    /// The one connection that writes; writes run on the blocking pool, so
+    /// one that waits for a busy store never holds a worker.
+    writer: Arc<Mutex<LocalStore>>,
+    /// Connections that only read (WAL lets them read while a write is in
+    /// progress or waiting): reads never queue behind writes.
+    readers: Arc<Vec<Mutex<LocalStore>>>,
+    next_reader: Arc<std::sync::atomic::AtomicUsize>,
+    token: Option<Arc<str>>,
+    /// The address bound, for the Host check (DNS rebinding).
+    listen: Arc<Mutex<Option<SocketAddr>>>,
+    /// Long-polls waiting for a message, by session: a message wakes the
+    /// waiters of its recipient (a broadcast, all of them). A waiter holds
+    /// no store connection and no worker.
+    waiters: Arc<Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>>,
+}
+
+impl AppState {
+    fn waiter(&self, session: &str) -> Waiting {
+        let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        Waiting {
+            notify: w.entry(session.to_string()).or_default().clone(),
+            session: session.to_string(),
+            waiters: self.waiters.clone(),
+        }
+    }
+
+    fn wake(&self, to: &str) {
+        let w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if to == ALL_SESSIONS {
+            w.values().for_each(|n| n.notify_waiters());
+        } else if let Some(n) = w.get(to) {
+            n.notify_waiters();
+        }
+    }
+}
+
+/// A long-poll's place in the waiter map; leaving it (answered, timed out
+/// or cancelled) drops the session's entry when no one else waits there,
+/// so the map holds only sessions being waited for.
+struct Waiting {
+    notify: Arc<tokio::sync::Notify>,
+    session: String,
+    waiters: Arc<Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>>,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        // Ours and the map's: nobody else is waiting.
+        if Arc::strong_count(&self.notify) <= 2 {
+            w.remove(&self.session);
+        }
+    }
+}
+
+/// Opens the store, binds, prints `listening on http://ADDR:PORT` and serves
+/// until Ctrl-C or SIGTERM.
+pub fn serve(opts: ServeOptions) -> Result<()> {
+    if !opts.listen.ip().is_loopback() && opts.token.is_none() && !opts.insecure {
+        return Err(Error::Usage(format!(
+            "refusing to listen on {} without --token: anyone on the network could read and write; \
+             give --token (or COORD_SERVE_TOKEN), or --insecure if you mean it",
+            opts.listen
+        )));
+    }
+    // Refuse to start on a store we cannot read, before binding.
+    let store = LocalStore::open(&opts.db)?;
+    store.status()?;
+    if store.ensure_incremental_vacuum()? {
+        crate::out::note(&format!(
+            "coord serve: {} rewritten once so that it can shrink (auto_vacuum)",
+            opts.db.display()
+        ));
+    }
+    purge(&store, opts.retain_days);
+    let readers = (0..READERS)
+        .map(|_| LocalStore::open(&opts.db).map(Mutex::new))
+        .collect::<Result<Vec<_>>>()?;
+    let state = AppState {
+        writer: Arc::new(Mutex::new(store)),
+        readers: Arc::new(readers),
+        next_reader: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        token: opts.token.map(Arc::from),
+        listen: Arc::new(Mutex::new(None)),
+        waiters: Arc::new(Mutex::new(std::collections::HashMap::new())),
+    };
+    #[cfg(unix)]
+    raise_fd_limit();
+    let io = |e: std::io::Error| Error::Usage(format!("cannot listen on {}: {e}", opts.listen));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(io)?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(opts.listen)
+            .await
+            .map_err(io)?;
+        let addr = listener.local_addr().map_err(io)?;
+        *state.listen.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
+        crate::out::out(&format!("listening on http://{addr}\n"));
+        let writer = state.writer.clone();
+        let days = opts.retain_days;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PURGE_EVERY);
+            tick.tick().await; // the first tick is now: done above
+            loop {
+                tick.tick().await;
+                let w = writer.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    purge(&w.lock().unwrap_or_else(|p| p.into_inner()), days)
+                })
+                .await;
+            }
+        });
+        accept_loop(listener, router(state)).await;
+        Ok::<(), Error>(())
+    })?;
+    crate::out::note("coord serve: stopped");
+    Ok(())
+}
+
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r.into_response(),
+        }
+    };
+}
+
+mod conn;
+mod guard;
+mod reply;
+mod routes;
+
+use conn::*;
+#[cfg(unix)]
+pub use conn::raise_fd_limit;
+use guard::*;
+use reply::*;
+use routes::*;
+
+/// Read connections: a few, so reads on the workers rarely meet.
+const READERS: usize = 4;
+
+/// Runs a read on this worker, on a free read connection. A read takes
+/// tens of microseconds and never waits for a writer (WAL), so handing it
+/// to the blocking pool would cost more in thread switches than it saves.
+fn with_reader<T>(st: &AppState, f: impl FnOnce(&LocalStore) -> Result<T>) -> Result<T> {
+    let n = st.readers.len();
+    let start = st
+        .next_reader
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    for i in 0..n {
+        if let Ok(guard) = st.readers[(start + i) % n].try_lock() {
+            return f(&guard);
+        }
+    }
+    let guard = st.readers[start % n]
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    f(&guard)
+}
+
+/// Runs a write on the blocking pool: it may wait for the store's lock
+/// (another process, up to the busy timeout), and must not hold a worker
+/// that `/health` and reads need meanwhile.
+async fn with_writer<T: Send + 'static>(
+    st: &AppState,
+    f: impl FnOnce(&LocalStore) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let writer = st.writer.clone();
+    tokio::task::spawn_blocking(move || {
+        let guard = writer.lock().unwrap_or_else(|p| p.into_inner());
+        f(&guard)
+    })
+    .await
+    .unwrap_or_else(|e| Err(Error::Failed(format!("the write failed: {e}"))))
+}
+
+#[cfg(test)]
+mod waiter_tests {
+    use super::*;
+
+    #[test]
+    fn the_waiter_map_keeps_only_sessions_being_waited_for() {
+        let map: Arc<Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>> =
+            Arc::default();
+        let wait = |s: &str| {
+            let mut w = map.lock().unwrap();
+            Waiting {
+                notify: w.entry(s.to_string()).or_default().clone(),
+                session: s.to_string(),
+                waiters: map.clone(),
+            }
+        };
+        let a1 = wait("A/x");
+        let a2 = wait("A/x");
+        let many: Vec<Waiting> = (0..1000).map(|i| wait(&format!("S/{i}"))).collect();
+        assert_eq!(map.lock().unwrap().len(), 1001);
+        drop(many);
+        assert_eq!(map.lock().unwrap().len(), 1);
+        drop(a1);
+        // A second poll of A/x still waits there.
+        assert!(map.lock().unwrap().contains_key("A/x"));
+        drop(a2);
+        assert!(map.lock().unwrap().is_empty());
+    }
+}
