@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use coord_hook::backend::Coord;
-use coord_hook::backend::local::LocalStore;
 use coord_hook::model::*;
+use coord_hook::store::LocalStore;
 
 const HOOK: &str = env!("CARGO_BIN_EXE_coord-hook");
 const COORD: &str = env!("CARGO_BIN_EXE_coord");
@@ -955,8 +955,7 @@ fn long_polls(url: &str, n: usize) {
         let _ = std::thread::Builder::new()
             .stack_size(256 * 1024)
             .spawn(move || {
-                let c =
-                    coord_hook::backend::http::HttpCoord::new(&url, None, Duration::from_secs(75));
+                let c = coord_hook::client::HttpCoord::new(&url, None, Duration::from_secs(75));
                 let mut q = MessageQuery {
                     session: format!("POLL/s{i}"),
                     unread_only: true,
@@ -1016,7 +1015,7 @@ fn send_to(h: &Home, body: &str) {
     });
     match identity["coord_api"].as_str() {
         Some(url) => {
-            let c = coord_hook::backend::http::HttpCoord::new(url, None, Duration::from_secs(5));
+            let c = coord_hook::client::HttpCoord::new(url, None, Duration::from_secs(5));
             c.write(&w, None).expect("send");
         }
         None => {

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod cmd;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod queue;
 pub mod render;
 pub mod server;
 pub mod sessions;
+pub mod store;
 pub mod text;
 pub mod wire;
 

@@ -7,7 +7,7 @@ use coord_hook::model::*;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = coord_hook::backend::http::detail_of(data);
+    let _ = coord_hook::client::detail_of(data);
     let _ = serde_json::from_slice::<Status>(data);
     let _ = serde_json::from_slice::<Lock>(data);
     let _ = serde_json::from_slice::<Component>(data);

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::OnceLock;
 
 use coord_hook::backend::Coord;
-use coord_hook::backend::local::LocalStore;
+use coord_hook::store::LocalStore;
 use coord_hook::model::*;
 use libfuzzer_sys::fuzz_target;
 

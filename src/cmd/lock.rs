@@ -1,11 +1,11 @@
 //! `coord lock claim|release|list`.
 
 use super::Ctx;
-use crate::backend::local::MAX_TTL_HOURS;
 use crate::cli::LockCmd;
 use crate::error::{Error, Result};
 use crate::model::*;
 use crate::render;
+use crate::store::MAX_TTL_HOURS;
 
 pub fn run(ctx: &Ctx, cmd: LockCmd) -> Result<()> {
     match cmd {

@@ -13,14 +13,15 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::backend::http::{self, HttpCoord};
-use crate::backend::{Coord, local::LocalStore};
+use crate::backend::Coord;
+use crate::client::{self, HttpCoord};
 use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::model::{NewLock, NewMessage, Write, Written};
 use crate::out::{note, out};
 use crate::queue::{Entry, Queue, WrittenBy};
 use crate::render::Style;
+use crate::store::LocalStore;
 
 pub struct Ctx {
     pub identity: Identity,
@@ -226,7 +227,7 @@ pub fn open_backend(identity: &Identity) -> Result<Box<dyn Coord>> {
         Some(url) => Ok(Box::new(HttpCoord::new(
             url,
             identity.token.clone(),
-            http::COMMAND_TIMEOUT,
+            client::COMMAND_TIMEOUT,
         ))),
     }
 }

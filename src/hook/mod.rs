@@ -11,13 +11,13 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::backend::Coord;
-use crate::backend::http::HttpCoord;
-use crate::backend::local::LocalStore;
+use crate::client::HttpCoord;
 use crate::error::Error;
 use crate::identity::{Identity, Source, env_var, redact_url};
 use crate::model::*;
 use crate::queue::Queue;
 use crate::render::{self, Style};
+use crate::store::LocalStore;
 use crate::text::{escape_controls, quoted};
 
 /// The overall deadline when nothing else is configured.

@@ -6,12 +6,12 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::backend::http::HttpCoord;
-use crate::backend::local::LocalStore;
 use crate::backend::{Coord, Page};
+use crate::client::HttpCoord;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::model::*;
+use crate::store::LocalStore;
 
 use super::{MAX_BODY, MAX_HOOK_ANSWER_BYTES, MAX_OUTPUT, js_len, message_text};
 

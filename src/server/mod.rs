@@ -17,9 +17,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::backend::Coord;
-use crate::backend::local::LocalStore;
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::store::LocalStore;
 use crate::wire::{self, MAX_BODY_BYTES, MAX_KEY_LEN, MAX_WAIT_SECS, query, route};
 
 pub struct ServeOptions {
@@ -37,7 +37,7 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// One retention pass, logged in one line when it deleted anything.
 fn purge(store: &LocalStore, days: u32) {
     match store.purge(days) {
-        Ok(p) if p == crate::backend::local::Purged::default() => {}
+        Ok(p) if p == crate::store::Purged::default() => {}
         Ok(p) => crate::out::note(&format!(
             "coord serve: retention ({days} days) deleted {} messages, {} done todos, {} idempotency keys, {} expired locks",
             p.messages, p.todos, p.keys, p.locks
@@ -183,9 +183,9 @@ mod guard;
 mod reply;
 mod routes;
 
-use conn::*;
 #[cfg(unix)]
 pub use conn::raise_fd_limit;
+use conn::*;
 use guard::*;
 use reply::*;
 use routes::*;

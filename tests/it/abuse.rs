@@ -441,7 +441,7 @@ fn every_list_endpoint_is_bounded_and_counts_what_it_left_out() {
     m.arrive(None);
     {
         use coord_hook::backend::Coord;
-        let c = coord_hook::backend::http::HttpCoord::new(&s.url, None, Duration::from_secs(5));
+        let c = coord_hook::client::HttpCoord::new(&s.url, None, Duration::from_secs(5));
         for i in 0..150 {
             c.write(
                 &coord_hook::model::Write::AddTodo(coord_hook::model::NewTodo {

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use coord_hook::backend::http::HttpCoord;
-use coord_hook::backend::local::LocalStore;
 use coord_hook::backend::{Coord, CoordExt};
+use coord_hook::client::HttpCoord;
 use coord_hook::error::Error;
 use coord_hook::model::*;
+use coord_hook::store::LocalStore;
 
 fn msg(from: &str, to: &str, body: &str) -> NewMessage {
     NewMessage {

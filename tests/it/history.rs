@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use crate::common::{Fake, Machine, Server, http_answer, message, stderr, stdout};
 use coord_hook::backend::Coord;
-use coord_hook::backend::http::HttpCoord;
-use coord_hook::backend::local::LocalStore;
+use coord_hook::client::HttpCoord;
 use coord_hook::model::*;
+use coord_hook::store::LocalStore;
 use serde_json::{Value, json};
 
 const B: &str = "B/claude-main";

@@ -452,7 +452,7 @@ fn the_client_reads_what_a_python_server_sends() {
 #[test]
 fn a_stop_signal_stops_cleanly_and_idempotency_keys_survive_a_restart() {
     use coord_hook::backend::Coord;
-    use coord_hook::backend::http::HttpCoord;
+    use coord_hook::client::HttpCoord;
     use coord_hook::model::{NewMessage, Write, Written};
 
     let dir = tempfile::tempdir().unwrap();

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use coord_hook::backend::Coord;
-use coord_hook::backend::local::LocalStore;
 use coord_hook::model::*;
+use coord_hook::store::LocalStore;
 
 fn send(s: &LocalStore, from: &str, to: &str, body: &str, key: Option<&str>) -> Message {
     match s

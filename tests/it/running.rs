@@ -221,7 +221,7 @@ fn against_a_v1_server_without_wait_the_waiter_polls() {
 #[test]
 fn a_long_poll_is_woken_by_the_write_that_concerns_it() {
     use coord_hook::backend::Coord;
-    use coord_hook::backend::http::HttpCoord;
+    use coord_hook::client::HttpCoord;
     use coord_hook::model::*;
     let s = Server::start(&[]);
     // Many waiters on other sessions, one on ours.
@@ -487,7 +487,7 @@ fn a_burst_between_prompts_is_counted_whole_and_shown_in_turn() {
     let p = dir(&m, "proj");
     w.start(&m, &p, "startup", "c");
     {
-        let store = coord_hook::backend::local::LocalStore::open(&m.db_path()).unwrap();
+        let store = coord_hook::store::LocalStore::open(&m.db_path()).unwrap();
         use coord_hook::backend::Coord;
         for i in 1..=150 {
             store

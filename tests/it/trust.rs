@@ -867,7 +867,7 @@ fn a_lock_that_would_expire_before_it_is_stored_is_a_usage_error() {
 #[test]
 fn sync_counts_as_delivered_only_what_was_newly_applied() {
     use coord_hook::backend::Coord;
-    use coord_hook::backend::http::HttpCoord;
+    use coord_hook::client::HttpCoord;
     let s = Server::start(&[]);
     let dead = dead_url();
     let m = Machine::remote("BOX", &dead);

@@ -12,7 +12,7 @@ use ureq::Agent;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
-use super::{Applied, Coord, Page};
+use crate::backend::{Applied, Coord, Page};
 use crate::error::{Error, Result};
 use crate::model::*;
 use crate::wire::{self, Method, Request, query, route};

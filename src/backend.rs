@@ -1,8 +1,6 @@
-//! The `Coord` trait — one method per contract operation family — and the
-//! choice between the embedded store and the HTTP API.
-
-pub mod http;
-pub mod local;
+//! The `Coord` trait — one write method taking a `Write`, and typed reads —
+//! that the embedded store, `coord serve`'s store and the HTTP client all
+//! implement.
 
 use crate::error::{Error, Result};
 use crate::model::*;
