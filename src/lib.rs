@@ -14,12 +14,13 @@ pub mod identity;
 pub mod install;
 pub mod model;
 pub mod out;
+pub mod presence;
 pub mod queue;
 pub mod render;
 pub mod server;
-pub mod sessions;
 pub mod store;
 pub mod text;
+pub mod window;
 pub mod wire;
 
 use std::ffi::OsString;

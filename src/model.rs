@@ -342,11 +342,6 @@ pub struct MessageQuery {
     pub sent: bool,
 }
 
-/// A session's presence is written at most this often from a hook (a
-/// minute is fine for "who is there"; a write on every session start is
-/// not): the embedded store asks its own `last_seen`, HTTP a stamp file.
-pub const PRESENCE_FRESH: std::time::Duration = std::time::Duration::from_secs(60);
-
 pub const DEFAULT_MESSAGE_LIMIT: u32 = 100;
 pub const MAX_MESSAGE_LIMIT: u32 = 1000;
 

@@ -112,6 +112,26 @@ pub fn clip(s: &str, max: usize) -> String {
     }
 }
 
+/// A project or resource name as a command argument: bare when it is plain,
+/// quoted otherwise (and always free of controls).
+pub fn shell_word(s: &str) -> String {
+    let shown = cell(s, 80);
+    if !shown.is_empty()
+        && shown
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':' | '@'))
+    {
+        shown
+    } else {
+        shell_quote(&shown)
+    }
+}
+
+/// One shell word, whatever the text: single quotes, and `'\''` for a quote.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,7 +25,7 @@ pub fn run(ctx: &Ctx, all: bool) -> Result<()> {
     // machine is active while a window of that name is open (a window that
     // exited is not, whenever it was last seen). Other machines' by time.
     let here = format!("{}/", ctx.identity.machine);
-    let windows = crate::sessions::registry(&ctx.identity.state_dir).window_names();
+    let windows = crate::window::registry(&ctx.identity.state_dir).window_names();
     let rows: Vec<(serde_json::Value, Vec<String>)> = sessions
         .iter()
         .map(|s| {

@@ -98,7 +98,7 @@ pub fn frame(head: &str, msgs: &[Message], more: u64, cap: usize) -> (String, Ve
 /// What the prompt hook prints: nothing when nothing is new.
 pub fn output(
     id: &Identity,
-    win: &crate::sessions::WindowId,
+    win: &crate::window::WindowId,
     started: Instant,
     limit: Duration,
     json: bool,
@@ -112,7 +112,7 @@ pub fn output(
         // session start says what is wrong.
         return String::new();
     };
-    let registry = crate::sessions::registry(&id.state_dir).until(deadline);
+    let registry = crate::window::registry(&id.state_dir).until(deadline);
     let Some(text) = show_new(&registry, win, page, |n| head(id, n), MAX_OUTPUT - 300) else {
         return String::new();
     };
@@ -137,8 +137,8 @@ pub fn output(
 /// cannot say. The count is every new unread message, also those older
 /// than the page.
 pub fn show_new(
-    registry: &crate::sessions::Windows,
-    win: &crate::sessions::WindowId,
+    registry: &crate::window::Windows,
+    win: &crate::window::WindowId,
     page: Page,
     head: impl FnOnce(u64) -> String,
     cap: usize,

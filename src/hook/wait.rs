@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use crate::identity::Identity;
-use crate::sessions;
+use crate::window;
 
 use super::prompt;
 
@@ -45,10 +45,10 @@ pub fn run(identity: Option<&std::path::Path>) -> u8 {
     if !interactive() {
         return QUIET;
     }
-    let Some(pid) = super::claude_pid() else {
+    let Some(pid) = crate::window::claude_pid() else {
         return QUIET;
     };
-    let window = sessions::WindowId {
+    let window = window::WindowId {
         pid: Some(pid),
         conversation: None,
     };
@@ -57,7 +57,7 @@ pub fn run(identity: Option<&std::path::Path>) -> u8 {
     let Ok(mut id) = Identity::load(identity, &cwd) else {
         return QUIET;
     };
-    let registry = sessions::registry(&id.state_dir);
+    let registry = window::registry(&id.state_dir);
     // Claude Code starts the session-start block and this waiter at once:
     // wait (bounded) until the block has named the window and written
     // what it shows, so that neither misses nor repeats a message.
@@ -67,7 +67,7 @@ pub fn run(identity: Option<&std::path::Path>) -> u8 {
             Ok(Some((name, false))) => break Some(name),
             Ok(Some((name, true))) if Instant::now() >= until => break Some(name),
             Ok(None) if Instant::now() >= until => break None,
-            _ if !sessions::alive(pid) => return QUIET,
+            _ if !window::alive(pid) => return QUIET,
             _ => std::thread::sleep(BLOCK_POLL),
         }
     };
@@ -125,6 +125,6 @@ pub fn run(identity: Option<&std::path::Path>) -> u8 {
 
 /// Refreshes presence, ignoring failures (a v1 server has no sessions).
 fn touch(id: &Identity, cwd: &std::path::Path) {
-    let w = super::presence(id, cwd);
+    let w = crate::presence::presence(id, cwd);
     let _ = crate::cmd::open_backend(id).and_then(|b| b.write(&w, None));
 }

@@ -121,7 +121,9 @@ impl LocalStore {
                     |r| r.get(0),
                 )
                 .ok();
-            if seen.is_some_and(|t| now_ms() - t < PRESENCE_FRESH.as_millis() as i64) {
+            if seen
+                .is_some_and(|t| now_ms() - t < crate::presence::PRESENCE_FRESH.as_millis() as i64)
+            {
                 return;
             }
         }
