@@ -82,11 +82,6 @@ impl Error {
         }
     }
 
-    /// Writes failing this way may be queued and replayed later.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Unreachable { .. } | Error::Server { .. })
-    }
-
     /// The HTTP status `coord serve` answers with for this error.
     pub fn http_status(&self) -> u16 {
         match self {

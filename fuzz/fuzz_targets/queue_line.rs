@@ -1,7 +1,7 @@
 #![no_main]
 //! A queue line: parses or is refused with a reason; what parses writes back
 //! to a line that parses to the same entry.
-use coord_hook::queue::Entry;
+use coord_hook::delivery::Entry;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -73,7 +73,7 @@ fn resolve(ctx: &Ctx, to: &str, force: bool) -> Result<String> {
         }
         // Offline: the address cannot be checked now; the write waits in
         // the queue (and says so) rather than being lost.
-        Err(e) if e.is_retryable() => return Ok(expanded),
+        Err(e) if e.retry() == crate::delivery::Retry::Later => return Ok(expanded),
         Err(e) => return Err(e),
     };
     // What `coord sessions` lists, and nothing else: the sender itself is

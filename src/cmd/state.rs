@@ -85,7 +85,7 @@ pub fn whoami(ctx: &Ctx) -> Result<()> {
 
 pub fn status(ctx: &Ctx) -> Result<()> {
     let backend = ctx.backend()?;
-    let queue = crate::queue::Queue::new(ctx.identity.queue_path());
+    let queue = crate::delivery::Queue::new(ctx.identity.queue_path());
     let waiting = queue.len().unwrap_or(0);
     let st = backend.status().inspect_err(|_| {
         // Down is exactly when the queue matters: say so before the error.

@@ -4,9 +4,9 @@
 use serde_json::{Value, json};
 
 use super::Ctx;
+use crate::delivery::Queue;
 use crate::error::{Error, Result};
 use crate::out::note;
-use crate::queue::Queue;
 use crate::render::{self, Table};
 
 pub fn run(ctx: &Ctx, list: bool, drop: Option<String>, retry_rejected: bool) -> Result<()> {

@@ -13,13 +13,13 @@ use serde_json::json;
 
 use crate::backend::Coord;
 use crate::client::HttpCoord;
+use crate::delivery::Queue;
 use crate::error::Error;
 use crate::identity::{Identity, Source, env_var, redact_url};
 use crate::model::*;
 use crate::presence::{
     PRESENCE_GRACE, presence, presence_is_fresh, presence_stamp, stamp_presence,
 };
-use crate::queue::Queue;
 use crate::render::{self, Style};
 use crate::store::LocalStore;
 use crate::text::{escape_controls, quoted, shell_word};

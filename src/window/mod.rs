@@ -2,6 +2,7 @@
 //! function that decides its session name (an explicit one, else the
 //! machine's window registry), which every hook and the waiter ask.
 
+mod process;
 pub mod registry;
 
 use std::path::Path;

@@ -2,9 +2,9 @@
 //! message sets, address expansion, time parsing and the queue line codec.
 
 use chrono::{TimeZone, Utc};
+use coord_hook::delivery::{Entry, WrittenBy};
 use coord_hook::hook::{self, MAX_OUTPUT, Snapshot, js_len, parse_messages};
 use coord_hook::model::*;
-use coord_hook::queue::{Entry, WrittenBy};
 use coord_hook::text::escape_controls;
 use proptest::collection::vec;
 use proptest::prelude::*;

@@ -875,7 +875,7 @@ fn sync_counts_as_delivered_only_what_was_newly_applied() {
     m.coord(&["msg", "send", "BOX", "two"]).assert().success();
     // The first one reached the server after all (its answer was lost).
     let first: Value = serde_json::from_str(&queue_lines(&m)[0]).unwrap();
-    let entry = coord_hook::queue::Entry::from_line(&queue_lines(&m)[0]).unwrap();
+    let entry = coord_hook::delivery::Entry::from_line(&queue_lines(&m)[0]).unwrap();
     let c = HttpCoord::new(&s.url, None, Duration::from_secs(5));
     c.write(&entry.write, first["key"].as_str()).unwrap();
     let text = std::fs::read_to_string(queue_file(&m)).unwrap();

