@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod cmd;
+pub mod connect;
 pub mod delivery;
 pub mod error;
 pub mod fsx;

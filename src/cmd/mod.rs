@@ -14,13 +14,11 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::backend::Coord;
-use crate::client::{self, HttpCoord};
 use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::model::{NewMessage, Write, Written};
 use crate::out::{note, out};
 use crate::render::Style;
-use crate::store::LocalStore;
 
 pub struct Ctx {
     pub identity: Identity,
@@ -74,7 +72,7 @@ impl Ctx {
         if let Some(b) = self.backend.get() {
             return Ok(b.as_ref());
         }
-        let opened = open_backend(&self.identity)?;
+        let opened = crate::connect::for_command(&self.identity)?;
         Ok(self.backend.get_or_init(|| opened).as_ref())
     }
 
@@ -102,17 +100,6 @@ impl Ctx {
         } else {
             out(&human());
         }
-    }
-}
-
-pub fn open_backend(identity: &Identity) -> Result<Box<dyn Coord>> {
-    match &identity.api {
-        None => Ok(Box::new(LocalStore::open(&identity.db_path)?)),
-        Some(url) => Ok(Box::new(HttpCoord::new(
-            url,
-            identity.token.clone(),
-            client::COMMAND_TIMEOUT,
-        ))),
     }
 }
 

@@ -50,9 +50,6 @@ impl Snapshot {
 pub const MAX_TIMEOUT_MS: u64 = 8_000;
 /// The shortest, so that a typo cannot make every read fail.
 pub(crate) const MIN_TIMEOUT_MS: u64 = 50;
-/// The most an answer may hold in the hook: parsing more would not fit the
-/// deadline, and the block shows under 10,000 characters anyway.
-pub const MAX_HOOK_ANSWER_BYTES: u64 = 4 * 1024 * 1024;
 /// The most messages the hook asks for: the newest, more than a block of
 /// under 10,000 characters can show; the count says how many there are.
 pub(crate) const HOOK_MESSAGE_LIMIT: u32 = 100;
@@ -125,15 +122,18 @@ pub fn fetch(id: &Identity, started: Instant, limit: Duration, touch: Option<Wri
     };
     let (mq, tq, lq) = queries(&id.session_id(), &id.user);
     let (tx, rx) = mpsc::channel::<Part>();
-    let location;
-    match &id.api {
-        Some(api) => {
-            location = format!("the coord API at {}", redact_url(api));
-            let left = deadline.saturating_duration_since(Instant::now());
-            let client = Arc::new(
-                HttpCoord::new(api, id.token.clone(), left)
-                    .with_answer_limit(MAX_HOOK_ANSWER_BYTES),
-            );
+    let location = match &id.api {
+        Some(api) => format!("the coord API at {}", redact_url(api)),
+        None => format!("the local store {}", id.db_path.display()),
+    };
+    let budget = if touch.is_some() {
+        connect::Budget::SessionStart { deadline }
+    } else {
+        connect::Budget::Hook { deadline }
+    };
+    match connect::open(id, budget) {
+        Ok(Some(connect::Backend::Api(client))) => {
+            let client = Arc::new(client);
             // Every read, and the parsing of its answer, on a thread of its
             // own: this thread only waits, so the deadline holds whatever
             // an answer's size or speed.
@@ -161,43 +161,34 @@ pub fn fetch(id: &Identity, started: Instant, limit: Duration, touch: Option<Wri
                 touched = Some(rx);
             }
         }
-        None => {
-            // SQLite answers in microseconds and its waits are bounded by
-            // the busy timeout, so the local reads need no threads.
-            location = format!("the local store {}", id.db_path.display());
-            let path = &id.db_path;
-            if !path.exists() && touch.is_none() {
-                // A preview on a machine that never used coord: nothing to
-                // report, and nothing to create. (A real session start
-                // creates the store: its presence goes there.)
-                let _ = tx.send(Part::Messages(Ok(crate::backend::Page {
-                    messages: Vec::new(),
-                    total: Some(0),
-                })));
-                let _ = tx.send(Part::Todos(Ok(Vec::new())));
-                let _ = tx.send(Part::Locks(Ok(Vec::new())));
-            } else {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match LocalStore::open_for_reading(path, left) {
-                    Ok(s) => {
-                        let _ = tx.send(Part::Messages(s.messages_page(&mq)));
-                        let _ = tx.send(Part::Todos(s.todos(&tq)));
-                        let _ = tx.send(Part::Locks(s.locks(&lq)));
-                        // Presence: a write, after the reads; a store this
-                        // user cannot write just keeps no presence.
-                        if let Some(w) = touch {
-                            s.touch_if_stale(&w);
-                        }
-                    }
-                    Err(e) => {
-                        let msg = e.to_string();
-                        let again = || Error::Failed(msg.clone());
-                        let _ = tx.send(Part::Messages(Err(e)));
-                        let _ = tx.send(Part::Todos(Err(again())));
-                        let _ = tx.send(Part::Locks(Err(again())));
-                    }
-                }
+        // SQLite answers in microseconds and its waits are bounded by the
+        // busy timeout, so the local reads need no threads.
+        Ok(Some(connect::Backend::Store(s))) => {
+            let _ = tx.send(Part::Messages(s.messages_page(&mq)));
+            let _ = tx.send(Part::Todos(s.todos(&tq)));
+            let _ = tx.send(Part::Locks(s.locks(&lq)));
+            // Presence: a write, after the reads; a store this user cannot
+            // write just keeps no presence.
+            if let Some(w) = touch {
+                s.touch_if_stale(&w, crate::presence::PRESENCE_FRESH);
             }
+        }
+        // A preview on a machine that never used coord: nothing to report,
+        // and nothing to create.
+        Ok(None) => {
+            let _ = tx.send(Part::Messages(Ok(crate::backend::Page {
+                messages: Vec::new(),
+                total: Some(0),
+            })));
+            let _ = tx.send(Part::Todos(Ok(Vec::new())));
+            let _ = tx.send(Part::Locks(Ok(Vec::new())));
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            let again = || Error::Failed(msg.clone());
+            let _ = tx.send(Part::Messages(Err(e)));
+            let _ = tx.send(Part::Todos(Err(again())));
+            let _ = tx.send(Part::Locks(Err(again())));
         }
     }
     drop(tx);

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::backend::Coord;
 use crate::client::HttpCoord;
+use crate::connect;
 use crate::delivery::Queue;
 use crate::error::Error;
 use crate::identity::{Identity, Source, env_var, redact_url};
@@ -21,7 +22,6 @@ use crate::presence::{
     PRESENCE_GRACE, presence, presence_is_fresh, presence_stamp, stamp_presence,
 };
 use crate::render::{self, Style};
-use crate::store::LocalStore;
 use crate::text::{escape_controls, quoted, shell_word};
 use crate::window::{UNNAMED, name_this_window, window_id};
 

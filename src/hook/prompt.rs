@@ -7,13 +7,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::backend::{Coord, Page};
-use crate::client::HttpCoord;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::model::*;
-use crate::store::LocalStore;
 
-use super::{MAX_BODY, MAX_HOOK_ANSWER_BYTES, MAX_OUTPUT, js_len, message_text};
+use super::{MAX_BODY, MAX_OUTPUT, js_len, message_text};
 
 /// This session's newest unread messages (own ones left out), read within
 /// `deadline`. `after_id` and `wait` ask `coord serve` to hold the answer
@@ -28,26 +26,26 @@ pub fn unread(
         after_id,
         ..super::queries(&id.session_id(), &id.user).0
     };
-    let mut page = match &id.api {
-        None => {
-            if !id.db_path.exists() {
-                return Ok(Page::default());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            LocalStore::open_for_reading(&id.db_path, left)?.messages_page(&q)?
+    let budget = if wait_secs > 0 {
+        crate::connect::Budget::LongPoll {
+            deadline,
+            wait: wait_secs,
         }
-        Some(api) => {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let client = HttpCoord::new(api, id.token.clone(), left)
-                .with_answer_limit(MAX_HOOK_ANSWER_BYTES)
-                .with_wait(wait_secs);
+    } else {
+        crate::connect::Budget::Hook { deadline }
+    };
+    let mut page = match crate::connect::open(id, budget)? {
+        None => return Ok(Page::default()),
+        Some(crate::connect::Backend::Store(s)) => s.messages_page(&q)?,
+        Some(crate::connect::Backend::Api(client)) => {
             // On a thread: this one only waits, so the deadline holds.
             let (tx, rx) = mpsc::channel();
             std::thread::spawn(move || {
                 let _ = tx.send(client.messages_page(&q));
             });
+            let left = deadline.saturating_duration_since(Instant::now());
             rx.recv_timeout(left).map_err(|_| Error::Unreachable {
-                url: crate::identity::redact_url(api),
+                url: id.api_shown().unwrap_or_default(),
                 reason: "no answer within the deadline".into(),
             })??
         }

@@ -38,12 +38,17 @@ pub fn run(opts: HookOptions) {
     let mut identity = Identity::load(opts.identity.as_deref(), &cwd);
     let (limit, capped) = timeout(opts.timeout_ms, identity.as_ref().ok());
     let now = crate::clock::now();
+    let win = window_id(input.session_id.as_deref());
+    let start = input
+        .hook_event_name
+        .as_deref()
+        .is_none_or(|e| e == "SessionStart");
     let mut window_note = None;
     if let Ok(id) = identity.as_mut()
         && !opts.preview
     {
         // At most half the deadline: the reads need the rest.
-        window_note = name_this_window(id, &input, &cwd, started + limit / 2).err();
+        window_note = name_this_window(id, &win, start, &cwd, started + limit / 2).err();
     }
     // Without a name the window could be shown another window's mail.
     let unnamed = window_note
@@ -60,7 +65,7 @@ pub fn run(opts: HookOptions) {
         if let (Ok(id), false) = (&identity, unnamed) {
             crate::out::out(&prompt::output(
                 id,
-                &window_id(&input),
+                &win,
                 started,
                 limit,
                 opts.format == Format::Json,
@@ -82,7 +87,6 @@ pub fn run(opts: HookOptions) {
                 snap.message_total = None;
             }
             // A resumed conversation still holds what it was shown.
-            let win = window_id(&input);
             if resumed
                 && win.is_known()
                 && let Some(msgs) = snap.messages.as_mut()
@@ -130,7 +134,6 @@ pub fn run(opts: HookOptions) {
     // A new context: what this block framed is all it has been shown (the
     // messages only counted or summarised come at the next prompt). A
     // resumed one adds to what it was shown.
-    let win = window_id(&input);
     if let (Ok(id), false, true) = (&identity, opts.preview, win.is_known()) {
         let framed = if snap.messages.is_some() {
             framed

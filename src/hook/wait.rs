@@ -126,5 +126,5 @@ pub fn run(identity: Option<&std::path::Path>) -> u8 {
 /// Refreshes presence, ignoring failures (a v1 server has no sessions).
 fn touch(id: &Identity, cwd: &std::path::Path) {
     let w = crate::presence::presence(id, cwd);
-    let _ = crate::cmd::open_backend(id).and_then(|b| b.write(&w, None));
+    let _ = crate::connect::for_command(id).and_then(|b| b.write(&w, None));
 }

@@ -111,7 +111,7 @@ impl LocalStore {
     /// Writes presence `w` unless this session was seen within the last
     /// minute (a read first: far cheaper than a write). Failures are
     /// ignored: a store this user cannot write keeps no presence.
-    pub fn touch_if_stale(&self, w: &Write) {
+    pub fn touch_if_stale(&self, w: &Write, fresh: std::time::Duration) {
         if let Write::TouchSession { session_id, .. } = w {
             let seen: Option<i64> = self
                 .conn
@@ -121,9 +121,7 @@ impl LocalStore {
                     |r| r.get(0),
                 )
                 .ok();
-            if seen
-                .is_some_and(|t| now_ms() - t < crate::presence::PRESENCE_FRESH.as_millis() as i64)
-            {
+            if seen.is_some_and(|t| now_ms() - t < fresh.as_millis() as i64) {
                 return;
             }
         }
@@ -174,7 +172,11 @@ impl LocalStore {
 
     /// `EXPLAIN QUERY PLAN` of the hook's three reads for `session` and
     /// `user`, one line per step (for the tests that keep them indexed).
-    pub fn hook_query_plans(&self, session: &str, user: &str) -> Result<Vec<String>> {
+    pub fn hook_query_plans(
+        &self,
+        (mq, tq, lq): &(MessageQuery, TodoQuery, LockQuery),
+    ) -> Result<Vec<String>> {
+        let session = mq.session.as_str();
         use rusqlite::types::Value as V;
         let mut out = Vec::new();
         let mut explain = |sql: &str, params: Vec<V>| -> Result<()> {
@@ -185,10 +187,9 @@ impl LocalStore {
             out.extend(rows);
             Ok(())
         };
-        let (mq, tq, lq) = crate::hook::queries(session, user);
-        let (todos, tp) = todos_sql(&tq);
+        let (todos, tp) = todos_sql(tq);
         explain(&todos, tp)?;
-        let (locks, lp) = locks_sql(&lq, now_ms());
+        let (locks, lp) = locks_sql(lq, now_ms());
         explain(&locks, lp)?;
         let (msgs, count) = messages_sql(mq.unread_only, mq.newest_first);
         let limit = i64::from(mq.limit.unwrap_or(DEFAULT_MESSAGE_LIMIT));

@@ -8,7 +8,6 @@ pub mod registry;
 use std::path::Path;
 use std::time::Instant;
 
-use crate::hook::HookInput;
 use crate::identity::{Identity, env_var};
 use crate::presence::project_name;
 use crate::text::shell_quote;
@@ -18,13 +17,12 @@ pub use registry::{REGISTRY_FILE, WindowId, Windows, alive, name_from_project, r
 /// The window a hook runs for: its process, and the conversation Claude
 /// Code names in its input (the key when there is no `CLAUDE_PID`: another
 /// host, an older Claude Code).
-pub fn window_id(input: &HookInput) -> WindowId {
+pub fn window_id(conversation: Option<&str>) -> WindowId {
     WindowId {
         pid: claude_pid(),
         // Claude Code also puts it in every hook's environment.
-        conversation: input
-            .session_id
-            .clone()
+        conversation: conversation
+            .map(str::to_string)
             .or_else(|| env_var("CLAUDE_CODE_SESSION_ID"))
             .as_deref()
             .map(str::trim)
@@ -50,20 +48,16 @@ pub fn claude_pid() -> Option<u32> {
 /// speaks as it. Problems come back as a note; the hook goes on.
 pub(crate) fn name_this_window(
     id: &mut Identity,
-    input: &HookInput,
+    win: &WindowId,
+    start: bool,
     cwd: &Path,
     deadline: Instant,
 ) -> Result<(), String> {
-    let win = window_id(input);
     if win.is_known() {
         let wanted = id.session_explicit.then(|| id.session.clone());
         let project = project_name(cwd);
-        let start = input
-            .hook_event_name
-            .as_deref()
-            .is_none_or(|e| e == "SessionStart");
         match registry(&id.state_dir).until(deadline).name_for(
-            &win,
+            win,
             wanted.as_deref(),
             id.session_from_project,
             project.as_deref(),
@@ -73,7 +67,7 @@ pub(crate) fn name_this_window(
                 id.session = name;
                 if let Some(n) = note {
                     // Still named, and the name goes to the env file.
-                    write_env_file(id, input)?;
+                    write_env_file(id, start)?;
                     return Err(n);
                 }
             }
@@ -89,7 +83,7 @@ pub(crate) fn name_this_window(
             }
         }
     }
-    write_env_file(id, input)
+    write_env_file(id, start)
 }
 
 /// The start of the note that says a window has no name yet (its
@@ -98,11 +92,7 @@ pub(crate) const UNNAMED: &str = "this window's session name could not be settle
 
 /// On SessionStart the name goes into `CLAUDE_ENV_FILE`, so every command
 /// the model runs in this window speaks as it.
-pub(crate) fn write_env_file(id: &Identity, input: &HookInput) -> Result<(), String> {
-    let start = input
-        .hook_event_name
-        .as_deref()
-        .is_none_or(|e| e == "SessionStart");
+pub(crate) fn write_env_file(id: &Identity, start: bool) -> Result<(), String> {
     if let (true, Some(file)) = (start, env_var("CLAUDE_ENV_FILE")) {
         let line = format!("export COORD_SESSION={}\n", shell_quote(&id.session_id()));
         let written = std::fs::OpenOptions::new()

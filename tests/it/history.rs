@@ -383,7 +383,9 @@ fn a_cached_read_is_not_compiled_again_for_new_values() {
 fn the_hooks_reads_use_indexes() {
     let dir = tempfile::tempdir().unwrap();
     let s = LocalStore::open(&dir.path().join("s.db")).unwrap();
-    let plans = s.hook_query_plans("B/claude-main", "howard").unwrap();
+    let plans = s
+        .hook_query_plans(&coord_hook::hook::queries("B/claude-main", "howard"))
+        .unwrap();
     assert!(!plans.is_empty());
     for line in &plans {
         // A full scan of a table (not of a small subquery result) is what
