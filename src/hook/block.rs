@@ -155,6 +155,77 @@ pub(crate) fn locks_text(locks: &[Lock], now: &Time, cap: usize) -> String {
     out
 }
 
+/// Room kept for the line that summarises what did not fit.
+const SUMMARY_RESERVE: usize = 200;
+
+/// The one order every block shows messages in: newest first, so that
+/// when not all fit, the oldest are the ones summarised.
+pub fn newest_first<'a>(msgs: impl Iterator<Item = &'a Message>) -> Vec<&'a Message> {
+    let mut v: Vec<&Message> = msgs.collect();
+    v.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    v
+}
+
+/// The one budget loop: as many of `msgs` (in their order) as fit in
+/// `room` UTF-16 units, each in full or with its body cut to what is left
+/// (never under its header); answers the text and the ids it framed.
+pub fn fit_messages(msgs: &[&Message], now: &Time, mut room: usize) -> (String, Vec<i64>) {
+    let mut body = String::new();
+    let mut framed = Vec::new();
+    for m in msgs {
+        let overhead = js_len(&message_text(
+            &Message {
+                body: String::new(),
+                ..(*m).clone()
+            },
+            now,
+            0,
+        )) + 120;
+        if room < overhead + 40 {
+            break;
+        }
+        let text = message_text(m, now, MAX_BODY.min(room - overhead));
+        let len = js_len(&text);
+        if len > room {
+            break;
+        }
+        room -= len;
+        body.push_str(&text);
+        framed.push(m.id);
+    }
+    (body, framed)
+}
+
+/// New messages (a prompt's or a wake-up's) framed as in the block after
+/// a one-line `head`, in the block's order and budget loop, under `cap`.
+/// `more` counts the new ones that were not even fetched (older than the
+/// page). Answers the text and the ids it framed: only those count as
+/// shown.
+pub fn frame_new(head: &str, msgs: &[Message], more: u64, cap: usize) -> (String, Vec<i64>) {
+    let now = crate::clock::now();
+    let msgs = newest_first(msgs.iter());
+    let mut out = format!("{head}\n");
+    let room = cap.saturating_sub(js_len(&out) + js_len(END_NEW) + 1 + SUMMARY_RESERVE);
+    let (body, framed) = fit_messages(&msgs, &now, room);
+    out.push_str(&body);
+    let left = &msgs[framed.len()..];
+    let hidden = left.len() as u64 + more;
+    if hidden > 0 {
+        let ids = || left.iter().map(|m| m.id);
+        let range = match (ids().min(), ids().max()) {
+            (Some(lo), Some(hi)) if more == 0 => format!(" (#{lo}…#{hi})"),
+            (Some(_), Some(hi)) => format!(" (#{hi} and older)"),
+            _ => " (older ones)".to_string(),
+        };
+        out.push_str(&format!(
+            "[{hidden} more new messages not shown here{range}: run `coord msg inbox` to read them]\n"
+        ));
+    }
+    out.push_str(END_NEW);
+    out.push('\n');
+    (out, framed)
+}
+
 /// The block for the model, at most `budget` UTF-16 units long.
 pub fn render_block(s: &Snapshot, now: &Time, budget: usize) -> String {
     render_block_framed(s, now, budget).0
@@ -209,36 +280,10 @@ pub fn render_block_framed(s: &Snapshot, now: &Time, budget: usize) -> (String, 
     tail.push_str(END);
     tail.push('\n');
 
-    // Newest first: when not all fit, the oldest are the ones summarised.
-    let mut msgs: Vec<&Message> = s.messages.iter().flatten().collect();
-    msgs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-    const SUMMARY_RESERVE: usize = 200;
-    let mut room = budget.saturating_sub(js_len(&head) + js_len(&tail) + SUMMARY_RESERVE);
-    let mut body = String::new();
-    let mut shown = 0;
-    let mut framed = Vec::new();
-    for m in &msgs {
-        let overhead = js_len(&message_text(
-            &Message {
-                body: String::new(),
-                ..(*m).clone()
-            },
-            now,
-            0,
-        )) + 120;
-        if room < overhead + 40 {
-            break;
-        }
-        let text = message_text(m, now, MAX_BODY.min(room - overhead));
-        let len = js_len(&text);
-        if len > room {
-            break;
-        }
-        room -= len;
-        body.push_str(&text);
-        framed.push(m.id);
-        shown += 1;
-    }
+    let msgs = newest_first(s.messages.iter().flatten());
+    let room = budget.saturating_sub(js_len(&head) + js_len(&tail) + SUMMARY_RESERVE);
+    let (body, framed) = fit_messages(&msgs, now, room);
+    let shown = framed.len();
     let mut out = head;
     if count > 0 {
         out.push_str(&format!("(newest first; {shown} of {count} shown)\n"));

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::model::*;
 
-use super::{MAX_BODY, MAX_OUTPUT, js_len, message_text};
+use super::MAX_OUTPUT;
 
 /// This session's newest unread messages (own ones left out), read within
 /// `deadline`. `after_id` and `wait` ask `coord serve` to hold the answer
@@ -52,45 +52,6 @@ pub fn unread(
     };
     page.drop_own(&id.session_id());
     Ok(page)
-}
-
-/// Messages framed as in the block (every body line behind `| `), newest
-/// first, under `cap` characters, after a one-line `head`. `more` counts
-/// the new messages that were not even fetched (older than the page).
-/// Answers the text and the ids it framed: only those count as shown.
-pub fn frame(head: &str, msgs: &[Message], more: u64, cap: usize) -> (String, Vec<i64>) {
-    let now = crate::clock::now();
-    let mut msgs: Vec<&Message> = msgs.iter().collect();
-    msgs.sort_by_key(|m| std::cmp::Reverse(m.id));
-    let mut out = format!("{head}\n");
-    let mut framed = Vec::new();
-    for m in &msgs {
-        let room = cap.saturating_sub(js_len(&out) + 200);
-        if room < 200 {
-            break;
-        }
-        let text = message_text(m, &now, MAX_BODY.min(room));
-        if js_len(&text) > room {
-            break;
-        }
-        out.push_str(&text);
-        framed.push(m.id);
-    }
-    let left = &msgs[framed.len()..];
-    let hidden = left.len() as u64 + more;
-    if hidden > 0 {
-        let range = match (left.last(), left.first()) {
-            (Some(lo), Some(hi)) if more == 0 => format!(" (#{}…#{})", lo.id, hi.id),
-            (Some(_), Some(hi)) => format!(" (#{} and older)", hi.id),
-            _ => " (older ones)".to_string(),
-        };
-        out.push_str(&format!(
-            "[{hidden} more new messages not shown here{range}: run `coord msg inbox` to read them]\n"
-        ));
-    }
-    out.push_str(super::END_NEW);
-    out.push('\n');
-    (out, framed)
 }
 
 /// What the prompt hook prints: nothing when nothing is new.
@@ -153,7 +114,8 @@ pub fn show_new(
                 .filter(|m| new.contains(&m.id))
                 .cloned()
                 .collect();
-            let (text, framed) = frame(&head(msgs.len() as u64 + beyond), &msgs, beyond, cap);
+            let (text, framed) =
+                super::frame_new(&head(msgs.len() as u64 + beyond), &msgs, beyond, cap);
             (framed, text)
         })
         .ok()
