@@ -10,21 +10,6 @@ use assert_cmd::Command;
 use serde_json::Value;
 use tempfile::TempDir;
 
-/// Variables the binaries read; cleared so the developer's own setup never
-/// leaks into a test.
-const VARS: &[&str] = &[
-    "COORD_API",
-    "COORD_SESSION",
-    "COORD_TOKEN",
-    "COORD_DB",
-    "COORD_IDENTITY",
-    "COORD_QUEUE",
-    "COORD_HOOK_TIMEOUT_MS",
-    "CLAUDETOOLS_ROOT",
-    "CLAUDE_PROJECT_DIR",
-    "CLAUDE_CODE_SESSION_ID",
-];
-
 /// A machine: a temporary folder that is both HOME and the working
 /// directory, with `.claude/identity.json` in it.
 pub struct Machine {
@@ -86,9 +71,7 @@ impl Machine {
         args: &[&str],
     ) -> std::process::Command {
         let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin(bin));
-        for v in VARS {
-            c.env_remove(v);
-        }
+        crate::env::clear(&mut c);
         c.current_dir(self.root())
             .env("HOME", self.root())
             .env("USERPROFILE", self.root())
@@ -204,9 +187,7 @@ impl Server {
         let log = db.with_extension("log");
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("coord"));
-        for v in VARS {
-            cmd.env_remove(v);
-        }
+        crate::env::clear(&mut cmd);
         cmd.env_remove("COORD_SERVE_TOKEN");
         let mut child = cmd
             .args(["serve", "--listen", listen, "--db"])

@@ -3,6 +3,7 @@
 //! One binary is one link, on Linux and in the Windows build.
 
 mod common;
+mod env;
 
 mod abuse;
 mod addresses;

@@ -1,0 +1,85 @@
+//! The benchmark: hook wall time (against `coord serve` and on the embedded
+//! store), the Python baseline, failure modes against the deadline, `coord
+//! serve` under load, peak memory and binary size. Prints a table and writes
+//! BENCHMARKS.md. Run with `cargo bench` (or `scripts/bench`).
+//!
+//! Environment: COORD_BENCH_RUNS (default 300 hook runs per case),
+//! COORD_BENCH_LOAD_SECS (default 10), COORD_BENCH_CLIENTS (default 32).
+//! Everything talks to servers this program starts on 127.0.0.1.
+
+mod fixtures;
+mod home;
+mod load;
+mod measure;
+mod report;
+mod run;
+#[path = "../../tests/it/env.rs"]
+mod test_env;
+
+pub const HOOK: &str = env!("CARGO_BIN_EXE_coord-hook");
+pub const COORD: &str = env!("CARGO_BIN_EXE_coord");
+pub const SESSION: &str = "BENCH/claude-main";
+pub const DEADLINE_MS: u64 = 500;
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+use load::{load, long_polls};
+#[cfg(target_os = "linux")]
+use measure::measure_rss_child;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    #[cfg(target_os = "linux")]
+    if args.first().map(String::as_str) == Some("--measure-rss") {
+        measure_rss_child(&args[1..]);
+        return;
+    }
+    if args.first().map(String::as_str) == Some("--long-polls") {
+        long_polls(
+            &args[1],
+            args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1000),
+        );
+        return;
+    }
+    if args.first().map(String::as_str) == Some("--load") {
+        let Some(url) = args.get(1).filter(|u| u.starts_with("http")) else {
+            eprintln!("usage: cargo bench --bench hook -- --load http://HOST:PORT [SECS]");
+            std::process::exit(2);
+        };
+        #[cfg(unix)]
+        coord_hook::server::raise_fd_limit();
+        let l = load(
+            url,
+            32,
+            args.get(2).and_then(|n| n.parse().ok()).unwrap_or(5),
+        );
+        println!(
+            "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors; sends p50 {:.2} ms, p99 {:.2} ms",
+            l.requests as f64 / l.secs,
+            l.lat.median,
+            l.lat.p99,
+            l.errors,
+            l.sends.median,
+            l.sends.p99
+        );
+        return;
+    }
+    // `cargo bench -- NAME` filters; `cargo test --benches` runs with --test.
+    if args.iter().any(|a| a == "--test" || a == "--list") {
+        return;
+    }
+    // 1,000 long-polls need more sockets than the default 1,024 file
+    // descriptors (with the load clients and the children beside them).
+    #[cfg(unix)]
+    coord_hook::server::raise_fd_limit();
+    let runs = env_num("COORD_BENCH_RUNS", 300);
+    let load_secs = env_num("COORD_BENCH_LOAD_SECS", 10);
+    let clients = env_num("COORD_BENCH_CLIENTS", 32) as usize;
+    let r = run::all(runs, load_secs, clients);
+    report::write(r);
+}
