@@ -19,31 +19,42 @@ pub(super) fn todos_sql(q: &TodoQuery) -> (String, Vec<rusqlite::types::Value>) 
             param(V::Text(q.status.as_str().into()))
         ));
     }
-    if let Some(u) = &q.user {
-        let p = param(V::Text(u.clone()));
-        conds.push(if q.include_unassigned {
-            format!("(user = {p} OR user IS NULL)")
-        } else {
-            format!("user = {p}")
-        });
-    }
+    let user = q.user.as_ref().map(|u| param(V::Text(u.clone())));
     if let Some(pr) = &q.project {
         conds.push(format!("project = {}", param(V::Text(pr.clone()))));
     }
     if let Some(a) = q.after_id {
         conds.push(format!("id > {}", param(V::Integer(a))));
     }
-    let filter = if conds.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conds.join(" AND "))
+    let filter = |extra: Option<String>| {
+        let all: Vec<String> = conds.iter().cloned().chain(extra).collect();
+        if all.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", all.join(" AND "))
+        }
     };
     // LIMIT -1 is SQLite's "no limit".
     let limit = param(V::Integer(q.limit.map_or(-1, i64::from)));
-    (
-        format!("SELECT {TODO_COLS} FROM todos {filter} ORDER BY id LIMIT {limit}"),
-        params,
-    )
+    let sql = match (user, q.include_unassigned) {
+        // This user's and everyone's: two index ranges merged in id order
+        // (an OR of the two would walk every user's todos of that status).
+        (Some(u), true) => format!(
+            "SELECT {TODO_COLS} FROM (SELECT {TODO_COLS} FROM todos {} \
+             UNION ALL SELECT {TODO_COLS} FROM todos {}) ORDER BY id LIMIT {limit}",
+            filter(Some(format!("user = {u}"))),
+            filter(Some("user IS NULL".into())),
+        ),
+        (Some(u), false) => format!(
+            "SELECT {TODO_COLS} FROM todos {} ORDER BY id LIMIT {limit}",
+            filter(Some(format!("user = {u}")))
+        ),
+        (None, _) => format!(
+            "SELECT {TODO_COLS} FROM todos {} ORDER BY id LIMIT {limit}",
+            filter(None)
+        ),
+    };
+    (sql, params)
 }
 
 /// The active locks, with only the filters asked for written out.

@@ -399,10 +399,19 @@ fn the_hooks_reads_use_indexes() {
         }
     }
     // And the unread ranges come from the indexes made for them.
+    // Other users' rows are no part of this session's reads: the todos
+    // come from this user's range and everyone's, never from a walk over
+    // every user's pending todos (`todos_status (status=?)`).
+    assert!(
+        !plans
+            .iter()
+            .any(|l| l.ends_with("USING INDEX todos_status (status=?)")),
+        "the todo read walks every user's todos:\n{plans:#?}"
+    );
     for index in [
         "messages_unread",
         "messages_to",
-        "todos_status",
+        "todos_pending_user (status=? AND user=?)",
         "locks_holder",
     ] {
         assert!(
