@@ -54,6 +54,24 @@ pub fn unread(
     Ok(page)
 }
 
+/// The same from the waiter's open embedded store.
+pub(crate) fn unread_in(
+    watch: &Option<super::wait::Watch>,
+    id: &Identity,
+    after_id: Option<i64>,
+) -> Result<Page> {
+    let Some(w) = watch else {
+        return Ok(Page::default());
+    };
+    let q = MessageQuery {
+        after_id,
+        ..super::queries(&id.session_id(), &id.user).0
+    };
+    let mut page = w.store.messages_page(&q)?;
+    page.drop_own(&id.session_id());
+    Ok(page)
+}
+
 /// What the prompt hook prints: nothing when nothing is new.
 pub fn output(
     id: &Identity,

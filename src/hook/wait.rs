@@ -19,9 +19,14 @@ pub const QUIET: u8 = 0;
 /// How long one long-poll asks `coord serve` to hold its answer (also how
 /// soon a superseded or orphaned waiter notices, at worst).
 const LONG_POLL_SECS: u64 = 10;
-/// Between checks of the embedded store (a few indexed reads: far under
-/// 1% of a core), and between polls of a server that does not hold.
+/// How often the waiter asks the registry whether it is still the window's
+/// waiter, and between polls of a server that does not hold.
 const LOCAL_EVERY: Duration = Duration::from_millis(400);
+/// How often it looks at the embedded store's change counter (one pragma,
+/// no read unless something changed): the wake-up's worst delay.
+const CHANGE_EVERY: Duration = Duration::from_millis(50);
+/// How long it keeps the embedded store open before opening it afresh.
+const REOPEN_EVERY: Duration = Duration::from_secs(60);
 const POLL_EVERY: Duration = Duration::from_secs(3);
 /// How long a waiter started beside the session-start block waits for it
 /// to name the window and write what it showed, and how often it looks.
@@ -82,11 +87,20 @@ pub fn run(identity: Option<&std::path::Path>) -> u8 {
         return QUIET;
     }
     let mut last_presence: Option<Instant> = None;
+    let mut after = 0;
+    let mut checked: Option<Instant> = None;
+    let mut watch: Option<Watch> = None;
     loop {
-        // Gone with its window, or superseded by a newer waiter.
-        let Ok(Some(after)) = registry.waiting_after(window, me) else {
-            return QUIET;
-        };
+        // Gone with its window, or superseded by a newer waiter (asked at
+        // most every LOCAL_EVERY: the change check below runs far more
+        // often on the embedded store).
+        if checked.is_none_or(|t| t.elapsed() >= LOCAL_EVERY) {
+            let Ok(Some(a)) = registry.waiting_after(window, me) else {
+                return QUIET;
+            };
+            after = a;
+            checked = Some(Instant::now());
+        }
         if last_presence.is_none_or(|t| t.elapsed() >= PRESENCE_EVERY) {
             touch(&id, &cwd);
             last_presence = Some(Instant::now());
@@ -94,9 +108,21 @@ pub fn run(identity: Option<&std::path::Path>) -> u8 {
         let asked = Instant::now();
         let hold = if id.api.is_some() { LONG_POLL_SECS } else { 0 };
         let deadline = asked + Duration::from_secs(hold + 10);
-        // coord serve holds the answer until something newer than what
-        // this window was shown arrives; the store is simply read.
-        let page = prompt::unread(&id, deadline, (after > 0).then_some(after), hold);
+        let page = if id.api.is_none() {
+            // The embedded store: read only when another connection has
+            // committed something since the last look.
+            match Watch::changed(&mut watch, &id, deadline) {
+                Some(true) => prompt::unread_in(&watch, &id, (after > 0).then_some(after)),
+                _ => {
+                    std::thread::sleep(CHANGE_EVERY);
+                    continue;
+                }
+            }
+        } else {
+            // coord serve holds the answer until something newer than what
+            // this window was shown arrives.
+            prompt::unread(&id, deadline, (after > 0).then_some(after), hold)
+        };
         if let Ok(page) = page {
             let head = |n| {
                 format!(
@@ -113,13 +139,48 @@ pub fn run(identity: Option<&std::path::Path>) -> u8 {
         // that answered at once (a v1 server, or a failure) gets a bounded
         // interval, as does the embedded store.
         let pause = match id.api {
-            None => LOCAL_EVERY,
+            None => CHANGE_EVERY,
             Some(_) if asked.elapsed() >= Duration::from_secs(hold.saturating_sub(1)) => {
                 Duration::ZERO
             }
             Some(_) => POLL_EVERY,
         };
         std::thread::sleep(pause);
+    }
+}
+
+/// The embedded store, kept open between looks (and opened afresh every
+/// `REOPEN_EVERY`, so the file is never pinned for long), with the change
+/// counter it last saw.
+pub(crate) struct Watch {
+    pub(crate) store: crate::store::LocalStore,
+    opened: Instant,
+    version: Option<i64>,
+}
+
+impl Watch {
+    /// Whether another connection has committed since the last look (true
+    /// at the first); None when the store cannot be opened or read now.
+    fn changed(watch: &mut Option<Watch>, id: &Identity, deadline: Instant) -> Option<bool> {
+        if watch
+            .as_ref()
+            .is_none_or(|w| w.opened.elapsed() >= REOPEN_EVERY)
+        {
+            let budget = crate::connect::Budget::Hook { deadline };
+            *watch = match crate::connect::open(id, budget) {
+                Ok(Some(crate::connect::Backend::Store(store))) => Some(Watch {
+                    store,
+                    opened: Instant::now(),
+                    version: None,
+                }),
+                _ => None,
+            };
+        }
+        let w = watch.as_mut()?;
+        let v = w.store.data_version().ok()?;
+        let changed = w.version != Some(v);
+        w.version = Some(v);
+        Some(changed)
     }
 }
 

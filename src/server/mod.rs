@@ -122,7 +122,6 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             opts.db.display()
         ));
     }
-    purge(&store, opts.retain_days);
     let readers = (0..READERS)
         .map(|_| LocalStore::open(&opts.db).map(Mutex::new))
         .collect::<Result<Vec<_>>>()?;
@@ -148,18 +147,19 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         let addr = listener.local_addr().map_err(io)?;
         *state.listen.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
         crate::out::out(&format!("listening on http://{addr}\n"));
-        let writer = state.writer.clone();
-        let days = opts.retain_days;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(PURGE_EVERY);
-            tick.tick().await; // the first tick is now: done above
+        // Retention never holds up a start, nor a write for longer than a
+        // batch: on a connection of its own, after listening, now and
+        // hourly.
+        let (db, days) = (opts.db.clone(), opts.retain_days);
+        std::thread::spawn(move || {
             loop {
-                tick.tick().await;
-                let w = writer.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    purge(&w.lock().unwrap_or_else(|p| p.into_inner()), days)
-                })
-                .await;
+                match LocalStore::open(&db) {
+                    Ok(store) => purge(&store, days),
+                    Err(e) => crate::out::note(&format!(
+                        "coord serve: retention could not open the store: {e}"
+                    )),
+                }
+                std::thread::sleep(PURGE_EVERY);
             }
         });
         accept_loop(listener, router(state)).await;

@@ -86,6 +86,12 @@ pub(super) fn locks_sql(q: &LockQuery, now: i64) -> (String, Vec<rusqlite::types
 }
 
 impl LocalStore {
+    /// A number that changes whenever another connection commits a write:
+    /// the cheapest way to learn that something may be new.
+    pub fn data_version(&self) -> Result<i64> {
+        self.db(self.conn.query_row("PRAGMA data_version", [], |r| r.get(0)))
+    }
+
     /// How many todos match `q` without its limit (for `X-Total-Count`).
     pub fn todo_count(&self, q: &TodoQuery) -> Result<u64> {
         let (sql, params) = todos_sql(&TodoQuery {

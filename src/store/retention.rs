@@ -15,45 +15,100 @@ pub struct Purged {
 /// The fewest days `coord serve --retain` keeps: idempotency keys live 7.
 pub const MIN_RETAIN_DAYS: u32 = 7;
 
+/// Rows deleted per transaction: each batch holds the write lock for a few
+/// milliseconds, so writes never wait long behind retention.
+const BATCH: i64 = 1_000;
+/// Free pages given back per step of the file's shrinking.
+const VACUUM_STEP: i64 = 2_000;
+
 impl LocalStore {
     /// Deletes what is past keeping: read direct messages and broadcasts
     /// older than `days` (with their read state), done todos completed that
     /// long ago, idempotency keys past their window, expired locks; then
-    /// gives free pages back to the file system.
+    /// gives free pages back to the file system and truncates the WAL.
+    /// Unread direct messages are never deleted. Everything goes in short
+    /// batches (a read finds the next ids without the write lock; a write
+    /// transaction deletes just those), so the writes of a running server
+    /// wait at most one batch behind it.
     pub fn purge(&self, days: u32) -> Result<Purged> {
         let now = now_ms();
         let cut = now - i64::from(days.max(MIN_RETAIN_DAYS)) * 24 * 3600 * 1000;
-        let tx = self.tx()?;
-        let mut p = Purged::default();
-        p.messages += self.db(tx.exec(
-            "DELETE FROM messages WHERE created_at < ?1 AND to_session <> 'ALL_SESSIONS' AND read_at IS NOT NULL",
-            [cut],
-        ))?;
-        p.messages += self.db(tx.exec(
-            "DELETE FROM messages WHERE created_at < ?1 AND to_session = 'ALL_SESSIONS'",
-            [cut],
-        ))?;
-        self.db(tx.exec(
-            "DELETE FROM message_reads WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = message_id)",
-            [],
-        ))?;
-        p.todos = self.db(tx.exec(
-            "DELETE FROM todos WHERE status = 'done' AND completed_at < ?1",
-            [cut],
-        ))?;
-        p.keys = self.db(tx.exec(
-            "DELETE FROM idempotency WHERE created_at <= ?1",
-            [now - IDEMPOTENCY_WINDOW_MS],
-        ))?;
-        p.locks = self.db(tx.exec("DELETE FROM locks WHERE expires_at <= ?1", [now]))?;
-        self.db(tx.commit())?;
-        // Each step of this pragma frees a page: run it to the end.
-        self.retry_busy(|| {
-            let mut st = self.conn.prepare("PRAGMA incremental_vacuum")?;
-            let mut rows = st.query([])?;
-            while rows.next()?.is_some() {}
-            Ok(())
-        })?;
+        let old_message =
+            "created_at < ?2 AND (to_session = 'ALL_SESSIONS' OR read_at IS NOT NULL)";
+        let p = Purged {
+            messages: self.in_batches(
+                &format!("SELECT id FROM messages WHERE id > ?1 AND {old_message} ORDER BY id LIMIT ?3"),
+                // Its read records go with it (ON DELETE CASCADE).
+                &format!("DELETE FROM messages WHERE id = ?1 AND {old_message}"),
+                cut,
+            )?,
+            todos: self.in_batches(
+                "SELECT id FROM todos WHERE status = 'done' AND id > ?1 AND completed_at < ?2 ORDER BY id LIMIT ?3",
+                "DELETE FROM todos WHERE id = ?1 AND status = 'done' AND completed_at < ?2",
+                cut,
+            )?,
+            keys: self.in_batches(
+                "SELECT rowid FROM idempotency WHERE rowid > ?1 AND created_at <= ?2 ORDER BY rowid LIMIT ?3",
+                "DELETE FROM idempotency WHERE rowid = ?1 AND created_at <= ?2",
+                now - IDEMPOTENCY_WINDOW_MS,
+            )?,
+            locks: self.in_batches(
+                "SELECT id FROM locks WHERE id > ?1 AND expires_at <= ?2 ORDER BY id LIMIT ?3",
+                "DELETE FROM locks WHERE id = ?1 AND expires_at <= ?2",
+                now,
+            )?,
+        };
+        // Give the freed pages back a step at a time (each step its own
+        // short write), then empty the WAL the deletes filled.
+        loop {
+            let free: i64 = self.db(self
+                .conn
+                .query_row("PRAGMA freelist_count", [], |r| r.get(0)))?;
+            if free == 0 {
+                break;
+            }
+            self.retry_busy(|| {
+                let mut st = self
+                    .conn
+                    .prepare(&format!("PRAGMA incremental_vacuum({VACUUM_STEP})"))?;
+                let mut rows = st.query([])?;
+                while rows.next()?.is_some() {}
+                Ok(())
+            })?;
+            let after: i64 = self.db(self
+                .conn
+                .query_row("PRAGMA freelist_count", [], |r| r.get(0)))?;
+            if after >= free {
+                break; // nothing more it can give back now
+            }
+        }
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         Ok(p)
+    }
+
+    /// Deletes, a batch per transaction, the rows `select` finds (ids above
+    /// `?1` matching `?2 = arg`, at most `?3`), running `delete` for each
+    /// (`?1` the id, `?2` = arg: it re-checks its condition, so a row that
+    /// changed since it was found is kept). Answers how many it deleted.
+    fn in_batches(&self, select: &str, delete: &str, arg: i64) -> Result<usize> {
+        let mut last = 0i64;
+        let mut total = 0;
+        loop {
+            let ids: Vec<i64> = self.collect(select, &[&last, &arg, &BATCH], |r| r.get(0))?;
+            let Some(&max) = ids.last() else {
+                return Ok(total);
+            };
+            last = max;
+            let tx = self.tx()?;
+            for id in &ids {
+                total += self.db(tx.exec(delete, params![id, arg]))?;
+            }
+            self.db(tx.commit())?;
+            if (ids.len() as i64) < BATCH {
+                return Ok(total);
+            }
+        }
     }
 }

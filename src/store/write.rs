@@ -231,9 +231,12 @@ impl LocalStore {
                 "ttl_hours {ttl} is under a millisecond: the lock would expire before it is stored"
             )));
         }
-        // Expired locks are gone: purge them all as claims happen (through
-        // the expiry index, so this costs what expired since the last one).
-        self.db(tx.exec("DELETE FROM locks WHERE expires_at <= ?1", [now]))?;
+        // An expired lock on this resource is gone (the rest are invisible
+        // to every read and go with retention, off the claim's path).
+        self.db(tx.exec(
+            "DELETE FROM locks WHERE project = ?1 AND resource = ?2 AND expires_at <= ?3",
+            params![l.project, l.resource, now],
+        ))?;
         let held = self.db(tx
             .row(
                 &format!("SELECT {LOCK_COLS} FROM locks WHERE project = ?1 AND resource = ?2"),

@@ -194,3 +194,72 @@ fn serve_refuses_a_retention_under_a_week_and_rewrites_an_old_store_once() {
     let mode: i64 = c.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, 2);
 }
+
+#[test]
+fn retention_in_batches_beside_writers_loses_nothing_unread_and_leaves_nothing_old() {
+    // 3,500 old messages (more than three batches): read direct ones,
+    // broadcasts, and unread direct ones, which are never deleted.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let s = LocalStore::open(&db).unwrap();
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let old = chrono::Utc::now().timestamp_millis() - 100 * 24 * 3600 * 1000;
+    c.execute_batch("BEGIN").unwrap();
+    for i in 0..3_500i64 {
+        let (to, read) = match i % 3 {
+            0 => ("ALL_SESSIONS", "NULL".to_string()),
+            1 => ("B/y", old.to_string()),
+            _ => ("B/y", "NULL".to_string()),
+        };
+        c.execute(
+            &format!(
+                "INSERT INTO messages (from_session, to_session, body, created_by_user, created_by_machine, created_at, read_at) \
+                 VALUES ('A/x', ?1, 'old', 'u', 'A', ?2, {read})"
+            ),
+            rusqlite::params![to, old],
+        )
+        .unwrap();
+    }
+    c.execute_batch("COMMIT").unwrap();
+    let unread_old: i64 = c
+        .query_row(
+            "SELECT count(*) FROM messages WHERE to_session = 'B/y' AND read_at IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    // Writers beside it, through their own connections, as coord serve's.
+    let writer = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            let w = LocalStore::open(&db).unwrap();
+            (0..200)
+                .map(|i| send(&w, "C/z", "B/y", &format!("new {i}"), None).id)
+                .collect::<Vec<i64>>()
+        })
+    };
+    let p = s.purge(90).unwrap();
+    let new_ids = writer.join().unwrap();
+    assert_eq!(p.messages as i64, 3_500 - unread_old, "{p:?}");
+    let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM messages WHERE body = 'old' AND (read_at IS NOT NULL OR to_session = 'ALL_SESSIONS')"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM messages WHERE body = 'old' AND read_at IS NULL AND to_session = 'B/y'"
+        ),
+        unread_old
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM messages WHERE from_session = 'C/z'"),
+        200
+    );
+    assert_eq!(new_ids.len(), 200);
+    // The WAL the deletes filled is emptied.
+    let wal = std::fs::metadata(db.with_extension("db-wal")).map_or(0, |m| m.len());
+    assert!(wal < 1024 * 1024, "WAL left at {wal} bytes");
+}
