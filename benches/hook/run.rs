@@ -155,6 +155,12 @@ pub fn all(runs: u64, load_secs: u64, clients: usize) -> Results {
             std::thread::sleep(Duration::from_millis(300));
             let t0 = Instant::now();
             send_to(h, &format!("wake {i}"));
+            // Bounded: a waiter that never wakes is a finding, not a hang.
+            let until = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let _ = child.kill();
             let _ = child.wait();
             lat.push(t0.elapsed().as_secs_f64() * 1000.0);
         }

@@ -327,6 +327,17 @@ impl Windows {
                 w => w,
             };
             let conversation = win.conversation.as_deref();
+            // The same conversation known before without a process id (a
+            // hook that ran without CLAUDE_PID): now it has one.
+            if let (Some(pid), Some(c)) = (win.pid, conversation)
+                && !r.windows.iter().any(|w| w.pid == pid)
+                && let Some(w) = r
+                    .windows
+                    .iter_mut()
+                    .find(|w| w.pid == 0 && w.conversations.iter().any(|k| k == c))
+            {
+                w.pid = pid;
+            }
             if let Some(w) = r.windows.iter_mut().find(|w| win.matches(w)) {
                 if let Some(name) = wanted {
                     w.name = name.to_string();

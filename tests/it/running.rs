@@ -598,3 +598,24 @@ fn without_claude_pid_the_prompt_hook_goes_by_the_conversation() {
     assert!(first.contains("news without a pid"), "{first}");
     assert_eq!(hook("UserPromptSubmit"), "");
 }
+
+#[test]
+fn a_conversation_first_seen_without_claude_pid_keeps_its_name_once_it_has_one() {
+    let m = Machine::new("BOX");
+    let p = project(&m);
+    // A hook without CLAUDE_PID names the window by its conversation.
+    let mut c = m.std_bin("coord-hook", None, &["--format", "json"]);
+    c.env_remove("CLAUDE_PID");
+    let input = json!({"session_id": "conv-1", "cwd": p, "hook_event_name": "SessionStart"});
+    run_with_input(&mut c, input.to_string().as_bytes());
+    // The same conversation, now with its process: the same window.
+    let w = Window::open();
+    w.start(&m, &p, "startup", "conv-1");
+    assert_eq!(w.exported(), "BOX/claude-main");
+    let reg: Value = serde_json::from_str(
+        &std::fs::read_to_string(m.claude_dir().join("coord-windows.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(reg["windows"].as_array().unwrap().len(), 1, "{reg}");
+    w.close();
+}
