@@ -132,6 +132,12 @@ pub enum Command {
         #[arg(long, value_name = "DAYS", default_value_t = 90,
               value_parser = clap::value_parser!(u32).range(7..))]
         retain: u32,
+        /// At most this many connections open at once, three quarters of
+        /// them from one address [default: 4096, within the file
+        /// descriptors].
+        #[arg(long, value_name = "N",
+              value_parser = clap::value_parser!(u64).range(4..=1_000_000))]
+        max_connections: Option<u64>,
     },
 }
 

@@ -82,25 +82,23 @@ pub fn is_symlink(path: &Path) -> bool {
 /// existing symlink is refused (Unix: `O_NOFOLLOW`; elsewhere checked
 /// first).
 pub fn open_append(path: &Path) -> std::io::Result<File> {
-    let mut o = OpenOptions::new();
-    o.create(true).append(true).read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        o.custom_flags(libc::O_NOFOLLOW);
-    }
-    #[cfg(not(unix))]
-    if is_symlink(path) {
-        return Err(std::io::Error::other("it is a symbolic link"));
-    }
-    o.open(path)
+    open_no_follow(
+        path,
+        OpenOptions::new().create(true).append(true).read(true),
+    )
 }
 
 /// Opens (creating) a lock file without following a symlink at it and
 /// without truncating it: only its lock is used.
 pub fn open_lock(path: &Path) -> std::io::Result<File> {
-    let mut o = OpenOptions::new();
-    o.create(true).truncate(false).write(true);
+    open_no_follow(
+        path,
+        OpenOptions::new().create(true).truncate(false).write(true),
+    )
+}
+
+/// Opens `path` with `o`, refusing a symlink at it.
+fn open_no_follow(path: &Path, o: &mut OpenOptions) -> std::io::Result<File> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt as _;

@@ -273,6 +273,7 @@ fn dispatch_command(cli: Cli, name: &'static str) -> Result<(), Error> {
             token,
             insecure,
             retain,
+            max_connections,
         } => {
             let db = match db.or_else(|| identity::env_var("COORD_DB").map(PathBuf::from)) {
                 Some(db) => db,
@@ -284,6 +285,7 @@ fn dispatch_command(cli: Cli, name: &'static str) -> Result<(), Error> {
                 token: token.filter(|t| !t.is_empty()),
                 insecure,
                 retain_days: retain,
+                max_connections: max_connections.and_then(|n| usize::try_from(n).ok()),
             })
         }
         Command::Whoami => cmd::state::whoami(&ctx()?),

@@ -4,16 +4,20 @@
 
 use super::*;
 
-/// At most this many connections are open at once, and at most
-/// `MAX_PER_PEER` from one address, counting every connection: idle ones,
-/// held long-polls and requests whose body is still arriving. A new
-/// connection over either bound is not made to wait: one of that peer (or
-/// of the peer holding the most) is closed instead — the oldest idle one,
-/// else the oldest held long-poll (answered empty: its waiter asks again),
-/// else the oldest request still sending its body. So nothing a peer opens
-/// can keep a real request out.
-pub const MAX_CONNECTIONS: usize = 1024;
-pub const MAX_PER_PEER: usize = 256;
+/// At most this many connections are open at once (`--max-connections`;
+/// on Unix never more than the file descriptors allow, less a reserve for
+/// the store and the log), and at most three quarters of them from one
+/// address (a fleet behind one NAT or proxy is one address), counting every
+/// connection: idle ones, held long-polls and requests whose body is still
+/// arriving. A new connection over either bound is not made to wait: one of
+/// that peer (or of the peer holding the most) is closed instead — the
+/// oldest idle one, else the oldest held long-poll (answered empty: its
+/// waiter asks again), else the oldest request still sending its body. So
+/// nothing a peer opens can keep a real request out, nor use up the file
+/// descriptors.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// File descriptors kept for everything but connections.
+const FD_RESERVE: usize = 64;
 /// A client must send a request's headers within this time, also on an idle
 /// keep-alive connection, or the connection is closed.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -26,8 +30,10 @@ pub(super) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// The open connections, oldest first per peer, each with the handle that
 /// asks it to close.
-#[derive(Default)]
 pub(super) struct Conns {
+    /// The bounds: in all, and from one address.
+    max: usize,
+    per_peer: usize,
     next: u64,
     by_peer: std::collections::HashMap<std::net::IpAddr, std::collections::VecDeque<Conn>>,
 }
@@ -133,6 +139,18 @@ impl Conn {
 }
 
 impl Conns {
+    /// No connections yet, with at most `max` of them (a quarter kept for
+    /// addresses other than the busiest).
+    pub(super) fn new(max: usize) -> Conns {
+        let max = max.max(4);
+        Conns {
+            max,
+            per_peer: max * 3 / 4,
+            next: 0,
+            by_peer: std::collections::HashMap::new(),
+        }
+    }
+
     /// Registers a new connection from `peer`, asking another to close
     /// where a bound is reached. None when a bound is reached and every
     /// connection there has a request just started: then the new one is
@@ -144,13 +162,13 @@ impl Conns {
         if self
             .by_peer
             .get(&peer)
-            .is_some_and(|q| q.len() >= MAX_PER_PEER)
+            .is_some_and(|q| q.len() >= self.per_peer)
             && !self.evict(peer)
         {
             return None;
         }
         let total: usize = self.by_peer.values().map(|q| q.len()).sum();
-        if total >= MAX_CONNECTIONS {
+        if total >= self.max {
             let mut peers: Vec<(usize, std::net::IpAddr)> =
                 self.by_peer.iter().map(|(ip, q)| (q.len(), *ip)).collect();
             peers.sort_unstable_by(|a, b| b.cmp(a));
@@ -214,8 +232,8 @@ impl Conns {
 /// `MAX_CONNECTIONS`), serves each with hyper's HTTP/1 (header-read timeout
 /// on), and on a signal stops accepting and lets in-flight requests finish.
 /// axum::serve offers neither the timeout nor the limits.
-pub(super) async fn accept_loop(listener: tokio::net::TcpListener, app: Router) {
-    let conns = Arc::new(Mutex::new(Conns::default()));
+pub(super) async fn accept_loop(listener: tokio::net::TcpListener, app: Router, max: usize) {
+    let conns = Arc::new(Mutex::new(Conns::new(max)));
     let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signal = shutdown_signal();
@@ -279,6 +297,28 @@ pub(super) async fn accept_loop(listener: tokio::net::TcpListener, app: Router) 
     while live.load(std::sync::atomic::Ordering::SeqCst) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The most connections this process can hold: `wanted`, within what the
+/// file descriptors allow (raised first to the hard limit).
+pub(super) fn connection_bound(wanted: usize) -> usize {
+    #[cfg(unix)]
+    {
+        raise_fd_limit();
+        // SAFETY: plain libc call on a struct owned by this frame.
+        let soft = unsafe {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            (libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0).then_some(lim.rlim_cur)
+        };
+        if let Some(soft) = soft {
+            let fds = usize::try_from(soft).unwrap_or(usize::MAX);
+            return wanted.min(fds.saturating_sub(FD_RESERVE).max(4));
+        }
+    }
+    wanted
 }
 
 /// Unix: as many file descriptors as the hard limit allows (up to 64k), so

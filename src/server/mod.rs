@@ -29,6 +29,8 @@ pub struct ServeOptions {
     pub insecure: bool,
     /// `--retain DAYS`.
     pub retain_days: u32,
+    /// `--max-connections N` (None: the default).
+    pub max_connections: Option<usize>,
 }
 
 /// How often the retention pass runs while serving.
@@ -133,8 +135,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         listen: Arc::new(Mutex::new(None)),
         waiters: Arc::new(Mutex::new(std::collections::HashMap::new())),
     };
-    #[cfg(unix)]
-    raise_fd_limit();
+    let max_connections = connection_bound(opts.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS));
     let io = |e: std::io::Error| Error::Usage(format!("cannot listen on {}: {e}", opts.listen));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -162,7 +163,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
                 std::thread::sleep(PURGE_EVERY);
             }
         });
-        accept_loop(listener, router(state)).await;
+        accept_loop(listener, router(state), max_connections).await;
         Ok::<(), Error>(())
     })?;
     crate::out::note("coord serve: stopped");

@@ -98,13 +98,7 @@ impl LocalStore {
             limit: None,
             ..q.clone()
         });
-        let sql = sql.replacen(&format!("SELECT {TODO_COLS} "), "SELECT count(*) ", 1);
-        let refs: Vec<&dyn rusqlite::ToSql> = params.iter().map(|p| p as _).collect();
-        let n: i64 = self
-            .conn
-            .row(&sql, refs.as_slice(), |r| r.get(0))
-            .map_err(|e| store_err(&self.path, e))?;
-        Ok(n.max(0) as u64)
+        self.count_of(&sql, TODO_COLS, &params)
     }
 
     /// How many active locks match `q` without its limit.
@@ -116,7 +110,12 @@ impl LocalStore {
             },
             now_ms(),
         );
-        let sql = sql.replacen(&format!("SELECT {LOCK_COLS} "), "SELECT count(*) ", 1);
+        self.count_of(&sql, LOCK_COLS, &params)
+    }
+
+    /// How many rows list query `sql` (selecting `cols`) matches.
+    fn count_of(&self, sql: &str, cols: &str, params: &[rusqlite::types::Value]) -> Result<u64> {
+        let sql = sql.replacen(&format!("SELECT {cols} "), "SELECT count(*) ", 1);
         let refs: Vec<&dyn rusqlite::ToSql> = params.iter().map(|p| p as _).collect();
         let n: i64 = self
             .conn

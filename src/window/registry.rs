@@ -68,6 +68,8 @@ const MAX_CONVERSATIONS: usize = 8;
 /// How many closed windows are remembered, and for how long.
 const MAX_CLOSED: usize = 64;
 const CLOSED_KEPT_MS: i64 = 14 * 24 * 3600 * 1000;
+/// How stale a window's `seen_ms` may get before a hook refreshes it.
+const SEEN_PRECISION_MS: i64 = 60_000;
 /// A window known only by its conversation (no process id) counts as open
 /// while a hook ran for it this recently.
 const NO_PID_ALIVE_MS: i64 = 12 * 3600 * 1000;
@@ -118,7 +120,12 @@ impl Window {
     }
 
     fn remember(&mut self, conversation: Option<&str>) {
-        self.seen_ms = now_ms();
+        // Only what liveness needs (no process id): a minute's precision,
+        // so that a steady window's hooks write nothing.
+        let now = now_ms();
+        if self.pid == 0 && now - self.seen_ms > SEEN_PRECISION_MS {
+            self.seen_ms = now;
+        }
         if let Some(c) = conversation
             && self.conversations.last().map(String::as_str) != Some(c)
         {
@@ -228,7 +235,11 @@ impl Windows {
                 crate::fsx::write_replace(&self.path.with_extension(PREVIOUS_SUFFIX), &prev, false);
         }
         let text = serde_json::to_vec_pretty(r).map_err(|e| Error::Failed(e.to_string()))?;
-        crate::fsx::write_atomic(&self.path, &text)
+        // Renamed into place whole, not synced: the registry is what live
+        // windows are called now, rebuilt from `.prev` or by the windows
+        // themselves after a crash, and a sync on every session start
+        // would cost more than the hook's reads.
+        crate::fsx::write_replace(&self.path, &text, false)
             .map_err(|e| Error::bad_input(&self.path, format!("cannot write: {e}")))
     }
 
@@ -481,7 +492,7 @@ impl Windows {
         self.with(|r| {
             let w = r.windows.iter_mut().find(|w| win.matches(w))?;
             if win.pid.is_none() {
-                w.seen_ms = now_ms();
+                w.remember(None);
             }
             let new: Vec<i64> = unread
                 .iter()
