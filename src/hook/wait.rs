@@ -32,6 +32,9 @@ const POLL_EVERY: Duration = Duration::from_secs(3);
 /// to name the window and write what it showed, and how often it looks.
 const BLOCK_WAIT: Duration = Duration::from_secs(15);
 const BLOCK_POLL: Duration = Duration::from_millis(50);
+/// A block written this recently before the waiter started counts as the
+/// one it was started beside (a hook is stopped at 10 s).
+const BLOCK_RECENT_MS: i64 = 10_000;
 /// How often the waiter refreshes this session's presence.
 const PRESENCE_EVERY: Duration = Duration::from_secs(300);
 /// The most a wake-up prints (Claude Code takes more here, but a turn
@@ -66,11 +69,17 @@ pub fn run(identity: Option<&std::path::Path>) -> u8 {
     // Claude Code starts the session-start block and this waiter at once:
     // wait (bounded) until the block has named the window and written
     // what it shows, so that neither misses nor repeats a message.
+    // Started by SessionStart, it runs beside the block: a block written
+    // since shortly before this waiter started is that one (the block's
+    // hook takes at most 8 s). Started by Stop, there is none to wait for.
+    let input = super::read_input(super::INPUT_WAIT);
+    let beside_block = input.hook_event_name.as_deref() == Some("SessionStart");
     let until = Instant::now() + BLOCK_WAIT;
+    let since = chrono::Utc::now().timestamp_millis() - BLOCK_RECENT_MS;
     let name = loop {
         match registry.name_of(window) {
-            Ok(Some((name, false))) => break Some(name),
-            Ok(Some((name, true))) if Instant::now() >= until => break Some(name),
+            Ok(Some((name, at))) if !beside_block || at >= since => break Some(name),
+            Ok(Some((name, _))) if Instant::now() >= until => break Some(name),
             Ok(None) if Instant::now() >= until => break None,
             _ if !window::alive(pid) => return QUIET,
             _ => std::thread::sleep(BLOCK_POLL),

@@ -61,7 +61,6 @@ pub(crate) fn name_this_window(
             wanted.as_deref(),
             id.session_from_project,
             project.as_deref(),
-            start,
         ) {
             Ok((name, note)) => {
                 id.session = name;

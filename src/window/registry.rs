@@ -40,10 +40,11 @@ pub struct Window {
     /// another process finds its name by them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conversations: Vec<String>,
-    /// A session start named the window and its block is not written yet:
-    /// the waiter leaves the messages to the block until it is.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub block_pending: bool,
+    /// When a session start's block last wrote what it showed (ms since
+    /// the epoch): a waiter started beside it leaves the messages to the
+    /// block until then.
+    #[serde(default)]
+    pub block_at_ms: i64,
     /// When a hook last ran for it (ms since the epoch): how a window
     /// known without a process id (no `CLAUDE_PID`) is judged alive.
     #[serde(default)]
@@ -226,14 +227,11 @@ impl Windows {
         serde_json::from_slice(&bytes).ok()
     }
 
-    fn write(&self, r: &Registry, old: Option<&Registry>) -> Result<()> {
-        if let Some(old) = old
-            && let Ok(prev) = serde_json::to_vec(old)
-        {
-            // Best effort: only a rebuild after damage reads it.
-            let _ =
-                crate::fsx::write_replace(&self.path.with_extension(PREVIOUS_SUFFIX), &prev, false);
-        }
+    fn write(&self, r: &Registry) -> Result<()> {
+        // The version before this change becomes `.prev` (a rename, no
+        // copy: this runs on every session start). Best effort: only a
+        // rebuild after damage reads it.
+        let _ = std::fs::rename(&self.path, self.path.with_extension(PREVIOUS_SUFFIX));
         let text = serde_json::to_vec_pretty(r).map_err(|e| Error::Failed(e.to_string()))?;
         // Renamed into place whole, not synced: the registry is what live
         // windows are called now, rebuilt from `.prev` or by the windows
@@ -296,7 +294,7 @@ impl Windows {
         }
         let out = f(&mut r);
         if r != read {
-            self.write(&r, Some(&read))?;
+            self.write(&r)?;
         }
         Ok(out)
     }
@@ -308,14 +306,13 @@ impl Windows {
     /// name `wanted` by a repository (`from_repo`: a project's identity
     /// file, which a stranger may have written) that another live window
     /// has is refused: the window gets a name of its own, and the second
-    /// value says why. `start`: a session start, whose block is to come.
+    /// value says why.
     pub fn name_for(
         &self,
         win: &WindowId,
         wanted: Option<&str>,
         from_repo: bool,
         project: Option<&str>,
-        start: bool,
     ) -> Result<(String, Option<String>)> {
         let named = self.with(|r| {
             let taken_by_other = |r: &Registry, n: &str| {
@@ -354,7 +351,6 @@ impl Windows {
                     w.name = name.to_string();
                 }
                 w.remember(conversation);
-                w.block_pending |= start;
                 return (w.name.clone(), note);
             }
             // A conversation resumed in a new process: its old name (when no
@@ -394,7 +390,7 @@ impl Windows {
                 shown,
                 waiter: None,
                 conversations: Vec::new(),
-                block_pending: start,
+                block_at_ms: 0,
                 seen_ms: 0,
             };
             w.remember(conversation);
@@ -433,14 +429,14 @@ impl Windows {
         Some((open.into_iter().map(|w| w.name).collect(), closed))
     }
 
-    /// The name window `win` has, if it registered, and whether its
-    /// session start's block is still to come.
-    pub fn name_of(&self, win: &WindowId) -> Result<Option<(String, bool)>> {
+    /// The name window `win` has, if it registered, and when its last
+    /// session-start block was written (ms since the epoch, 0 never).
+    pub fn name_of(&self, win: &WindowId) -> Result<Option<(String, i64)>> {
         self.with(|r| {
             r.windows
                 .iter()
                 .find(|w| win.matches(w))
-                .map(|w| (w.name.clone(), w.block_pending))
+                .map(|w| (w.name.clone(), w.block_at_ms))
         })
     }
 
@@ -473,7 +469,7 @@ impl Windows {
                     let cut = w.shown.len() - MAX_SHOWN;
                     w.shown.drain(..cut);
                 }
-                w.block_pending = false;
+                w.block_at_ms = now_ms();
             }
         })
     }
@@ -576,7 +572,7 @@ fn salvage(bytes: &[u8]) -> Vec<Window> {
                 shown: Vec::new(),
                 waiter: None,
                 conversations: Vec::new(),
-                block_pending: false,
+                block_at_ms: 0,
                 seen_ms: now_ms(),
             });
         }

@@ -530,8 +530,24 @@ fn a_waiter_started_before_the_block_waits_for_it_and_repeats_nothing() {
     m.arrive(Some("peer"));
     send(&m, "before the session");
     let w = Window::open();
-    // Claude Code starts both at once; here the waiter is first.
-    let waiting = waiter(&m, &w, "1");
+    // Claude Code starts both at once, each with its input; here the
+    // waiter is first.
+    let mut waiting = m
+        .std_bin("coord-hook", None, &["wait"])
+        .env("CLAUDE_PID", w.pid())
+        .env("CLAUDE_CODE_SESSION_ATTENDED", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = waiting.stdin.take().unwrap();
+        let input =
+            json!({"session_id": "c1", "hook_event_name": "SessionStart", "source": "startup"});
+        stdin.write_all(input.to_string().as_bytes()).unwrap();
+    }
     std::thread::sleep(Duration::from_millis(300));
     let ctx = crate::common::context(&w.start(&m, &project(&m), "startup", "c1"));
     assert!(ctx.contains("before the session"), "{ctx}");
