@@ -28,6 +28,15 @@ pub trait Coord {
     /// v1.1: the sessions seen (within `active_within` seconds), most
     /// recent first; None when the server does not know sessions (v1).
     fn sessions(&self, active_within: Option<u64>) -> Result<Option<Vec<Session>>>;
+    /// How many todos `q` matches without its limit, where that is cheap
+    /// to ask (`coord serve`'s `X-Total-Count`).
+    fn todo_count(&self, _q: &TodoQuery) -> Result<Option<u64>> {
+        Ok(None)
+    }
+    /// How many active locks `q` matches without its limit, likewise.
+    fn lock_count(&self, _q: &LockQuery) -> Result<Option<u64>> {
+        Ok(None)
+    }
     /// How many messages `session` has unread, where that is cheap to ask.
     fn unread_count(&self, _session: &str) -> Result<Option<u64>> {
         Ok(None)
@@ -37,6 +46,10 @@ pub trait Coord {
     /// True when writes go over the network and may need the queue.
     fn is_remote(&self) -> bool;
 }
+
+/// What `coord serve` keeps its data in: any engine of the `Coord` trait
+/// that may move between threads. The handlers see only this.
+pub type Engine = Box<dyn Coord + Send>;
 
 /// One page of messages.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -16,7 +16,7 @@ use axum::routing::{delete, get, post, put};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::backend::Coord;
+use crate::backend::{Coord, Engine};
 use crate::error::{Error, Result};
 use crate::model::*;
 use crate::store::LocalStore;
@@ -52,10 +52,10 @@ fn purge(store: &LocalStore, days: u32) {
 struct AppState {
     /// The one connection that writes; writes run on the blocking pool, so
     /// one that waits for a busy store never holds a worker.
-    writer: Arc<Mutex<LocalStore>>,
+    writer: Arc<Mutex<Engine>>,
     /// Connections that only read (WAL lets them read while a write is in
     /// progress or waiting): reads never queue behind writes.
-    readers: Arc<Vec<Mutex<LocalStore>>>,
+    readers: Arc<Vec<Mutex<Engine>>>,
     next_reader: Arc<std::sync::atomic::AtomicUsize>,
     token: Option<Arc<str>>,
     /// The address bound, for the Host check (DNS rebinding).
@@ -125,10 +125,10 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         ));
     }
     let readers = (0..READERS)
-        .map(|_| LocalStore::open(&opts.db).map(Mutex::new))
+        .map(|_| LocalStore::open(&opts.db).map(|s| Mutex::new(Box::new(s) as Engine)))
         .collect::<Result<Vec<_>>>()?;
     let state = AppState {
-        writer: Arc::new(Mutex::new(store)),
+        writer: Arc::new(Mutex::new(Box::new(store) as Engine)),
         readers: Arc::new(readers),
         next_reader: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         token: opts.token.map(Arc::from),
@@ -197,20 +197,20 @@ const READERS: usize = 4;
 /// Runs a read on this worker, on a free read connection. A read takes
 /// tens of microseconds and never waits for a writer (WAL), so handing it
 /// to the blocking pool would cost more in thread switches than it saves.
-fn with_reader<T>(st: &AppState, f: impl FnOnce(&LocalStore) -> Result<T>) -> Result<T> {
+fn with_reader<T>(st: &AppState, f: impl FnOnce(&dyn Coord) -> Result<T>) -> Result<T> {
     let n = st.readers.len();
     let start = st
         .next_reader
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     for i in 0..n {
         if let Ok(guard) = st.readers[(start + i) % n].try_lock() {
-            return f(&guard);
+            return f(guard.as_ref());
         }
     }
     let guard = st.readers[start % n]
         .lock()
         .unwrap_or_else(|p| p.into_inner());
-    f(&guard)
+    f(guard.as_ref())
 }
 
 /// Runs a write on the blocking pool: it may wait for the store's lock
@@ -218,12 +218,12 @@ fn with_reader<T>(st: &AppState, f: impl FnOnce(&LocalStore) -> Result<T>) -> Re
 /// that `/health` and reads need meanwhile.
 async fn with_writer<T: Send + 'static>(
     st: &AppState,
-    f: impl FnOnce(&LocalStore) -> Result<T> + Send + 'static,
+    f: impl FnOnce(&dyn Coord) -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let writer = st.writer.clone();
     tokio::task::spawn_blocking(move || {
         let guard = writer.lock().unwrap_or_else(|p| p.into_inner());
-        f(&guard)
+        f(guard.as_ref())
     })
     .await
     .unwrap_or_else(|e| Err(Error::Failed(format!("the write failed: {e}"))))

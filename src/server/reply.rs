@@ -161,7 +161,7 @@ pub(super) async fn do_write(st: AppState, h: HeaderMap, w: Write) -> Response {
 
 pub(super) async fn do_read<T: serde::Serialize>(
     st: AppState,
-    f: impl FnOnce(&LocalStore) -> Result<T>,
+    f: impl FnOnce(&dyn Coord) -> Result<T>,
 ) -> Response {
     json_response(with_reader(&st, f))
 }

@@ -227,6 +227,14 @@ fn stable_plans(conn: &Connection) {
 }
 
 impl Coord for LocalStore {
+    fn todo_count(&self, q: &TodoQuery) -> Result<Option<u64>> {
+        LocalStore::todo_count(self, q).map(Some)
+    }
+
+    fn lock_count(&self, q: &LockQuery) -> Result<Option<u64>> {
+        LocalStore::lock_count(self, q).map(Some)
+    }
+
     fn apply(&self, w: &Write, key: Option<&str>) -> Result<Applied> {
         let now = now_ms();
         let tx = self.tx()?;
