@@ -17,6 +17,7 @@ use super::*;
 /// descriptors.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// File descriptors kept for everything but connections.
+#[cfg(unix)]
 const FD_RESERVE: usize = 64;
 /// A client must send a request's headers within this time, also on an idle
 /// keep-alive connection, or the connection is closed.

@@ -199,19 +199,23 @@ impl Windows {
     /// windows the damaged bytes still name: a live window keeps its name
     /// rather than handing it (and its mail) to the next window that asks.
     fn read(&self) -> Registry {
+        let prev = || {
+            std::fs::read(self.path.with_extension(PREVIOUS_SUFFIX))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Registry>(&b).ok())
+                .unwrap_or_default()
+        };
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
-            Err(_) => return Registry::default(),
+            // None yet, or a writer stopped between keeping the version
+            // before and writing the next: the version before it is.
+            Err(_) => return prev(),
         };
         if let Ok(r) = serde_json::from_slice(&bytes) {
             return r;
         }
         let _ = std::fs::rename(&self.path, self.path.with_extension(DAMAGED_SUFFIX));
-        let prev = std::fs::read(self.path.with_extension(PREVIOUS_SUFFIX))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Registry>(&b).ok())
-            .unwrap_or_default();
-        let mut r = prev;
+        let mut r = prev();
         for w in salvage(&bytes) {
             if !r.windows.iter().any(|k| k.pid == w.pid) {
                 r.windows.push(w);
@@ -220,10 +224,13 @@ impl Windows {
         r
     }
 
-    /// Reads without the lock (each version is renamed into place whole):
-    /// enough to learn a registered window's name while a holder is stuck.
+    /// Reads without the lock (each version is renamed into place whole;
+    /// in the moment between two renames, the version before): enough to
+    /// learn a registered window's name while a holder is stuck.
     fn peek(&self) -> Option<Registry> {
-        let bytes = std::fs::read(&self.path).ok()?;
+        let bytes = std::fs::read(&self.path)
+            .or_else(|_| std::fs::read(self.path.with_extension(PREVIOUS_SUFFIX)))
+            .ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
@@ -596,5 +603,22 @@ mod tests {
     #[test]
     fn this_process_is_alive() {
         assert!(alive(std::process::id()));
+    }
+
+    #[test]
+    fn a_writer_stopped_between_its_two_renames_loses_no_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = registry(dir.path());
+        let me = WindowId {
+            pid: Some(std::process::id()),
+            conversation: None,
+        };
+        let (name, _) = reg.name_for(&me, None, false, Some("web")).unwrap();
+        // Keep a second version, so that `.prev` exists, then stop a writer
+        // after its first rename: only `.prev` is there.
+        reg.reset_shown(&me, &[1], false).unwrap();
+        let main = dir.path().join(REGISTRY_FILE);
+        std::fs::rename(&main, main.with_extension(PREVIOUS_SUFFIX)).unwrap();
+        assert_eq!(reg.name_of(&me).unwrap().map(|(n, _)| n), Some(name));
     }
 }
