@@ -4,6 +4,7 @@
 
 mod process;
 pub mod registry;
+mod salvage;
 
 use std::path::Path;
 use std::time::Instant;
