@@ -97,15 +97,7 @@ fn a_lower_case_machine_keeps_its_broadcast_reads_through_the_upgrade() {
 
 #[test]
 fn a_store_written_by_the_first_schema_keeps_every_read_state() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("old.db");
-    {
-        let c = rusqlite::Connection::open(&db).unwrap();
-        c.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-            .unwrap();
-        c.execute_batch(include_str!("../fixtures/schema-v1.sql"))
-            .unwrap();
-        c.pragma_update(None, "user_version", 1).unwrap();
+    let (_dir, db) = v1_store(|c| {
         let msg = |id: i64, from: &str, to: &str| {
             c.execute(
                 "INSERT INTO messages (id, from_session, to_session, subject, body, created_by_user, created_by_machine, created_at) VALUES (?1, ?2, ?3, NULL, ?4, 'u', 'M', ?5)",
@@ -132,7 +124,7 @@ fn a_store_written_by_the_first_schema_keeps_every_read_state() {
         read(6, B, 1_700_000_100_006);
         read(3, C, 1_700_000_200_003);
         read(4, C, 1_700_000_200_004);
-    }
+    });
     let s = LocalStore::open(&db).unwrap();
     // B: its direct #1 read, #2 not; broadcasts #3 and #6 read, #4 not;
     // #5 is B's own broadcast, read for B now (v1.1).
