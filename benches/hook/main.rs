@@ -11,6 +11,7 @@ mod fixtures;
 mod home;
 mod load;
 mod measure;
+mod million;
 mod report;
 mod run;
 #[path = "../../tests/it/env.rs"]
@@ -81,5 +82,18 @@ fn main() {
     let load_secs = env_num("COORD_BENCH_LOAD_SECS", 10);
     let clients = env_num("COORD_BENCH_CLIENTS", 32) as usize;
     let r = run::all(runs, load_secs, clients);
+    let tmp = r.tmp.clone();
     report::write(r);
+    if std::env::var("COORD_BENCH_MILLION").is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(&tmp).expect("bench folder");
+        let md = million::run(&tmp, runs.min(100), clients, load_secs);
+        println!("{md}");
+        let out = concat!(env!("CARGO_MANIFEST_DIR"), "/BENCHMARKS.md");
+        let mut all = std::fs::read_to_string(out).unwrap_or_default();
+        all.push_str(&md);
+        if let Err(e) = std::fs::write(out, all) {
+            eprintln!("cannot write {out}: {e}");
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
 }

@@ -1,0 +1,249 @@
+//! A year of a big fleet on one box (issue 21): a store of 1,000,000
+//! messages beside a fresh one, in the same run. Opt-in
+//! (`COORD_BENCH_MILLION=1`): building it takes a while. The store is
+//! written straight into the schema (one transaction, prepared statements),
+//! then the usual 20 unread, 5 todos and 2 locks go on top through the store.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use coord_hook::backend::Coord;
+use coord_hook::model::*;
+use coord_hook::store::LocalStore;
+
+use crate::{COORD, SESSION};
+use crate::{fixtures::*, home::*, load::*, measure::*};
+
+/// 1,000,000 messages (a tenth broadcasts; 62% older than 90 days; every
+/// direct one to one of 10,000 sessions and read, but a few), 10,001
+/// sessions, 100,000 todos (5,000 pending for 1,000 other users, the rest
+/// done), 100,000 expired locks.
+pub fn seed_million(db: &Path) {
+    drop(LocalStore::open(db).expect("store"));
+    let mut c = rusqlite::Connection::open(db).expect("open");
+    let tx = c.transaction().expect("tx");
+    let now = chrono::Utc::now().timestamp_millis();
+    let day = 86_400_000i64;
+    {
+        let mut m = tx
+            .prepare(
+                "INSERT INTO messages (from_session, to_session, subject, body, created_by_user, \
+                 created_by_machine, created_at, read_at) VALUES (?1, ?2, NULL, ?3, 'u', 'M', ?4, ?5)",
+            )
+            .expect("prepare");
+        for i in 0..1_000_000i64 {
+            let broadcast = i % 10 == 0;
+            let to = if broadcast {
+                ALL_SESSIONS.to_string()
+            } else {
+                format!("M{}/s", i % 10_000)
+            };
+            // The oldest 62% are 100-400 days old, the rest of this year.
+            let at = if i < 620_000 {
+                now - 400 * day + i * (300 * day / 620_000)
+            } else {
+                now - 89 * day + (i - 620_000) * (88 * day / 380_000)
+            };
+            let read_at = (!broadcast && i % 997 != 0).then_some(at + 1000);
+            m.execute(rusqlite::params![
+                format!("M{}/s", (i + 1) % 10_000),
+                to,
+                format!("message {i}"),
+                at,
+                read_at
+            ])
+            .expect("insert message");
+        }
+        let mut s = tx
+            .prepare(
+                "INSERT INTO sessions (session_id, user, machine, name, project, client, first_seen, last_seen) \
+                 VALUES (?1, 'u', ?2, 's', NULL, NULL, ?3, ?3)",
+            )
+            .expect("prepare");
+        for i in 0..10_001i64 {
+            s.execute(rusqlite::params![
+                format!("M{i}/s"),
+                format!("M{i}"),
+                now - i * 1000
+            ])
+            .expect("insert session");
+        }
+        let mut t = tx
+            .prepare(
+                "INSERT INTO todos (text, user, status, created_by_user, created_by_machine, created_at, completed_at) \
+                 VALUES (?1, ?2, ?3, 'u', 'M', ?4, ?5)",
+            )
+            .expect("prepare");
+        for i in 0..100_000i64 {
+            let pending = i % 20 == 0;
+            t.execute(rusqlite::params![
+                format!("todo {i}"),
+                format!("user{}", i % 1000),
+                if pending { "pending" } else { "done" },
+                now - 200 * day,
+                (!pending).then_some(now - 150 * day)
+            ])
+            .expect("insert todo");
+        }
+        let mut l = tx
+            .prepare(
+                "INSERT INTO locks (project, resource, session_id, note, created_at, expires_at) \
+                 VALUES ('old', ?1, 'M1/s', NULL, ?2, ?3)",
+            )
+            .expect("prepare");
+        for i in 0..100_000i64 {
+            l.execute(rusqlite::params![format!("r{i}"), now - 2 * day, now - day])
+                .expect("insert lock");
+        }
+    }
+    tx.commit().expect("commit");
+    drop(c);
+    seed(db);
+}
+
+/// Median microseconds of the hook's todo read on `db`.
+fn todo_read_us(db: &Path, runs: u64) -> f64 {
+    let s = LocalStore::open(db).expect("store");
+    let q = coord_hook::hook::queries(SESSION, "bench").1;
+    let ms: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            s.todos(&q).expect("todos");
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    stats(ms).median * 1000.0
+}
+
+/// `coord serve --retain 30` on `db`: milliseconds until it listens, and
+/// the load beside its first retention pass.
+fn retention_under_load(db: &Path, log: &Path, clients: usize, secs: u64) -> (f64, Load) {
+    let t = Instant::now();
+    let mut child = Command::new(COORD)
+        .args(["serve", "--listen", "127.0.0.1:0", "--retain", "30", "--db"])
+        .arg(db)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).expect("log"))
+        .spawn()
+        .expect("coord serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let listened = t.elapsed().as_secs_f64() * 1000.0;
+    let url = line.trim().trim_start_matches("listening on ").to_string();
+    let l = load(&url, clients, secs);
+    let _ = child.kill();
+    let _ = child.wait();
+    (listened, l)
+}
+
+/// Runs the 1M section; answers its Markdown.
+pub fn run(tmp: &Path, runs: u64, clients: usize, load_secs: u64) -> String {
+    eprintln!("coord-hook bench: building the 1M store");
+    let fresh_db = tmp.join("m-fresh.db");
+    seed(&fresh_db);
+    let big_db = tmp.join("m-big.db");
+    let t = Instant::now();
+    seed_million(&big_db);
+    let built = t.elapsed().as_secs_f64();
+    let size = std::fs::metadata(&big_db).map_or(0, |m| m.len());
+    let retain_db = tmp.join("m-retain.db");
+    std::fs::copy(&big_db, &retain_db).expect("copy");
+
+    eprintln!("coord-hook bench: 1M store, hooks and reads");
+    let mut rows: Vec<(String, f64, f64, String)> = Vec::new();
+    let identity = |db: &Path| serde_json::json!({"user": "bench", "machine": "BENCH", "coord_db": db.to_str().unwrap_or_default()});
+    let fresh_local = Home::new(tmp, "m-fresh-local", identity(&fresh_db));
+    let big_local = Home::new(tmp, "m-big-local", identity(&big_db));
+    let a = time_many(runs, || fresh_local.hook(&[]), &fresh_local.input()).median;
+    let b = time_many(runs, || big_local.hook(&[]), &big_local.input()).median;
+    rows.push((
+        "session-start hook, embedded store (median ms)".into(),
+        a,
+        b,
+        "≤ 1.3×".into(),
+    ));
+    let fresh_srv = Server::start(&fresh_db, &tmp.join("m-fresh.log"));
+    let big_srv = Server::start(&big_db, &tmp.join("m-big.log"));
+    let api =
+        |url: &str| serde_json::json!({"user": "bench", "machine": "BENCH", "coord_api": url});
+    let fresh_remote = Home::new(tmp, "m-fresh-remote", api(&fresh_srv.url));
+    let big_remote = Home::new(tmp, "m-big-remote", api(&big_srv.url));
+    let a = time_many(runs, || fresh_remote.hook(&[]), &fresh_remote.input()).median;
+    let b = time_many(runs, || big_remote.hook(&[]), &big_remote.input()).median;
+    rows.push((
+        "session-start hook → coord serve (median ms)".into(),
+        a,
+        b,
+        "≤ 1.3×".into(),
+    ));
+    let a = todo_read_us(&fresh_db, runs);
+    let b = todo_read_us(&big_db, runs);
+    rows.push((
+        "the hook's todo read (median µs)".into(),
+        a,
+        b,
+        "≤ 1.5×".into(),
+    ));
+
+    eprintln!("coord-hook bench: 1M store under load");
+    let lf = load(&fresh_srv.url, clients, load_secs);
+    let lb = load(&big_srv.url, clients, load_secs);
+    drop(fresh_srv);
+    drop(big_srv);
+    eprintln!("coord-hook bench: 1M store, retention under load");
+    let (listened, lr) =
+        retention_under_load(&retain_db, &tmp.join("m-retain.log"), clients, load_secs);
+    let retained = std::fs::read_to_string(tmp.join("m-retain.log"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.contains("retention"))
+        .map(str::to_string)
+        .unwrap_or_else(|| "no retention line (still running when the load ended)".into());
+
+    let mut md = String::new();
+    let _ = writeln!(md, "\n## A million messages (issue 21)\n");
+    let _ = writeln!(
+        md,
+        "A store of 1,000,000 messages (10% broadcasts, 62% older than 90 days), 10,001 sessions, 100,000 todos (5,000 pending for 1,000 other users), 100,000 expired locks: {:.0} MB, built straight into the schema in {built:.0} s. Side by side with a fresh store, same run.\n",
+        size as f64 / 1e6
+    );
+    let _ = writeln!(md, "| case | fresh | 1M | 1M ÷ fresh | target |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---|");
+    for (case, a, b, target) in &rows {
+        let _ = writeln!(
+            md,
+            "| {case} | {a:.2} | {b:.2} | {:.2}× | {target} |",
+            b / a
+        );
+    }
+    let rps = |l: &Load| l.requests as f64 / l.secs;
+    let _ = writeln!(
+        md,
+        "| coord serve, {clients} clients, 3 inbox reads : 1 send (req/s) | {:.0} | {:.0} | {:.2}× | ≥ 0.7× |",
+        rps(&lf),
+        rps(&lb),
+        rps(&lb) / rps(&lf)
+    );
+    let _ = writeln!(
+        md,
+        "| the same, p99 ms | {:.2} | {:.2} | {:.2}× | ≤ 2× |",
+        lf.lat.p99,
+        lb.lat.p99,
+        lb.lat.p99 / lf.lat.p99
+    );
+    let _ = writeln!(
+        md,
+        "\n`coord serve --retain 30` on a copy of the 1M store: listening after {listened:.0} ms (target ≤ 1,000); beside its first pass, {clients} clients ran {:.0} req/s with {} errors, sends p99 {:.1} ms and max {:.1} ms (target: no write over 100 ms). Log: `{}`.",
+        rps(&lr),
+        lr.errors,
+        lr.sends.p99,
+        lr.sends.max,
+        retained.trim()
+    );
+    md
+}
