@@ -59,23 +59,21 @@ impl Backend {
 pub fn open(id: &Identity, budget: Budget) -> Result<Option<Backend>> {
     let left = |deadline: Instant| deadline.saturating_duration_since(Instant::now());
     match (&id.api, budget) {
-        (None, Budget::Command) => Ok(Some(Backend::Store(LocalStore::open(&id.db_path)?))),
-        (None, Budget::SessionStart { deadline }) => {
-            LocalStore::open_for_reading(&id.db_path, left(deadline))
-                .map(|s| Some(Backend::Store(s)))
-        }
-        (None, Budget::Hook { deadline } | Budget::LongPoll { deadline, .. }) => {
-            if !id.db_path.exists() {
+        (_, Budget::Command) => command(id).map(Some),
+        (
+            None,
+            Budget::Hook { deadline }
+            | Budget::SessionStart { deadline }
+            | Budget::LongPoll { deadline, .. },
+        ) => {
+            // Only a session start creates the store.
+            let creates = matches!(budget, Budget::SessionStart { .. });
+            if !creates && !id.db_path.exists() {
                 return Ok(None);
             }
             LocalStore::open_for_reading(&id.db_path, left(deadline))
                 .map(|s| Some(Backend::Store(s)))
         }
-        (Some(api), Budget::Command) => Ok(Some(Backend::Api(HttpCoord::new(
-            api,
-            id.token.clone(),
-            COMMAND_TIMEOUT,
-        )))),
         (Some(api), Budget::Hook { deadline } | Budget::SessionStart { deadline }) => {
             Ok(Some(Backend::Api(hook_client(id, api, left(deadline)))))
         }
@@ -89,10 +87,16 @@ fn hook_client(id: &Identity, api: &str, within: Duration) -> HttpCoord {
     HttpCoord::new(api, id.token.clone(), within).with_answer_limit(MAX_HOOK_ANSWER_BYTES)
 }
 
-/// A command's backend: `open` with `Budget::Command`, which always has one.
+/// A command's backend: the store (created when missing) or the API with
+/// the usual timeout.
+fn command(id: &Identity) -> Result<Backend> {
+    Ok(match &id.api {
+        None => Backend::Store(LocalStore::open(&id.db_path)?),
+        Some(api) => Backend::Api(HttpCoord::new(api, id.token.clone(), COMMAND_TIMEOUT)),
+    })
+}
+
+/// A command's backend, as the `Coord` it is used through.
 pub fn for_command(id: &Identity) -> Result<Box<dyn Coord>> {
-    match open(id, Budget::Command)? {
-        Some(b) => Ok(b.into_coord()),
-        None => Ok(Box::new(LocalStore::open(&id.db_path)?)),
-    }
+    command(id).map(Backend::into_coord)
 }
