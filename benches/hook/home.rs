@@ -64,9 +64,16 @@ pub struct Server {
 
 impl Server {
     pub fn start(db: &Path, log: &Path) -> Server {
+        Server::start_with(db, log, &[], &[])
+    }
+
+    /// With more arguments to `coord serve`, and variables.
+    pub fn start_with(db: &Path, log: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(COORD)
             .args(["serve", "--listen", "127.0.0.1:0", "--db"])
             .arg(db)
+            .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(log).unwrap())
             .spawn()

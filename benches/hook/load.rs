@@ -23,7 +23,21 @@ pub struct Load {
     pub sends: Stats,
 }
 
+/// What the clients of [`load`] ask.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Mix {
+    /// Three inbox reads to one send.
+    Inbox,
+    /// A fleet's day in eight requests: four inbox reads, a send, a todo
+    /// list (this user's and everyone's), a lock claim and its release.
+    Fleet,
+}
+
 pub fn load(url: &str, clients: usize, secs: u64) -> Load {
+    load_mix(url, clients, secs, Mix::Inbox)
+}
+
+pub fn load_mix(url: &str, clients: usize, secs: u64, mix: Mix) -> Load {
     // Keys of their own per run: a key sent again is a replay, not a write.
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let started = std::time::SystemTime::now()
@@ -49,13 +63,36 @@ pub fn load(url: &str, clients: usize, secs: u64) -> Load {
                     .into();
                 let inbox = format!("{url}/api/coord/messages?session={SESSION}&unread=true");
                 let send = format!("{url}/api/coord/messages");
+                let todos = format!("{url}/api/coord/todos?user=bench&include_unassigned=true");
+                let locks = format!("{url}/api/coord/locks");
+                let holder = format!("LOAD/c{t}");
+                let mut held: Option<i64> = None;
+                let period = if mix == Mix::Fleet { 8 } else { 4 };
                 let (mut lat, mut sends, mut errors) =
                     (Vec::with_capacity(100_000), Vec::with_capacity(30_000), 0);
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let t0 = Instant::now();
-                    // Three inbox reads to one send.
-                    let result = if i % 4 == 3 {
+                    let step = i % period;
+                    let is_send = step == 3;
+                    let result = if mix == Mix::Fleet && step >= 5 {
+                        match step {
+                            5 => agent.get(&todos).call(),
+                            6 => agent
+                                .post(&locks)
+                                .header("Content-Type", "application/json")
+                                .send(format!(
+                                    r#"{{"project":"load","resource":"r{t}","session_id":"{holder}","ttl_hours":1}}"#
+                                )),
+                            _ => {
+                                // Released by id: the claim's answer named it.
+                                let id = held.take().unwrap_or(0);
+                                agent
+                                    .delete(&format!("{locks}/{id}?session_id={holder}"))
+                                    .call()
+                            }
+                        }
+                    } else if is_send {
                         let body = format!(
                             r#"{{"to_session":"LOAD/sink","body":"load {t}-{i}","from_session":"LOAD/c{t}","created_by_user":"load","created_by_machine":"LOAD"}}"#
                         );
@@ -70,13 +107,23 @@ pub fn load(url: &str, clients: usize, secs: u64) -> Load {
                     let ok = match result {
                         Ok(mut r) => {
                             let good = r.status().is_success();
-                            good && r.body_mut().read_to_vec().is_ok()
+                            match r.body_mut().read_to_vec() {
+                                Ok(body) if good && mix == Mix::Fleet && step == 6 => {
+                                    // The claim names the lock its release gives back.
+                                    held = serde_json::from_slice::<serde_json::Value>(&body)
+                                        .ok()
+                                        .and_then(|v| v["id"].as_i64());
+                                    held.is_some()
+                                }
+                                Ok(_) => good,
+                                Err(_) => false,
+                            }
                         }
                         Err(_) => false,
                     };
                     let ms = t0.elapsed().as_secs_f64() * 1000.0;
                     lat.push(ms);
-                    if i % 4 == 3 {
+                    if is_send {
                         sends.push(ms);
                     }
                     if !ok {
@@ -112,22 +159,33 @@ pub fn load(url: &str, clients: usize, secs: u64) -> Load {
 /// it has (a broadcast already in the store is unread for every session,
 /// and would otherwise answer every long-poll at once). Prints `waiting N`
 /// once all have had their first answer (or after 20 s); when its stdin
-/// closes, prints `returned R`, how many long-polls came back early in between
-/// (0 if they all waited), and exits.
+/// closes, prints `returned R MEDIAN LAST`: how many long-polls came back
+/// early in between (0 if they all waited), and the median and last of
+/// those returns in Unix milliseconds; then exits.
 pub fn long_polls(url: &str, n: usize) {
     #[cfg(unix)]
     coord_hook::server::raise_fd_limit();
     let ready = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let returned = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let when: Arc<Mutex<Vec<u128>>> = Arc::default();
     for i in 0..n {
-        let (url, ready, returned) = (url.to_string(), ready.clone(), returned.clone());
+        let (url, ready, returned, when) = (
+            url.to_string(),
+            ready.clone(),
+            returned.clone(),
+            when.clone(),
+        );
         let _ = std::thread::Builder::new()
             .stack_size(256 * 1024)
             .spawn(move || {
                 let c = coord_hook::client::HttpCoord::new(&url, None, Duration::from_secs(75));
+                // The first read asks only for the newest: a session new to
+                // a store with history has a week of broadcasts unread.
                 let mut q = MessageQuery {
                     session: format!("POLL/s{i}"),
                     unread_only: true,
+                    newest_first: true,
+                    limit: Some(1),
                     ..Default::default()
                 };
                 let newest = |page: &[coord_hook::model::Message], q: &mut MessageQuery| {
@@ -139,6 +197,8 @@ pub fn long_polls(url: &str, n: usize) {
                     Ok(page) => newest(&page, &mut q),
                     Err(_) => return,
                 }
+                q.newest_first = false;
+                q.limit = None;
                 ready.fetch_add(1, Ordering::SeqCst);
                 let c = c.with_wait(60);
                 loop {
@@ -147,6 +207,7 @@ pub fn long_polls(url: &str, n: usize) {
                     // Early: before the server's 60 s were up.
                     if asked.elapsed() < Duration::from_secs(55) {
                         returned.fetch_add(1, Ordering::SeqCst);
+                        when.lock().unwrap().push(unix_ms());
                     }
                     match r {
                         Ok(page) => newest(&page, &mut q),
@@ -162,9 +223,24 @@ pub fn long_polls(url: &str, n: usize) {
     // Let the last ones' long-polls reach the server.
     std::thread::sleep(Duration::from_millis(500));
     let before = returned.load(Ordering::SeqCst);
+    when.lock().unwrap().clear();
     println!("waiting {}", ready.load(Ordering::SeqCst));
     let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
-    println!("returned {}", returned.load(Ordering::SeqCst) - before);
+    let mut t = std::mem::take(&mut *when.lock().unwrap());
+    t.sort_unstable();
+    println!(
+        "returned {} {} {}",
+        returned.load(Ordering::SeqCst) - before,
+        t.get(t.len() / 2).copied().unwrap_or(0),
+        t.last().copied().unwrap_or(0)
+    );
+}
+
+/// Now, in Unix milliseconds (to compare times across processes).
+pub fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }
 
 /// Sends one message to the bench session on `h`'s backend.

@@ -81,6 +81,15 @@ fn main() {
     let runs = env_num("COORD_BENCH_RUNS", 300);
     let load_secs = env_num("COORD_BENCH_LOAD_SECS", 10);
     let clients = env_num("COORD_BENCH_CLIENTS", 32) as usize;
+    let million_only = std::env::var("COORD_BENCH_MILLION").is_ok_and(|v| v == "only");
+    if million_only {
+        // The 1M section alone, printed, BENCHMARKS.md untouched.
+        let tmp = std::env::temp_dir().join(format!("coord-bench-m-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).expect("bench folder");
+        println!("{}", million::run(&tmp, runs.min(100), clients, load_secs));
+        let _ = std::fs::remove_dir_all(&tmp);
+        return;
+    }
     let r = run::all(runs, load_secs, clients);
     let tmp = r.tmp.clone();
     report::write(r);

@@ -283,9 +283,19 @@ impl Coord for LocalStore {
             return self.sent(&session, limit, q.newest_first);
         }
         let (sql, count) = messages_sql(q.unread_only, q.newest_first);
-        let messages = self.collect(&sql, &[&session, &after, &limit], message_row)?;
-        let total: i64 =
-            self.retry_busy(|| self.conn.row(&count, params![session, after], |r| r.get(0)))?;
+        let cut = new_session_cut(now_ms());
+        // The unread query and its count take the cut too; the count of all
+        // messages only the session and the lower bound.
+        let (list, counted): (&[&dyn rusqlite::ToSql], &[&dyn rusqlite::ToSql]) = if q.unread_only {
+            (
+                &[&session, &after, &limit, &cut],
+                &[&session, &after, &limit, &cut],
+            )
+        } else {
+            (&[&session, &after, &limit], &[&session, &after])
+        };
+        let messages = self.collect(&sql, list, message_row)?;
+        let total: i64 = self.retry_busy(|| self.conn.row(&count, counted, |r| r.get(0)))?;
         Ok(Page {
             messages,
             total: Some(total.max(0) as u64),

@@ -86,6 +86,16 @@ pub(super) fn locks_sql(q: &LockQuery, now: i64) -> (String, Vec<rusqlite::types
 }
 
 impl LocalStore {
+    /// Maps up to `bytes` of the file into memory (`PRAGMA mmap_size`) for a
+    /// long-lived connection: a read then finds its pages without the
+    /// kernel copying them in. `coord serve` does this; a hook, which
+    /// lives for milliseconds, does not.
+    pub fn map_into_memory(&self, bytes: u64) -> Result<()> {
+        self.db(self
+            .conn
+            .query_row(&format!("PRAGMA mmap_size = {bytes}"), [], |_| Ok(())))
+    }
+
     /// A number that changes whenever another connection commits a write:
     /// the cheapest way to learn that something may be new.
     pub fn data_version(&self) -> Result<i64> {
@@ -209,9 +219,15 @@ impl LocalStore {
         explain(&locks, lp)?;
         let (msgs, count) = messages_sql(mq.unread_only, mq.newest_first);
         let limit = i64::from(mq.limit.unwrap_or(DEFAULT_MESSAGE_LIMIT));
-        let p = vec![V::Text(session.into()), V::Integer(0), V::Integer(limit)];
+        let cut = V::Integer(new_session_cut(now_ms()));
+        let p = vec![
+            V::Text(session.into()),
+            V::Integer(0),
+            V::Integer(limit),
+            cut,
+        ];
         explain(&msgs, p.clone())?;
-        explain(&count, p[..2].to_vec())?;
+        explain(&count, p)?;
         Ok(out)
     }
 
@@ -222,15 +238,39 @@ impl LocalStore {
     pub fn unread_recompiles(&self, session: &str, n: u32) -> Result<i32> {
         let (sql, _) = messages_sql(true, true);
         for limit in 1..=n {
-            self.collect(&sql, &[&session, &0, &limit], message_row)?;
+            let cut = new_session_cut(now_ms());
+            self.collect(&sql, &[&session, &0, &limit, &cut], message_row)?;
         }
         let st = self.db(self.conn.prepare_cached(&sql))?;
         Ok(st.get_status(rusqlite::StatementStatus::RePrepare))
     }
 }
 
+/// How far back a session that has never read a broadcast (no mark yet)
+/// sees them: a window new to a fleet with a year of history is shown the
+/// last week's announcements, not a year of them.
+pub const NEW_SESSION_BROADCAST_DAYS: i64 = 7;
+
+/// The cut for [`NEW_SESSION_BROADCAST_DAYS`] at `now`.
+pub(super) fn new_session_cut(now: i64) -> i64 {
+    now - NEW_SESSION_BROADCAST_DAYS * 24 * 3600 * 1000
+}
+
+/// The broadcast id at or below which session `s` counts every broadcast
+/// as read: its mark, or for a session without one the newest broadcast
+/// older than `cut` (one step of a partial index: ids grow with time).
+pub(super) fn broadcast_floor(s: &str, cut: &str) -> String {
+    format!(
+        "COALESCE((SELECT upto FROM broadcast_marks WHERE session = {s}), \
+         (SELECT id FROM messages INDEXED BY messages_broadcast_age \
+          WHERE to_session = 'ALL_SESSIONS' AND created_at < {cut} \
+          ORDER BY created_at DESC LIMIT 1), 0)"
+    )
+}
+
 /// The messages query (and its count) for session `?1`, ids above `?2`,
-/// at most `?3`.
+/// at most `?3`; the unread ones take `?4`, the [`new_session_cut`] (the
+/// count binds all four).
 pub(super) fn messages_sql(unread_only: bool, newest_first: bool) -> (String, String) {
     let dir = if newest_first { "DESC" } else { "ASC" };
     // Two index ranges, each already in id order and cut to the limit,
@@ -241,15 +281,19 @@ pub(super) fn messages_sql(unread_only: bool, newest_first: bool) -> (String, St
     // is higher), so that the index range starts there.
     let (direct, broadcast) = if unread_only {
         (
-            "m.to_session = ?1 AND m.read_at IS NULL AND m.from_session <> ?1 AND m.id > ?2",
-            "m.to_session = 'ALL_SESSIONS' AND m.from_session <> ?1 \
-             AND m.id > max(?2, COALESCE((SELECT upto FROM broadcast_marks WHERE session = ?1), 0)) \
-             AND NOT EXISTS (SELECT 1 FROM message_reads x WHERE x.message_id = m.id AND x.session = ?1)",
+            "m.to_session = ?1 AND m.read_at IS NULL AND m.from_session <> ?1 AND m.id > ?2"
+                .to_string(),
+            format!(
+                "m.to_session = 'ALL_SESSIONS' AND m.from_session <> ?1 \
+                 AND m.id > max(?2, {}) \
+                 AND NOT EXISTS (SELECT 1 FROM message_reads x WHERE x.message_id = m.id AND x.session = ?1)",
+                broadcast_floor("?1", "?4")
+            ),
         )
     } else {
         (
-            "m.to_session = ?1 AND m.id > ?2",
-            "m.to_session = 'ALL_SESSIONS' AND m.id > ?2",
+            "m.to_session = ?1 AND m.id > ?2".to_string(),
+            "m.to_session = 'ALL_SESSIONS' AND m.id > ?2".to_string(),
         )
     };
     let part = |filter: &str| {
@@ -261,8 +305,8 @@ pub(super) fn messages_sql(unread_only: bool, newest_first: bool) -> (String, St
     let sql = format!(
         "SELECT {MESSAGE_COLS}, {READ_AT} FROM messages m {READ_JOINS} \
          WHERE m.id IN ({} UNION ALL {}) ORDER BY m.id {dir} LIMIT ?3",
-        part(direct),
-        part(broadcast)
+        part(&direct),
+        part(&broadcast)
     );
     let count = format!(
         "SELECT (SELECT count(*) FROM messages m WHERE {direct}) \

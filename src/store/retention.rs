@@ -17,9 +17,9 @@ pub const MIN_RETAIN_DAYS: u32 = 7;
 
 /// Rows deleted per transaction: each batch holds the write lock for a few
 /// milliseconds, so writes never wait long behind retention.
-const BATCH: i64 = 1_000;
+const BATCH: i64 = 250;
 /// Free pages given back per step of the file's shrinking.
-const VACUUM_STEP: i64 = 2_000;
+const VACUUM_STEP: i64 = 500;
 
 impl LocalStore {
     /// Deletes what is past keeping: read direct messages and broadcasts

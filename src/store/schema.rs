@@ -4,7 +4,7 @@
 use super::*;
 
 /// Bump when the schema changes, and add a step to `MIGRATIONS`.
-pub(super) const SCHEMA_VERSION: i64 = 5;
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 /// Step N brings a database from user_version N to N+1.
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -157,6 +157,12 @@ UPDATE messages SET from_session = coord_canonical_session(from_session)
 WHERE from_session <> coord_canonical_session(from_session);
 UPDATE locks SET session_id = coord_canonical_session(session_id)
 WHERE session_id <> coord_canonical_session(session_id);
+"#,
+    r#"
+-- A session without a broadcast mark sees the broadcasts of the last days
+-- only (read::NEW_SESSION_BROADCAST_DAYS): where they start is one step
+-- of this index.
+CREATE INDEX messages_broadcast_age ON messages (created_at) WHERE to_session = 'ALL_SESSIONS';
 "#,
 ];
 

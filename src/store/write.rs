@@ -306,8 +306,8 @@ impl LocalStore {
         now: i64,
     ) -> Result<()> {
         let upto: i64 = self.db(tx.row(
-            "SELECT COALESCE((SELECT upto FROM broadcast_marks WHERE session = ?1), 0)",
-            [session],
+            &format!("SELECT {}", broadcast_floor("?1", "?2")),
+            params![session, new_session_cut(now)],
             |r| r.get(0),
         ))?;
         if id <= upto {

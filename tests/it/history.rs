@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::common::{Fake, Machine, Server, http_answer, message, stderr, stdout};
-use coord_hook::backend::Coord;
+use coord_hook::backend::{Coord, CoordExt};
 use coord_hook::client::HttpCoord;
 use coord_hook::model::*;
 use coord_hook::store::LocalStore;
@@ -158,7 +158,7 @@ fn a_store_written_by_the_first_schema_keeps_every_read_state() {
     let version: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
 
     // Reading #4 moves B's mark over #5 (own) and #6: no exceptions left.
     let s = LocalStore::open(&db).unwrap();
@@ -365,6 +365,77 @@ fn against_a_v1_server_that_ignores_order_the_newest_still_show() {
 }
 
 #[test]
+fn a_session_new_to_the_fleet_sees_the_last_weeks_broadcasts_not_a_years() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let s = LocalStore::open(&db).unwrap();
+    let send = |to: &str, body: &str| {
+        s.send_message(NewMessage {
+            to_session: to.into(),
+            body: body.into(),
+            subject: None,
+            from_session: "A/x".into(),
+            created_by_user: "u".into(),
+            created_by_machine: "A".into(),
+            in_reply_to: None,
+        })
+        .unwrap()
+        .id
+    };
+    let old = send(ALL_SESSIONS, "a year ago");
+    let old_direct = send(B, "an old direct one");
+    let week = send(ALL_SESSIONS, "eight days ago");
+    // C read the first broadcast back then: its mark is there.
+    s.write(
+        &Write::MarkRead {
+            id: old,
+            session: C.into(),
+        },
+        None,
+    )
+    .unwrap();
+    let recent = send(ALL_SESSIONS, "yesterday");
+    let day = 86_400_000i64;
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    for (id, age) in [
+        (old, 365 * day),
+        (old_direct, 365 * day),
+        (week, 8 * day),
+        (recent, day),
+    ] {
+        c.execute(
+            "UPDATE messages SET created_at = ?2 WHERE id = ?1",
+            rusqlite::params![id, now - age],
+        )
+        .unwrap();
+    }
+    // A new session: the last week's broadcasts and every direct one.
+    assert_eq!(unread_ids(&s, B), [old_direct, recent]);
+    assert_eq!(s.unread_count(B).unwrap(), Some(2));
+    // A session away for longer than a week, with a mark: everything since.
+    assert_eq!(unread_ids(&s, C), [week, recent]);
+    // Reading the one it sees sets its mark; nothing older comes back.
+    s.write(
+        &Write::MarkRead {
+            id: recent,
+            session: B.into(),
+        },
+        None,
+    )
+    .unwrap();
+    assert_eq!(unread_ids(&s, B), [old_direct]);
+    let after: i64 = c
+        .query_row(
+            "SELECT upto FROM broadcast_marks WHERE session = ?1",
+            [B],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(after, recent);
+}
+
+#[test]
 fn a_cached_read_is_not_compiled_again_for_new_values() {
     let dir = tempfile::tempdir().unwrap();
     let s = LocalStore::open(&dir.path().join("s.db")).unwrap();
@@ -403,13 +474,15 @@ fn the_hooks_reads_use_indexes() {
     for index in [
         "messages_unread",
         "messages_to",
+        "messages_broadcast_age (created_at<?)",
         "todos_pending_user (status=? AND user=?)",
         "locks_holder",
     ] {
         assert!(
             plans
                 .iter()
-                .any(|l| l.contains(&format!("USING INDEX {index}"))),
+                .any(|l| l.contains(&format!("USING INDEX {index}"))
+                    || l.contains(&format!("USING COVERING INDEX {index}"))),
             "{index} unused:\n{plans:#?}"
         );
     }
