@@ -138,6 +138,12 @@ pub enum Command {
         #[arg(long, value_name = "N",
               value_parser = clap::value_parser!(u64).range(4..=1_000_000))]
         max_connections: Option<u64>,
+        /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+        #[arg(long, value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of --tls-cert.
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
 }
 

@@ -35,6 +35,26 @@ pub struct HttpCoord {
     answer_limit: u64,
     /// v1.1 long-poll: ask the server to hold a message query this long.
     wait: u64,
+    /// The whole-request timeout the agent was built with.
+    overall: Duration,
+}
+
+/// The HTTP agent: connect and overall timeouts, statuses as answers, and
+/// the roots a TLS server is checked against (the public ones by default).
+fn agent(overall: Duration, roots: Option<ureq::tls::RootCerts>) -> Agent {
+    let mut config = Agent::config_builder()
+        .timeout_connect(Some(CONNECT_TIMEOUT.min(overall)))
+        .timeout_global(Some(overall))
+        .http_status_as_error(false)
+        .user_agent(concat!("coord-hook/", env!("CARGO_PKG_VERSION")));
+    if let Some(roots) = roots {
+        config = config.tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build());
+    }
+    Agent::with_parts(
+        config.build(),
+        DefaultConnector::default(),
+        LiteralFirst::default(),
+    )
 }
 
 /// A 2xx answer.
@@ -48,22 +68,42 @@ struct Answer {
 impl HttpCoord {
     /// `api` is the `coord_api` base, already validated (no trailing slash).
     pub fn new(api: &str, token: Option<String>, overall: Duration) -> HttpCoord {
-        let config = Agent::config_builder()
-            .timeout_connect(Some(CONNECT_TIMEOUT.min(overall)))
-            .timeout_global(Some(overall))
-            .http_status_as_error(false)
-            .user_agent(concat!("coord-hook/", env!("CARGO_PKG_VERSION")))
-            .build();
-        let agent = Agent::with_parts(config, DefaultConnector::default(), LiteralFirst::default());
         let base = format!("{}/api/coord", api.trim_end_matches('/'));
         HttpCoord {
-            agent,
+            agent: agent(overall, None),
             shown_base: crate::identity::redact_url(&base),
             base,
             token,
             answer_limit: MAX_ANSWER_BYTES,
             wait: 0,
+            overall,
         }
+    }
+
+    /// The client an identity asks for: its token, and its CA (`coord_ca`)
+    /// when it names one.
+    pub fn for_identity(id: &crate::identity::Identity, api: &str, overall: Duration) -> HttpCoord {
+        let c = HttpCoord::new(api, id.token.clone(), overall);
+        match &id.ca_pem {
+            Some(pem) => c.trusting(pem),
+            None => c,
+        }
+    }
+
+    /// Checks the server's certificate against these CA certificates (PEM,
+    /// already checked to hold at least one) instead of the public roots.
+    pub fn trusting(mut self, pem: &[u8]) -> HttpCoord {
+        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        self.agent = agent(
+            self.overall,
+            Some(ureq::tls::RootCerts::new_with_certs(&certs)),
+        );
+        self
     }
 
     /// Asks message queries to be held up to `secs` until one matches
@@ -227,6 +267,12 @@ impl Resolver for LiteralFirst {
 /// Turns a transport failure into the *unreachable* kind, in one line.
 fn unreachable(url: &str, e: ureq::Error) -> Error {
     use ureq::Error as E;
+    if let Some(reason) = certificate_problem(&e) {
+        return Error::Untrusted {
+            url: url.to_string(),
+            reason: crate::text::cell(&reason, 200),
+        };
+    }
     let reason = match &e {
         E::Timeout(t) => format!("timed out ({t})"),
         E::HostNotFound => "host not found".to_string(),
@@ -242,6 +288,17 @@ fn unreachable(url: &str, e: ureq::Error) -> Error {
     Error::Unreachable {
         url: url.to_string(),
         reason: crate::text::cell(&reason, 200),
+    }
+}
+
+/// The certificate rustls refused, when that is why the call failed.
+fn certificate_problem(e: &ureq::Error) -> Option<String> {
+    let ureq::Error::Io(io) = e else {
+        return None;
+    };
+    match io.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::InvalidCertificate(c) => Some(format!("{c:?}")),
+        _ => None,
     }
 }
 

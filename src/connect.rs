@@ -84,7 +84,7 @@ pub fn open(id: &Identity, budget: Budget) -> Result<Option<Backend>> {
 }
 
 fn hook_client(id: &Identity, api: &str, within: Duration) -> HttpCoord {
-    HttpCoord::new(api, id.token.clone(), within).with_answer_limit(MAX_HOOK_ANSWER_BYTES)
+    HttpCoord::for_identity(id, api, within).with_answer_limit(MAX_HOOK_ANSWER_BYTES)
 }
 
 /// A command's backend: the store (created when missing) or the API with
@@ -92,7 +92,7 @@ fn hook_client(id: &Identity, api: &str, within: Duration) -> HttpCoord {
 fn command(id: &Identity) -> Result<Backend> {
     Ok(match &id.api {
         None => Backend::Store(LocalStore::open(&id.db_path)?),
-        Some(api) => Backend::Api(HttpCoord::new(api, id.token.clone(), COMMAND_TIMEOUT)),
+        Some(api) => Backend::Api(HttpCoord::for_identity(id, api, COMMAND_TIMEOUT)),
     })
 }
 

@@ -23,6 +23,9 @@ pub enum Error {
     /// The API could not be reached at all: refused, DNS, timeout, TLS.
     /// Writes of this kind are safe to queue.
     Unreachable { url: String, reason: String },
+    /// The server's TLS certificate is not one this machine trusts: a
+    /// setting to fix (`coord_ca`), not a network to wait for.
+    Untrusted { url: String, reason: String },
     /// The server said no (4xx other than a lock conflict). Never queued.
     Rejected { status: u16, detail: String },
     /// A lock is held by another session (exit 3).
@@ -111,6 +114,11 @@ impl fmt::Display for Error {
             Error::Unreachable { url, reason } => {
                 write!(f, "coord API unreachable at {url}: {reason}")
             }
+            Error::Untrusted { url, reason } => write!(
+                f,
+                "the coord server at {url} has a TLS certificate this machine does not trust ({reason}): \
+                 set coord_ca in identity.json (or COORD_CA) to the PEM certificate of the CA that signed it"
+            ),
             Error::Rejected { detail, .. } => write!(f, "{detail}"),
             Error::Conflict { detail, lock } => match lock {
                 Some(l) => write!(

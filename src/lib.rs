@@ -274,11 +274,25 @@ fn dispatch_command(cli: Cli, name: &'static str) -> Result<(), Error> {
             insecure,
             retain,
             max_connections,
+            tls_cert,
+            tls_key,
         } => {
             let db = match db.or_else(|| identity::env_var("COORD_DB").map(PathBuf::from)) {
                 Some(db) => db,
                 None => load()?.db_path,
             };
+            // Not a file name: without this, a URL became a SQLite file
+            // named `postgres:/…` in the working folder.
+            let shown = db.to_string_lossy();
+            if ["postgres://", "postgresql://"]
+                .iter()
+                .any(|p| shown.to_ascii_lowercase().starts_with(p))
+            {
+                return Err(Error::Usage(format!(
+                    "--db {}: PostgreSQL is not in this build yet (issue 22); --db takes a SQLite file",
+                    identity::redact_url(&shown)
+                )));
+            }
             server::serve(server::ServeOptions {
                 listen: listen_addr(&listen)?,
                 db,
@@ -286,6 +300,7 @@ fn dispatch_command(cli: Cli, name: &'static str) -> Result<(), Error> {
                 insecure,
                 retain_days: retain,
                 max_connections: max_connections.and_then(|n| usize::try_from(n).ok()),
+                tls: tls_cert.zip(tls_key),
             })
         }
         Command::Whoami => cmd::state::whoami(&ctx()?),

@@ -20,7 +20,8 @@ pub enum Retry {
     /// The network, the API or a busy server will come right: a fresh
     /// write is queued, a queued one keeps waiting.
     Later,
-    /// The token was refused: a queued write keeps waiting for the person
+    /// The token was refused, or the server's certificate is not trusted
+    /// (both settings of this machine): a queued write keeps waiting for the person
     /// to fix it; a fresh one is refused at once, so that they see it now.
     AfterFix,
     /// The server refused the write itself: never sent again.
@@ -35,7 +36,7 @@ impl Error {
             Error::Rejected {
                 status: 408 | 429, ..
             } => Retry::Later,
-            Error::Rejected { status: 401, .. } => Retry::AfterFix,
+            Error::Rejected { status: 401, .. } | Error::Untrusted { .. } => Retry::AfterFix,
             _ => Retry::Never,
         }
     }

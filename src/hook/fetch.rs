@@ -281,7 +281,7 @@ pub(crate) fn drain_queue(id: &Identity, started: Instant, limit: Duration) -> O
         ));
     }
     let budget = limit * DRAIN_SHARE / 100;
-    let client = HttpCoord::new(api, id.token.clone(), budget);
+    let client = HttpCoord::for_identity(id, api, budget);
     match queue.drain(&client, Some(api), Some(started + budget), false) {
         Ok(r) if r.delivered + r.already + r.waiting + r.rejected == 0 => None,
         Ok(r) => {

@@ -21,6 +21,10 @@ pub(super) struct IdentityFile {
     pub(super) hook_timeout_ms: Option<u64>,
     #[serde(default)]
     pub(super) coord_db: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust for an https coord_api, for a fleet
+    /// whose server has a certificate of its own making.
+    #[serde(default)]
+    pub(super) coord_ca: Option<PathBuf>,
     /// Keys this version does not know: named in a warning, never silently
     /// dropped (a typo must not change who you are).
     #[serde(flatten)]
@@ -36,6 +40,7 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     "coord_token",
     "hook_timeout_ms",
     "coord_db",
+    "coord_ca",
 ];
 
 /// Where the identity came from.
@@ -55,6 +60,7 @@ impl IdentityFile {
         add(self.coord_token.is_some(), "coord_token");
         add(self.hook_timeout_ms.is_some(), "hook_timeout_ms");
         add(self.coord_db.is_some(), "coord_db");
+        add(self.coord_ca.is_some(), "coord_ca");
         out
     }
 }

@@ -36,6 +36,9 @@ pub struct Identity {
     pub api: Option<String>,
     pub token: Option<String>,
     pub hook_timeout_ms: Option<u64>,
+    /// The CA certificates (PEM) an https coord_api is checked against,
+    /// instead of the public roots (`coord_ca`, `COORD_CA`).
+    pub ca_pem: Option<Vec<u8>>,
     pub db_path: PathBuf,
     /// The `.claude` folder that holds the queue (beside the identity file).
     pub state_dir: PathBuf,
@@ -251,6 +254,14 @@ impl Identity {
             .or(file.coord_db.map(|p| state_dir.join(p)))
             .unwrap_or_else(|| state_dir.join(DB_FILE));
 
+        let ca_pem = match env_var("COORD_CA")
+            .map(|p| ("COORD_CA", PathBuf::from(p)))
+            .or(file.coord_ca.map(|p| ("coord_ca", state_dir.join(p))))
+        {
+            Some((name, path)) => Some(read_ca(name, &path)?),
+            None => None,
+        };
+
         Ok(Identity {
             user,
             machine,
@@ -258,6 +269,7 @@ impl Identity {
             api,
             token,
             hook_timeout_ms: file.hook_timeout_ms,
+            ca_pem,
             db_path,
             state_dir,
             source,
@@ -269,6 +281,25 @@ impl Identity {
             session_from_project,
         })
     }
+}
+
+/// A CA file's bytes, when it holds at least one PEM certificate.
+fn read_ca(name: &str, path: &Path) -> Result<Vec<u8>> {
+    use rustls_pki_types::pem::PemObject;
+    let bad = |what: String| {
+        Error::Usage(format!(
+            "{name} {}: {what}; point it at the PEM certificate of the CA that signed the coord server's certificate",
+            path.display()
+        ))
+    };
+    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it ({e})")))?;
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("not PEM ({e})")))?;
+    if certs.is_empty() {
+        return Err(bad("no certificate in it".into()));
+    }
+    Ok(pem)
 }
 
 /// `http://user:password@host/…` as `http://***@host/…`: a URL's

@@ -233,7 +233,12 @@ impl Conns {
 /// `MAX_CONNECTIONS`), serves each with hyper's HTTP/1 (header-read timeout
 /// on), and on a signal stops accepting and lets in-flight requests finish.
 /// axum::serve offers neither the timeout nor the limits.
-pub(super) async fn accept_loop(listener: tokio::net::TcpListener, app: Router, max: usize) {
+pub(super) async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    max: usize,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let conns = Arc::new(Mutex::new(Conns::new(max)));
     let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -266,24 +271,22 @@ pub(super) async fn accept_loop(listener: tokio::net::TcpListener, app: Router, 
         let live = live.clone();
         let mut stop = stop_rx.clone();
         live.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {},
-                _ = close.notified() => {
-                    // Its answer (a long-poll's empty one) gets a moment;
-                    // a body that never arrives does not.
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await;
-                },
-                _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.as_mut().await;
-                },
+            match tls {
+                None => serve_one(tcp, service, &close, &mut stop).await,
+                // The handshake has the header-read deadline: a client that
+                // opens and says nothing is dropped, like one that sends no
+                // request.
+                Some(tls) => {
+                    let shake = tokio::select! {
+                        s = tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(tcp)) => s.ok().and_then(|s| s.ok()),
+                        _ = close.notified() => None,
+                    };
+                    if let Some(stream) = shake {
+                        serve_one(stream, service, &close, &mut stop).await;
+                    }
+                }
             }
             conns
                 .lock()
@@ -297,6 +300,36 @@ pub(super) async fn accept_loop(listener: tokio::net::TcpListener, app: Router, 
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     while live.load(std::sync::atomic::Ordering::SeqCst) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Serves one connection (plain or TLS) with hyper's HTTP/1 until it ends,
+/// it is evicted (`close`) or the server stops.
+async fn serve_one<IO>(
+    io: IO,
+    service: Counted<hyper_util::service::TowerToHyperService<Router>>,
+    close: &tokio::sync::Notify,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {},
+        _ = close.notified() => {
+            // Its answer (a long-poll's empty one) gets a moment; a body
+            // that never arrives does not.
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await;
+        },
+        _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.as_mut().await;
+        },
     }
 }
 

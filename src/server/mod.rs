@@ -31,6 +31,8 @@ pub struct ServeOptions {
     pub retain_days: u32,
     /// `--max-connections N` (None: the default).
     pub max_connections: Option<usize>,
+    /// `--tls-cert PEM --tls-key PEM`: serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// How much of the store each of serve's connections maps into memory:
@@ -131,6 +133,11 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             opts.listen
         )));
     }
+    // A certificate that cannot serve fails here, before anything binds.
+    let tls = match &opts.tls {
+        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        None => None,
+    };
     // Refuse to start on a store we cannot read, before binding.
     let store = LocalStore::open(&opts.db)?;
     store.status()?;
@@ -169,7 +176,8 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             .map_err(io)?;
         let addr = listener.local_addr().map_err(io)?;
         *state.listen.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
-        crate::out::out(&format!("listening on http://{addr}\n"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        crate::out::out(&format!("listening on {scheme}://{addr}\n"));
         // Retention never holds up a start, nor a write for longer than a
         // batch: on a connection of its own, after listening, now and
         // hourly.
@@ -185,7 +193,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
                 std::thread::sleep(PURGE_EVERY);
             }
         });
-        accept_loop(listener, router(state), max_connections).await;
+        accept_loop(listener, router(state), max_connections, tls).await;
         Ok::<(), Error>(())
     })?;
     crate::out::note("coord serve: stopped");
@@ -205,6 +213,7 @@ mod conn;
 mod guard;
 mod reply;
 mod routes;
+mod tls;
 
 #[cfg(unix)]
 pub use conn::raise_fd_limit;

@@ -19,4 +19,5 @@ mod queue;
 mod render_tables;
 mod retention;
 mod running;
+mod tls;
 mod trust;
