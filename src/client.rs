@@ -26,11 +26,13 @@ const MAX_ANSWER_BYTES: u64 = 32 * 1024 * 1024;
 
 pub struct HttpCoord {
     agent: Agent,
-    /// `{coord_api}/api/coord`
-    base: String,
-    /// The same without a password, for every message a person or a model
-    /// may read.
-    shown_base: String,
+    /// `{coord_api}/api/coord` of each replica of the fleet, in the order
+    /// given, each with the same without a password (for every message a
+    /// person or a model may read).
+    bases: Vec<(String, String)>,
+    /// The replica that answered last: asked first, the others in order
+    /// after it when it cannot be reached.
+    current: std::sync::atomic::AtomicUsize,
     token: Option<String>,
     answer_limit: u64,
     /// v1.1 long-poll: ask the server to hold a message query this long.
@@ -67,12 +69,20 @@ struct Answer {
 
 impl HttpCoord {
     /// `api` is the `coord_api` base, already validated (no trailing slash).
+    /// `api` may list several replicas of one fleet, comma-separated
+    /// (identity.json's `coord_api` as a list).
     pub fn new(api: &str, token: Option<String>, overall: Duration) -> HttpCoord {
-        let base = format!("{}/api/coord", api.trim_end_matches('/'));
+        let bases = crate::identity::fleet_urls(api)
+            .map(|u| {
+                let base = format!("{}/api/coord", u.trim_end_matches('/'));
+                (crate::identity::redact_url(&base), base)
+            })
+            .map(|(shown, base)| (base, shown))
+            .collect();
         HttpCoord {
             agent: agent(overall, None),
-            shown_base: crate::identity::redact_url(&base),
-            base,
+            bases,
+            current: std::sync::atomic::AtomicUsize::new(0),
             token,
             answer_limit: MAX_ANSWER_BYTES,
             wait: 0,
@@ -120,12 +130,10 @@ impl HttpCoord {
         self
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    fn shown(&self, path: &str) -> String {
-        format!("{}{}", self.shown_base, path)
+    /// The replica in use, as a person may see it.
+    fn shown_base(&self) -> &str {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        self.bases.get(i).map_or("", |b| b.1.as_str())
     }
 
     /// Sends one request; answers the status and the body of a 2xx, or the
@@ -134,10 +142,37 @@ impl HttpCoord {
         self.call_full(req, key).map(|a| (a.status, a.bytes))
     }
 
-    /// `call`, with what the headers say too.
+    /// `call`, with what the headers say too. A replica that cannot be
+    /// reached, or answers that it cannot serve (502–504), hands the
+    /// request to the next one of the fleet with the same idempotency key:
+    /// a write it did apply is a replay on the next, never a second write.
     fn call_full(&self, req: &Request, key: Option<&str>) -> Result<Answer> {
-        let url = self.url(&req.path);
-        let shown = self.shown(&req.path);
+        use std::sync::atomic::Ordering;
+        let n = self.bases.len().max(1);
+        let first = self.current.load(Ordering::Relaxed) % n;
+        let mut last = None;
+        for step in 0..n {
+            let i = (first + step) % n;
+            match self.call_at(i, req, key) {
+                Err(e) if step + 1 < n && fails_over(&e) => last = Some(e),
+                r => {
+                    if r.is_ok() || !fails_over(r.as_ref().err().expect("an error")) {
+                        self.current.store(i, Ordering::Relaxed);
+                    }
+                    return r;
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Failed("no coord_api to ask".into())))
+    }
+
+    /// One request to replica `i`.
+    fn call_at(&self, i: usize, req: &Request, key: Option<&str>) -> Result<Answer> {
+        let Some((base, shown_base)) = self.bases.get(i) else {
+            return Err(Error::Failed("no coord_api to ask".into()));
+        };
+        let url = format!("{base}{}", req.path);
+        let shown = format!("{shown_base}{}", req.path);
         let result = match &req.body {
             None => {
                 let b = match req.method {
@@ -210,7 +245,12 @@ impl HttpCoord {
     /// A 2xx answer that is not the contract's JSON.
     fn protocol(&self, req: &Request, bytes: &[u8], e: &serde_json::Error) -> Error {
         Error::Protocol {
-            endpoint: format!("{} {}", req.method.as_str(), self.shown(&req.path)),
+            endpoint: format!(
+                "{} {}{}",
+                req.method.as_str(),
+                self.shown_base(),
+                req.path
+            ),
             msg: if std::str::from_utf8(bytes).is_ok_and(|s| s.trim_start().starts_with('<')) {
                 "an HTML page instead of JSON".to_string()
             } else {
@@ -291,6 +331,18 @@ fn unreachable(url: &str, e: ureq::Error) -> Error {
     }
 }
 
+/// Whether another replica of the fleet should be asked instead.
+fn fails_over(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Unreachable { .. }
+            | Error::Server {
+                status: 502..=504,
+                ..
+            }
+    )
+}
+
 /// The certificate rustls refused, when that is why the call failed.
 fn certificate_problem(e: &ureq::Error) -> Option<String> {
     let ureq::Error::Io(io) = e else {
@@ -357,7 +409,7 @@ impl HttpCoord {
         {
             return Err(Error::Failed(format!(
                 "the coord API at {} does not list sent messages (a v1 server without from_session)",
-                self.shown_base
+                self.shown_base()
             )));
         }
         Ok(Page {
@@ -474,7 +526,7 @@ impl Coord for HttpCoord {
     }
 
     fn location(&self) -> String {
-        self.shown_base.clone()
+        self.shown_base().to_string()
     }
 
     fn is_remote(&self) -> bool {

@@ -44,13 +44,16 @@ struct Locked {
 
 /// Two API addresses are the same fleet when they match without
 /// credentials, a trailing slash or letter case.
+/// Whether a write queued for fleet `a` belongs to fleet `b`: they share
+/// a replica (a fleet that grew or lost one is still the same fleet).
 fn same_api(a: &str, b: &str) -> bool {
     let norm = |s: &str| {
         crate::identity::strip_credentials(s)
             .trim_end_matches('/')
             .to_ascii_lowercase()
     };
-    norm(a) == norm(b)
+    let theirs: Vec<String> = crate::identity::fleet_urls(a).map(norm).collect();
+    crate::identity::fleet_urls(b).any(|u| theirs.contains(&norm(u)))
 }
 
 impl Queue {

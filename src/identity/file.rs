@@ -213,14 +213,48 @@ pub(super) fn name<'de, D: Deserializer<'de>>(
     Ok(v)
 }
 
+/// `coord_api`: one URL, or a list of the replicas of one fleet (tried in
+/// order). Kept as one string, the URLs joined by commas.
 pub(super) fn api_url<'de, D: Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Option<String>, D::Error> {
-    match Option::<String>::deserialize(d)? {
-        None => Ok(None),
-        Some(s) if s.trim().is_empty() => Ok(None),
-        Some(s) => validate_api(&s).map(Some).map_err(serde::de::Error::custom),
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
     }
+    let urls = match Option::<OneOrMany>::deserialize(d)? {
+        None => return Ok(None),
+        Some(OneOrMany::One(s)) => vec![s],
+        Some(OneOrMany::Many(v)) => v,
+    };
+    let urls: Vec<String> = urls.into_iter().filter(|s| !s.trim().is_empty()).collect();
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    validate_fleet(&urls.join(","))
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// A fleet: one or more API bases, comma-separated; each must be an
+/// http(s) URL (its trailing slash dropped).
+pub fn validate_fleet(s: &str) -> std::result::Result<String, String> {
+    let urls = s
+        .split(',')
+        .filter(|u| !u.trim().is_empty())
+        .map(validate_api)
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    if urls.is_empty() {
+        return Err(format!("{s:?} is not an http:// or https:// URL"));
+    }
+    Ok(urls.join(","))
+}
+
+/// The URLs of a fleet (one for a single server).
+pub fn fleet_urls(api: &str) -> impl Iterator<Item = &str> {
+    api.split(',').map(str::trim).filter(|u| !u.is_empty())
 }
 
 /// An API base must be an http(s) URL; the trailing slash is dropped.

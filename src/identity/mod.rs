@@ -14,7 +14,7 @@ mod file;
 
 use account::*;
 use file::*;
-pub use file::{check, edit_distance, validate_api};
+pub use file::{check, edit_distance, fleet_urls, validate_api, validate_fleet};
 
 pub const FILE_NAME: &str = "identity.json";
 pub const DB_FILE: &str = "coord.db";
@@ -212,7 +212,9 @@ impl Identity {
         // COORD_TOKEN with any address the person set; identity.json's
         // token only with identity.json's own coord_api.
         let env_api = match env_var("COORD_API") {
-            Some(a) => Some(validate_api(&a).map_err(|m| Error::Usage(format!("COORD_API: {m}")))?),
+            Some(a) => {
+                Some(validate_fleet(&a).map_err(|m| Error::Usage(format!("COORD_API: {m}")))?)
+            }
             None => None,
         };
         let file_token = file.coord_token.filter(|t| !t.is_empty());
@@ -305,6 +307,13 @@ fn read_ca(name: &str, path: &Path) -> Result<Vec<u8>> {
 /// `http://user:password@host/…` as `http://***@host/…`: a URL's
 /// credentials never reach a screen, a log, a model or a file.
 pub fn redact_url(url: &str) -> String {
+    if url.contains(',') {
+        // A fleet: each of its URLs.
+        return fleet_urls(url)
+            .map(redact_url)
+            .collect::<Vec<_>>()
+            .join(",");
+    }
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -320,7 +329,7 @@ pub fn redact_url(url: &str) -> String {
 /// for what the queue remembers.
 pub fn strip_credentials(url: &str) -> String {
     let shown = redact_url(url);
-    shown.replacen("://***@", "://", 1)
+    shown.replace("://***@", "://")
 }
 
 /// Why a token cannot go into an HTTP header, if it cannot.

@@ -9,6 +9,7 @@ mod abuse;
 mod addresses;
 mod cli_local;
 mod contract;
+mod fleet;
 mod history;
 mod hook_block;
 mod hook_run;

@@ -25,17 +25,21 @@ fn tls_server(extra: &[&str]) -> Server {
     Server::start(&args)
 }
 
+/// A machine whose identity trusts the test CA, copied beside its
+/// identity.json and named relative to it (as a person would).
 fn trusting(name: &str, url: &str, token: Option<&str>) -> Machine {
     let mut id = json!({
         "user": name.to_lowercase(),
         "machine": name,
         "coord_api": url,
-        "coord_ca": fixture("ca.pem"),
+        "coord_ca": "fleet-ca.pem",
     });
     if let Some(t) = token {
         id["coord_token"] = json!(t);
     }
-    Machine::with_identity(name, &id)
+    let m = Machine::with_identity(name, &id);
+    std::fs::copy(fixture("ca.pem"), m.claude_dir().join("fleet-ca.pem")).unwrap();
+    m
 }
 
 #[test]
