@@ -245,12 +245,7 @@ impl HttpCoord {
     /// A 2xx answer that is not the contract's JSON.
     fn protocol(&self, req: &Request, bytes: &[u8], e: &serde_json::Error) -> Error {
         Error::Protocol {
-            endpoint: format!(
-                "{} {}{}",
-                req.method.as_str(),
-                self.shown_base(),
-                req.path
-            ),
+            endpoint: format!("{} {}{}", req.method.as_str(), self.shown_base(), req.path),
             msg: if std::str::from_utf8(bytes).is_ok_and(|s| s.trim_start().starts_with('<')) {
                 "an HTML page instead of JSON".to_string()
             } else {
