@@ -118,8 +118,11 @@ pub enum Command {
         /// Address to listen on; port 0 picks a free one.
         #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8001")]
         listen: String,
-        /// The SQLite file to serve (default: the local store of this identity).
-        #[arg(long, value_name = "PATH")]
+        /// The SQLite file to serve (default: the local store of this
+        /// identity), or a PostgreSQL URL (postgres://USER@HOST:PORT/DB;
+        /// PG* variables fill what it leaves out) that several replicas
+        /// may share.
+        #[arg(long, value_name = "PATH|URL")]
         db: Option<PathBuf>,
         /// Require `Authorization: Bearer TOKEN` on every request but /health.
         #[arg(long, env = "COORD_SERVE_TOKEN", hide_env_values = true)]

@@ -43,6 +43,9 @@ pub enum Error {
     Protocol { endpoint: String, msg: String },
     /// The embedded store failed.
     Store { path: PathBuf, msg: String },
+    /// The server's store cannot be reached now (PostgreSQL down): `coord
+    /// serve` answers 503, and the clients' writes wait or go elsewhere.
+    Unavailable(String),
     /// A failure whose one-line message says it all.
     Failed(String),
 }
@@ -91,6 +94,7 @@ impl Error {
             Error::Usage(_) => 400,
             Error::Rejected { status, .. } => *status,
             Error::Conflict { .. } => 409,
+            Error::Unavailable(_) => 503,
             _ => 500,
         }
     }
@@ -101,6 +105,7 @@ impl Error {
             Error::Rejected { detail, .. } | Error::Conflict { detail, .. } => detail.clone(),
             // Never leak local paths or internals over the wire.
             Error::Store { .. } => "internal store error".into(),
+            Error::Unavailable(_) => "the coord store is unavailable; try again".into(),
             other => other.to_string(),
         }
     }
@@ -141,8 +146,11 @@ impl fmt::Display for Error {
             Error::Protocol { endpoint, msg } => {
                 write!(f, "unexpected answer from {endpoint}: {msg}")
             }
+            Error::Store { path, msg } if path.to_string_lossy().starts_with("postgres") => {
+                write!(f, "PostgreSQL store {}: {msg}", path.display())
+            }
             Error::Store { path, msg } => write!(f, "local store {}: {msg}", path.display()),
-            Error::Failed(m) => write!(f, "{m}"),
+            Error::Failed(m) | Error::Unavailable(m) => write!(f, "{m}"),
         }
     }
 }

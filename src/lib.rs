@@ -16,6 +16,7 @@ pub mod identity;
 pub mod install;
 pub mod model;
 pub mod out;
+pub mod pgstore;
 pub mod presence;
 pub mod render;
 pub mod server;
@@ -281,21 +282,10 @@ fn dispatch_command(cli: Cli, name: &'static str) -> Result<(), Error> {
                 Some(db) => db,
                 None => load()?.db_path,
             };
-            // Not a file name: without this, a URL became a SQLite file
-            // named `postgres:/…` in the working folder.
-            let shown = db.to_string_lossy();
-            if ["postgres://", "postgresql://"]
-                .iter()
-                .any(|p| shown.to_ascii_lowercase().starts_with(p))
-            {
-                return Err(Error::Usage(format!(
-                    "--db {}: PostgreSQL is not in this build yet (issue 22); --db takes a SQLite file",
-                    identity::redact_url(&shown)
-                )));
-            }
+
             server::serve(server::ServeOptions {
                 listen: listen_addr(&listen)?,
-                db,
+                db: server::Db::from_arg(db),
                 token: token.filter(|t| !t.is_empty()),
                 insecure,
                 retain_days: retain,

@@ -22,9 +22,27 @@ use crate::model::*;
 use crate::store::LocalStore;
 use crate::wire::{self, MAX_BODY_BYTES, MAX_KEY_LEN, MAX_WAIT_SECS, query, route};
 
+/// Where `coord serve` keeps the fleet's data.
+pub enum Db {
+    /// A SQLite file (the default: the local store of this identity).
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL: several replicas may serve one database.
+    Postgres(String),
+}
+
+impl Db {
+    /// `--db`: a `postgres://` or `postgresql://` URL, else a file path.
+    pub fn from_arg(db: PathBuf) -> Db {
+        match db.to_str().filter(|s| crate::pgstore::is_url(s)) {
+            Some(url) => Db::Postgres(url.to_string()),
+            None => Db::Sqlite(db),
+        }
+    }
+}
+
 pub struct ServeOptions {
     pub listen: SocketAddr,
-    pub db: PathBuf,
+    pub db: Db,
     pub token: Option<String>,
     pub insecure: bool,
     /// `--retain DAYS`.
@@ -55,10 +73,16 @@ fn mmap_bytes() -> u64 {
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 /// One retention pass, logged in one line when it deleted anything.
-fn purge(store: &LocalStore, days: u32) {
-    match store.purge(days) {
-        Ok(p) if p == crate::store::Purged::default() => {}
-        Ok(p) => crate::out::note(&format!(
+fn purge(db: &Db, days: u32) {
+    let done = match db {
+        Db::Sqlite(path) => LocalStore::open(path).and_then(|s| s.purge(days)).map(Some),
+        Db::Postgres(url) => crate::pgstore::PgStore::open(url).and_then(|s| s.purge(days)),
+    };
+    match done {
+        // Another replica holds the retention lock: it runs the pass.
+        Ok(None) => {}
+        Ok(Some(p)) if p == crate::store::Purged::default() => {}
+        Ok(Some(p)) => crate::out::note(&format!(
             "coord serve: retention ({days} days) deleted {} messages, {} done todos, {} idempotency keys, {} expired locks",
             p.messages, p.todos, p.keys, p.locks
         )),
@@ -75,6 +99,10 @@ struct AppState {
     /// progress or waiting): reads never queue behind writes.
     readers: Arc<Vec<Mutex<Engine>>>,
     next_reader: Arc<std::sync::atomic::AtomicUsize>,
+    /// Reads run on the request's worker (SQLite: tens of microseconds,
+    /// never waiting); false for an engine that waits on a network
+    /// (PostgreSQL), whose reads go to the blocking pool.
+    inline_reads: bool,
     token: Option<Arc<str>>,
     /// The address bound, for the Host check (DNS rebinding).
     listen: Arc<Mutex<Option<SocketAddr>>>,
@@ -139,27 +167,42 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         None => None,
     };
     // Refuse to start on a store we cannot read, before binding.
-    let store = LocalStore::open(&opts.db)?;
-    store.status()?;
-    if store.ensure_incremental_vacuum()? {
-        crate::out::note(&format!(
-            "coord serve: {} rewritten once so that it can shrink (auto_vacuum)",
-            opts.db.display()
-        ));
-    }
-    let mmap = mmap_bytes();
-    store.map_into_memory(mmap)?;
-    let readers = (0..READERS)
-        .map(|_| {
-            let s = LocalStore::open(&opts.db)?;
-            s.map_into_memory(mmap)?;
-            Ok(Mutex::new(Box::new(s) as Engine))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let (writer, readers) = match &opts.db {
+        Db::Sqlite(path) => {
+            let store = LocalStore::open(path)?;
+            store.status()?;
+            if store.ensure_incremental_vacuum()? {
+                crate::out::note(&format!(
+                    "coord serve: {} rewritten once so that it can shrink (auto_vacuum)",
+                    path.display()
+                ));
+            }
+            let mmap = mmap_bytes();
+            store.map_into_memory(mmap)?;
+            let readers = (0..READERS)
+                .map(|_| {
+                    let s = LocalStore::open(path)?;
+                    s.map_into_memory(mmap)?;
+                    Ok(Mutex::new(Box::new(s) as Engine))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            (Box::new(store) as Engine, readers)
+        }
+        Db::Postgres(url) => {
+            let store = crate::pgstore::PgStore::open(url)?;
+            store.status()?;
+            // Read connections open when first needed.
+            let readers = (0..PG_READERS)
+                .map(|_| Mutex::new(Box::new(store.another()) as Engine))
+                .collect();
+            (Box::new(store) as Engine, readers)
+        }
+    };
     let state = AppState {
-        writer: Arc::new(Mutex::new(Box::new(store) as Engine)),
+        writer: Arc::new(Mutex::new(writer)),
         readers: Arc::new(readers),
         next_reader: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        inline_reads: matches!(opts.db, Db::Sqlite(_)),
         token: opts.token.map(Arc::from),
         listen: Arc::new(Mutex::new(None)),
         waiters: Arc::new(Mutex::new(std::collections::HashMap::new())),
@@ -181,15 +224,15 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         // Retention never holds up a start, nor a write for longer than a
         // batch: on a connection of its own, after listening, now and
         // hourly.
-        let (db, days) = (opts.db.clone(), opts.retain_days);
+        // A write on another replica wakes the long-polls held here.
+        if let Db::Postgres(url) = &opts.db {
+            let st = state.clone();
+            crate::pgstore::PgStore::listen(url, move |to| st.wake(to))?;
+        }
+        let (db, days) = (opts.db, opts.retain_days);
         std::thread::spawn(move || {
             loop {
-                match LocalStore::open(&db) {
-                    Ok(store) => purge(&store, days),
-                    Err(e) => crate::out::note(&format!(
-                        "coord serve: retention could not open the store: {e}"
-                    )),
-                }
+                purge(&db, days);
                 std::thread::sleep(PURGE_EVERY);
             }
         });
@@ -224,11 +267,29 @@ use routes::*;
 
 /// Read connections: a few, so reads on the workers rarely meet.
 const READERS: usize = 4;
+/// PostgreSQL read connections: reads wait on the network there, so more
+/// of them are in flight at once.
+const PG_READERS: usize = 6;
 
-/// Runs a read on this worker, on a free read connection. A read takes
-/// tens of microseconds and never waits for a writer (WAL), so handing it
-/// to the blocking pool would cost more in thread switches than it saves.
-fn with_reader<T>(st: &AppState, f: impl FnOnce(&dyn Coord) -> Result<T>) -> Result<T> {
+/// Runs a read. On SQLite it runs on this worker: a read takes tens of
+/// microseconds and never waits for a writer (WAL), so handing it to the
+/// blocking pool would cost more in thread switches than it saves. On
+/// PostgreSQL it waits on the network, so it goes to the blocking pool.
+async fn with_reader<T: Send + 'static>(
+    st: &AppState,
+    f: impl FnOnce(&dyn Coord) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    if st.inline_reads {
+        return read_now(st, f);
+    }
+    let st = st.clone();
+    tokio::task::spawn_blocking(move || read_now(&st, f))
+        .await
+        .unwrap_or_else(|e| Err(Error::Failed(format!("the read failed: {e}"))))
+}
+
+/// A read on a free read connection, here and now.
+fn read_now<T>(st: &AppState, f: impl FnOnce(&dyn Coord) -> Result<T>) -> Result<T> {
     let n = st.readers.len();
     let start = st
         .next_reader

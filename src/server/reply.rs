@@ -10,7 +10,7 @@ pub(super) fn error(status: u16, detail: String) -> Response {
 }
 
 pub(super) fn error_response(e: &Error) -> Response {
-    if let Error::Store { .. } = e {
+    if let Error::Store { .. } | Error::Unavailable(_) = e {
         // The detail stays generic on the wire; the operator sees the cause.
         crate::out::note(&format!("coord serve: {e}"));
     }
@@ -159,11 +159,11 @@ pub(super) async fn do_write(st: AppState, h: HeaderMap, w: Write) -> Response {
     }
 }
 
-pub(super) async fn do_read<T: serde::Serialize>(
+pub(super) async fn do_read<T: serde::Serialize + Send + 'static>(
     st: AppState,
-    f: impl FnOnce(&dyn Coord) -> Result<T>,
+    f: impl FnOnce(&dyn Coord) -> Result<T> + Send + 'static,
 ) -> Response {
-    json_response(with_reader(&st, f))
+    json_response(with_reader(&st, f).await)
 }
 
 /// A read's answer as JSON, or its error.

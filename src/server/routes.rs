@@ -150,12 +150,15 @@ pub(super) async fn list_sessions(State(st): State<AppState>, RawQuery(q): RawQu
         },
     };
     let limit = tri!(list_limit(&q)) as usize;
-    counted(with_reader(&st, move |s| {
-        let mut v = s.sessions(within)?.unwrap_or_default();
-        let total = v.len() as u64;
-        v.truncate(limit);
-        Ok((v, total))
-    }))
+    counted(
+        with_reader(&st, move |s| {
+            let mut v = s.sessions(within)?.unwrap_or_default();
+            let total = v.len() as u64;
+            v.truncate(limit);
+            Ok((v, total))
+        })
+        .await,
+    )
 }
 
 pub(super) async fn set_workflow(
@@ -263,7 +266,7 @@ pub(super) async fn list_messages(
             c.as_mut().enable();
         }
         let q = query.clone();
-        let page = with_reader(&st, move |s| s.messages_page(&q));
+        let page = with_reader(&st, move |s| s.messages_page(&q)).await;
         match (&page, woken) {
             (Ok(p), Some(w))
                 if p.messages.is_empty() && tokio::time::Instant::now() < until && !cut() =>
@@ -326,17 +329,20 @@ pub(super) async fn list_todos(State(st): State<AppState>, RawQuery(q): RawQuery
         after_id: tri!(q.id(query::AFTER_ID)),
     };
     let limit = query.limit.unwrap_or(DEFAULT_LIST_LIMIT) as usize;
-    counted(with_reader(&st, move |s| {
-        let v = s.todos(&query)?;
-        // Counted only when there may be more than the page.
-        let total = if v.len() >= limit {
-            // An engine that cannot count cheaply says at least this many.
-            s.todo_count(&query)?.unwrap_or(v.len() as u64)
-        } else {
-            v.len() as u64
-        };
-        Ok((v, total))
-    }))
+    counted(
+        with_reader(&st, move |s| {
+            let v = s.todos(&query)?;
+            // Counted only when there may be more than the page.
+            let total = if v.len() >= limit {
+                // An engine that cannot count cheaply says at least this many.
+                s.todo_count(&query)?.unwrap_or(v.len() as u64)
+            } else {
+                v.len() as u64
+            };
+            Ok((v, total))
+        })
+        .await,
+    )
 }
 
 /// `limit`: 1 to `MAX_LIST_LIMIT`, `DEFAULT_LIST_LIMIT` when not given.
@@ -379,15 +385,18 @@ pub(super) async fn list_locks(State(st): State<AppState>, RawQuery(q): RawQuery
         after_id: tri!(q.id(query::AFTER_ID)),
     };
     let limit = query.limit.unwrap_or(DEFAULT_LIST_LIMIT) as usize;
-    counted(with_reader(&st, move |s| {
-        let v = s.locks(&query)?;
-        let total = if v.len() >= limit {
-            s.lock_count(&query)?.unwrap_or(v.len() as u64)
-        } else {
-            v.len() as u64
-        };
-        Ok((v, total))
-    }))
+    counted(
+        with_reader(&st, move |s| {
+            let v = s.locks(&query)?;
+            let total = if v.len() >= limit {
+                s.lock_count(&query)?.unwrap_or(v.len() as u64)
+            } else {
+                v.len() as u64
+            };
+            Ok((v, total))
+        })
+        .await,
+    )
 }
 
 pub(super) async fn release_lock(

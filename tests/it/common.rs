@@ -172,19 +172,35 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serves a fresh temporary database.
+    /// Serves a fresh temporary database: a SQLite file, or with
+    /// `COORD_TEST_BACKEND=postgres` a new PostgreSQL database (the same
+    /// tests against either store).
     pub fn start(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = dir.path().join("served.db");
-        let mut s = Server::start_with(&db, "127.0.0.1:0", extra);
+        let mut s = if std::env::var("COORD_TEST_BACKEND").is_ok_and(|b| b == "postgres") {
+            let url = crate::pg::fresh_database()
+                .expect("COORD_TEST_BACKEND=postgres needs COORD_TEST_PG");
+            Server::start_arg(
+                std::ffi::OsStr::new(&url),
+                dir.path().join("served.log"),
+                "127.0.0.1:0",
+                extra,
+            )
+        } else {
+            Server::start_with(&dir.path().join("served.db"), "127.0.0.1:0", extra)
+        };
         s._dir = Some(dir);
         s
     }
 
     /// Serves `db` on `listen` (port 0 for any).
     pub fn start_with(db: &Path, listen: &str, extra: &[&str]) -> Server {
+        Server::start_arg(db.as_os_str(), db.with_extension("log"), listen, extra)
+    }
+
+    /// Serves `--db DB` (a file or a URL), logging to `log`.
+    pub fn start_arg(db: &std::ffi::OsStr, log: PathBuf, listen: &str, extra: &[&str]) -> Server {
         use std::io::BufRead;
-        let log = db.with_extension("log");
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("coord"));
         crate::env::clear(&mut cmd);

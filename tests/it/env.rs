@@ -15,6 +15,13 @@ pub const VARS: &[&str] = &[
     "CLAUDETOOLS_ROOT",
     "CLAUDE_PROJECT_DIR",
     "CLAUDE_CODE_SESSION_ID",
+    "COORD_CA",
+    "COORD_SERVE_MMAP_MB",
+    "PGHOST",
+    "PGPORT",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGDATABASE",
 ];
 
 /// Removes every variable above from `c`'s environment.

@@ -448,13 +448,25 @@ fn the_installed_command_keeps_a_hostile_folder_name_a_name() {
     std::fs::create_dir_all(&dir).unwrap();
     let exe = dir.join("coord-hook");
     std::fs::copy(assert_cmd::cargo::cargo_bin("coord-hook"), &exe).unwrap();
-    let out = std::process::Command::new(&exe)
-        .arg("install")
-        .env("HOME", m.root())
-        .env("NO_COLOR", "1")
-        .current_dir(m.root())
-        .output()
-        .unwrap();
+    // A copy just written may be briefly "busy": another test's fork can
+    // hold its write descriptor until that child execs (ETXTBSY).
+    let out = (0..50)
+        .find_map(|_| {
+            match std::process::Command::new(&exe)
+                .arg("install")
+                .env("HOME", m.root())
+                .env("NO_COLOR", "1")
+                .current_dir(m.root())
+                .output()
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    None
+                }
+                r => Some(r.unwrap()),
+            }
+        })
+        .expect("the copy became executable");
     assert!(out.status.success(), "{}", stderr(&out));
     let after = read(&m.claude_dir().join("settings.json"));
     let command = after["hooks"]["UserPromptSubmit"][0]["hooks"][0]["command"]

@@ -15,6 +15,7 @@ mod hook_block;
 mod hook_run;
 mod http;
 mod install;
+mod pg;
 mod properties;
 mod queue;
 mod render_tables;

@@ -1,0 +1,537 @@
+//! The PostgreSQL store (`coord serve --db postgres://…`): every object of
+//! the contract in one database that several `coord serve` replicas share.
+//! The same business rules as the SQLite store (read state per session,
+//! lock exclusivity, idempotency), written so that they hold across
+//! processes: a lock or an idempotency key is decided by a unique index,
+//! never by a read followed by a write.
+//!
+//! The driver is `postgres`, the blocking face of tokio-postgres: the
+//! storage trait is synchronous and `coord serve` already runs store calls
+//! on its blocking pool, so each engine is one connection it owns, and the
+//! server's engines are the pool.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use postgres::{Client, Config, NoTls, Row, Transaction};
+
+use crate::backend::{Applied, Coord, Page};
+use crate::error::{Error, Result};
+use crate::model::*;
+
+mod read;
+mod schema;
+mod write;
+
+use schema::RETENTION_LOCK;
+
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long idempotency keys are remembered (as the SQLite store).
+const IDEMPOTENCY_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
+/// The channel a new message is announced on (its payload: the recipient).
+pub const CHANNEL: &str = "coord_messages";
+
+/// Whether `db` names a PostgreSQL database rather than a SQLite file.
+pub fn is_url(db: &str) -> bool {
+    let lower = db.trim().to_ascii_lowercase();
+    lower.starts_with("postgres://") || lower.starts_with("postgresql://")
+}
+
+/// One connection to the database, reopened when it was lost.
+pub struct PgStore {
+    config: Config,
+    /// The URL without its password, for every message.
+    shown: String,
+    client: Mutex<Option<Client>>,
+}
+
+/// What the database (or the socket) said, in one line: the driver's own
+/// text for a server error is only "db error".
+fn said(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{} ({})", d.message(), d.code().code()),
+        None => {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(inner) = src {
+                s.push_str(&format!(": {inner}"));
+                src = inner.source();
+            }
+            s
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user:***@host/db`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rfind('@') {
+        Some(at) => {
+            let user = authority[..at].split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{}{tail}", &authority[at + 1..])
+        }
+        None => url.to_string(),
+    }
+}
+
+/// The connection settings of `url`, with the standard `PG*` variables
+/// filling what it leaves out (as libpq does).
+pub fn config(url: &str) -> Result<Config> {
+    let shown = redact(url);
+    let mut c: Config = url.parse().map_err(|e| {
+        Error::Usage(format!(
+            "--db {shown}: not a PostgreSQL URL ({e}); write postgres://USER[:PASSWORD]@HOST[:PORT]/DB"
+        ))
+    })?;
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if c.get_hosts().is_empty() {
+        c.host(&var("PGHOST").unwrap_or_else(|| "localhost".into()));
+    }
+    if c.get_ports().is_empty()
+        && let Some(p) = var("PGPORT").and_then(|p| p.parse::<u16>().ok())
+    {
+        c.port(p);
+    }
+    if c.get_user().is_none() {
+        match var("PGUSER") {
+            Some(u) => {
+                c.user(&u);
+            }
+            None => {
+                return Err(Error::Usage(format!(
+                    "--db {shown}: no user; write postgres://USER@HOST/DB or set PGUSER"
+                )));
+            }
+        }
+    }
+    if c.get_password().is_none()
+        && let Some(p) = var("PGPASSWORD")
+    {
+        c.password(&p);
+    }
+    if c.get_dbname().is_none()
+        && let Some(d) = var("PGDATABASE")
+    {
+        c.dbname(&d);
+    }
+    if matches!(c.get_ssl_mode(), postgres::config::SslMode::Require) {
+        return Err(Error::Usage(format!(
+            "--db {shown}: sslmode=require is not supported yet; reach PostgreSQL over a private network or a local socket, or leave sslmode at prefer"
+        )));
+    }
+    c.connect_timeout(CONNECT_TIMEOUT);
+    c.application_name("coord serve");
+    Ok(c)
+}
+
+impl PgStore {
+    /// Connects and migrates the schema forward; fails with a line naming
+    /// the URL (never its password) when the database cannot be reached.
+    pub fn open(url: &str) -> Result<PgStore> {
+        let store = PgStore {
+            config: config(url)?,
+            shown: redact(url),
+            client: Mutex::new(None),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Another connection to the same database, opened when first used
+    /// (the schema is already there: `open` made it).
+    pub fn another(&self) -> PgStore {
+        PgStore {
+            config: self.config.clone(),
+            shown: self.shown.clone(),
+            client: Mutex::new(None),
+        }
+    }
+
+    /// The connection, opened again when it was closed.
+    fn conn(&self) -> Result<MutexGuard<'_, Option<Client>>> {
+        let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.as_ref().is_none_or(Client::is_closed) {
+            *guard = Some(self.config.connect(NoTls).map_err(|e| self.down(&e))?);
+        }
+        Ok(guard)
+    }
+
+    /// Runs `f` on the connection; a connection that broke under it is
+    /// dropped, so the next call opens a new one.
+    fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+        let mut guard = self.conn()?;
+        let client = guard.as_mut().expect("connected above");
+        let r = f(client);
+        if client.is_closed() {
+            *guard = None;
+        }
+        r
+    }
+
+    /// A read: a connection found broken (the database restarted, the
+    /// backend was terminated) is replaced and the read asked once more.
+    fn read<T>(&self, f: impl Fn(&mut Client) -> Result<T>) -> Result<T> {
+        match self.with(&f) {
+            Err(Error::Unavailable(_)) => self.with(&f),
+            r => r,
+        }
+    }
+
+    /// A transaction on the connection.
+    fn tx<T>(&self, f: impl FnOnce(&mut Transaction<'_>) -> Result<T>) -> Result<T> {
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(|e| self.db(e))?;
+            let out = f(&mut tx)?;
+            tx.commit().map_err(|e| self.db(e))?;
+            Ok(out)
+        })
+    }
+
+    /// The database could not be reached: the server answers 503 and the
+    /// clients' writes wait in their queues (or go to another replica).
+    fn down(&self, e: &postgres::Error) -> Error {
+        Error::Unavailable(format!(
+            "PostgreSQL at {} cannot be reached: {}",
+            self.shown,
+            crate::text::cell(&said(e), 200)
+        ))
+    }
+
+    /// A database error: a lost connection is `down`, anything else a
+    /// store error (a 500 that names nothing internal over the wire).
+    fn db(&self, e: postgres::Error) -> Error {
+        // No SQL state (the socket), a closed connection, or a state of
+        // the classes "connection exception", "insufficient resources"
+        // and "operator intervention" (a shutdown, a terminated backend).
+        let gone = e
+            .code()
+            .is_none_or(|c| ["08", "53", "57"].iter().any(|k| c.code().starts_with(k)));
+        if gone || e.is_closed() {
+            return self.down(&e);
+        }
+        if e.code()
+            .is_some_and(|c| c.code() == "22021" || c.code() == "22P05")
+        {
+            return Error::invalid(
+                "a text field holds a NUL character, which the PostgreSQL store cannot keep (a message's subject and body can)",
+            );
+        }
+        Error::Store {
+            path: self.shown.clone().into(),
+            msg: crate::text::cell(&said(&e), 300),
+        }
+    }
+
+    fn migrate(&self) -> Result<()> {
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(|e| self.db(e))?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::MIGRATION_LOCK])
+                .map_err(|e| self.db(e))?;
+            tx.batch_execute("CREATE TABLE IF NOT EXISTS coord_schema (version INTEGER NOT NULL)")
+                .map_err(|e| self.db(e))?;
+            let v: Option<i32> = tx
+                .query_opt("SELECT version FROM coord_schema", &[])
+                .map_err(|e| self.db(e))?
+                .map(|r| r.get(0));
+            let mut v = match v {
+                Some(v) => v,
+                None => {
+                    tx.execute("INSERT INTO coord_schema (version) VALUES (0)", &[])
+                        .map_err(|e| self.db(e))?;
+                    0
+                }
+            };
+            if v > schema::SCHEMA_VERSION {
+                return Err(Error::Store {
+                    path: self.shown.clone().into(),
+                    msg: format!(
+                        "schema version {v} is newer than this coord-hook understands ({}); upgrade coord-hook",
+                        schema::SCHEMA_VERSION
+                    ),
+                });
+            }
+            while v < schema::SCHEMA_VERSION {
+                tx.batch_execute(schema::MIGRATIONS[v as usize])
+                    .map_err(|e| self.db(e))?;
+                v += 1;
+                tx.execute("UPDATE coord_schema SET version = $1", &[&v])
+                    .map_err(|e| self.db(e))?;
+            }
+            tx.commit().map_err(|e| self.db(e))
+        })
+    }
+
+    /// Waits for announced messages on its own connection: calls `wake`
+    /// with each recipient, as the notifications come and, every second, for
+    /// any message written since that it was not told of (a notification
+    /// lost with a dropped connection). Runs until the process ends;
+    /// reconnects on its own.
+    pub fn listen(url: &str, wake: impl Fn(&str) + Send + 'static) -> Result<()> {
+        let config = config(url)?;
+        let shown = redact(url);
+        std::thread::Builder::new()
+            .name("coord-listen".into())
+            .spawn(move || read::listen_forever(&config, &shown, &wake))
+            .map(|_| ())
+            .map_err(|e| Error::Failed(format!("cannot start the listener: {e}")))
+    }
+}
+
+/// A database row's columns into a message (`read_at` in column 9).
+fn message_row(r: &Row) -> Message {
+    let read_at: Option<i64> = r.get(9);
+    let text = |b: Vec<u8>| {
+        String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    };
+    Message {
+        id: r.get(0),
+        from_session: r.get(1),
+        to_session: r.get(2),
+        subject: r.get::<_, Option<Vec<u8>>>(3).map(text),
+        body: text(r.get(4)),
+        created_by_user: r.get(5),
+        created_by_machine: r.get(6),
+        created_at: from_millis(r.get(7)),
+        read: read_at.is_some(),
+        read_at: read_at.map(from_millis),
+        in_reply_to: r.get(8),
+        read_by: None,
+    }
+}
+
+const MESSAGE_COLS: &str = "m.id, m.from_session, m.to_session, m.subject, m.body, \
+     m.created_by_user, m.created_by_machine, m.created_at, m.in_reply_to";
+
+/// When session `$1` read message `m` (see the SQLite store's `READ_AT`).
+const READ_AT: &str = "CASE WHEN m.from_session = $1 THEN m.created_at \
+     WHEN m.to_session <> 'ALL_SESSIONS' THEN m.read_at \
+     WHEN m.id <= COALESCE(b.upto, 0) THEN COALESCE(r.read_at, b.at) \
+     ELSE r.read_at END";
+
+const READ_JOINS: &str = "LEFT JOIN message_reads r ON r.message_id = m.id AND r.session = $1 \
+     LEFT JOIN broadcast_marks b ON b.session = $1";
+
+const SESSION_COLS: &str =
+    "session_id, \"user\", machine, name, project, client, first_seen, last_seen";
+
+fn session_row(r: &Row) -> Session {
+    Session {
+        session_id: r.get(0),
+        user: r.get(1),
+        machine: r.get(2),
+        name: r.get(3),
+        project: r.get(4),
+        client: r.get(5),
+        first_seen: from_millis(r.get(6)),
+        last_seen: from_millis(r.get(7)),
+    }
+}
+
+const TODO_COLS: &str = "id, text, \"user\", project, parent_id, source, auto, status, \
+     created_by_user, created_by_machine, created_at, completed_by, completed_at";
+
+fn todo_row(r: &Row) -> Todo {
+    let status: String = r.get(7);
+    Todo {
+        id: r.get(0),
+        text: r.get(1),
+        user: r.get(2),
+        project: r.get(3),
+        parent_id: r.get(4),
+        source: r.get(5),
+        auto: r.get(6),
+        status: if status == "done" {
+            TodoStatus::Done
+        } else {
+            TodoStatus::Pending
+        },
+        created_by_user: r.get(8),
+        created_by_machine: r.get(9),
+        created_at: from_millis(r.get(10)),
+        completed_by: r.get(11),
+        completed_at: r.get::<_, Option<i64>>(12).map(from_millis),
+    }
+}
+
+const LOCK_COLS: &str = "id, project, resource, session_id, note, created_at, expires_at";
+
+fn lock_row(r: &Row) -> Lock {
+    Lock {
+        id: r.get(0),
+        project: r.get(1),
+        resource: r.get(2),
+        session_id: r.get(3),
+        note: r.get(4),
+        created_at: from_millis(r.get(5)),
+        expires_at: from_millis(r.get(6)),
+    }
+}
+
+fn component_row(r: &Row) -> Component {
+    Component {
+        project: r.get(0),
+        component: r.get(1),
+        state: r.get(2),
+        version: r.get(3),
+        notes: r.get(4),
+        updated_by: r.get(5),
+        updated_at: from_millis(r.get(6)),
+    }
+}
+
+fn workflow_row(r: &Row) -> Workflow {
+    Workflow {
+        name: r.get(0),
+        state: r.get(1),
+        detail: r.get(2),
+        updated_by: r.get(3),
+        updated_at: from_millis(r.get(4)),
+    }
+}
+
+impl Coord for PgStore {
+    fn apply(&self, w: &Write, key: Option<&str>) -> Result<Applied> {
+        let now = now_ms();
+        self.tx(|tx| {
+            if let Some(key) = key {
+                // The key is claimed first: a unique index decides, across
+                // replicas, which request applies the write; the others
+                // wait for it and answer what it made.
+                let claimed = tx
+                    .query_opt(
+                        "INSERT INTO idempotency (key, status, body, created_at, op) \
+                         VALUES ($1, 0, '', $2, $3) \
+                         ON CONFLICT (key) DO UPDATE SET status = 0, body = '', \
+                         created_at = excluded.created_at, op = excluded.op, ref = NULL \
+                         WHERE idempotency.created_at <= $4 RETURNING key",
+                        &[&key, &now, &w.op_name(), &(now - IDEMPOTENCY_WINDOW_MS)],
+                    )
+                    .map_err(|e| self.db(e))?;
+                if claimed.is_none() {
+                    return Ok(Applied {
+                        written: self.replay(tx, w, key)?,
+                        replayed: true,
+                    });
+                }
+            }
+            let out = self.apply_in(tx, w, now)?;
+            if let Some(key) = key {
+                let status = i32::from(crate::wire::status_for(w, &out));
+                let (body, reference) = match &out {
+                    Written::Message(m) => (String::new(), Some(m.id)),
+                    Written::Todo(t) => (String::new(), Some(t.id)),
+                    other => (other.to_json().to_string(), None),
+                };
+                tx.execute(
+                    "UPDATE idempotency SET status = $2, body = $3, ref = $4 WHERE key = $1",
+                    &[&key, &status, &body, &reference],
+                )
+                .map_err(|e| self.db(e))?;
+            }
+            Ok(Applied {
+                written: out,
+                replayed: false,
+            })
+        })
+    }
+
+    fn messages_page(&self, q: &MessageQuery) -> Result<Page> {
+        self.read(|c| self.messages_in(c, q))
+    }
+
+    fn todos(&self, q: &TodoQuery) -> Result<Vec<Todo>> {
+        self.read(|c| self.todos_in(c, q, false)).map(|(v, _)| v)
+    }
+
+    fn locks(&self, q: &LockQuery) -> Result<Vec<Lock>> {
+        self.read(|c| self.locks_in(c, q, false)).map(|(v, _)| v)
+    }
+
+    fn todo_count(&self, q: &TodoQuery) -> Result<Option<u64>> {
+        self.read(|c| self.todos_in(c, q, true)).map(|(_, n)| n)
+    }
+
+    fn lock_count(&self, q: &LockQuery) -> Result<Option<u64>> {
+        self.read(|c| self.locks_in(c, q, true)).map(|(_, n)| n)
+    }
+
+    fn status(&self) -> Result<Status> {
+        let locks = self.locks(&LockQuery::default())?;
+        self.read(|c| {
+            let components = c
+                .query(
+                    "SELECT project, component, state, version, notes, updated_by, updated_at \
+                     FROM components ORDER BY project, component",
+                    &[],
+                )
+                .map_err(|e| self.db(e))?
+                .iter()
+                .map(component_row)
+                .collect();
+            let workflows = c
+                .query(
+                    "SELECT name, state, detail, updated_by, updated_at FROM workflows ORDER BY name",
+                    &[],
+                )
+                .map_err(|e| self.db(e))?
+                .iter()
+                .map(workflow_row)
+                .collect();
+            Ok(Status {
+                locks: locks.clone(),
+                components,
+                workflows,
+            })
+        })
+    }
+
+    fn sessions(&self, active_within: Option<u64>) -> Result<Option<Vec<Session>>> {
+        let since = active_within.map_or(i64::MIN, |s| {
+            now_ms()
+                - i64::try_from(s)
+                    .unwrap_or(i64::MAX / 1000)
+                    .saturating_mul(1000)
+        });
+        self.read(|c| {
+            Ok(Some(
+                c.query(
+                    &format!(
+                        "SELECT {SESSION_COLS} FROM sessions WHERE last_seen >= $1 ORDER BY last_seen DESC"
+                    ),
+                    &[&since],
+                )
+                .map_err(|e| self.db(e))?
+                .iter()
+                .map(session_row)
+                .collect(),
+            ))
+        })
+    }
+
+    fn unread_count(&self, session: &str) -> Result<Option<u64>> {
+        let page = self.messages_page(&MessageQuery {
+            session: session.into(),
+            unread_only: true,
+            limit: Some(1),
+            ..Default::default()
+        })?;
+        Ok(page.total)
+    }
+
+    fn location(&self) -> String {
+        self.shown.clone()
+    }
+
+    fn is_remote(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,522 @@
+//! Writes on PostgreSQL: every operation of the contract inside the
+//! caller's transaction, with what decides a race left to a unique index.
+
+use crate::store::{DEFAULT_TTL_HOURS, MAX_TTL_HOURS};
+
+use super::*;
+
+fn required(field: &str, v: &str) -> Result<()> {
+    if v.trim().is_empty() {
+        Err(Error::invalid(format!("{field} must not be empty")))
+    } else {
+        Ok(())
+    }
+}
+
+impl PgStore {
+    pub(super) fn apply_in(
+        &self,
+        tx: &mut Transaction<'_>,
+        w: &Write,
+        now: i64,
+    ) -> Result<Written> {
+        if let Err((field, why)) = w.check_addresses() {
+            return Err(Error::invalid(format!("{field}: {why}")));
+        }
+        let db = |e| self.db(e);
+        match w {
+            Write::SendMessage(m) => {
+                required("to_session", &m.to_session)?;
+                required("body", &m.body)?;
+                required("from_session", &m.from_session)?;
+                let (from, to) = (
+                    canonical_session(&m.from_session),
+                    canonical_session(&m.to_session),
+                );
+                let id: i64 = tx
+                    .query_one(
+                        "INSERT INTO messages (from_session, to_session, subject, body, \
+                         created_by_user, created_by_machine, created_at, in_reply_to) \
+                         VALUES ($1,$2,$3,$4,$5,$6,$7,$8) RETURNING id",
+                        &[
+                            &from,
+                            &to,
+                            &m.subject.as_deref().map(str::as_bytes),
+                            &m.body.as_bytes(),
+                            &m.created_by_user,
+                            &m.created_by_machine,
+                            &now,
+                            &m.in_reply_to,
+                        ],
+                    )
+                    .map_err(db)?
+                    .get(0);
+                // Every replica's long-polls hear of it at commit.
+                tx.execute(
+                    "SELECT pg_notify($1, $2)",
+                    &[&CHANNEL, &format!("{id} {to}")],
+                )
+                .map_err(db)?;
+                self.message(tx, id, &from).map(Written::Message)
+            }
+            Write::TouchSession { session_id, update } => {
+                required("session_id", session_id)?;
+                required("user", &update.user)?;
+                let id = canonical_session(session_id);
+                let (machine, name) = id.split_once('/').ok_or_else(|| {
+                    Error::invalid(format!("session_id {id:?} is not MACHINE/NAME"))
+                })?;
+                let row = tx
+                    .query_one(
+                        &format!(
+                            "INSERT INTO sessions (session_id, \"user\", machine, name, project, client, first_seen, last_seen) \
+                             VALUES ($1,$2,$3,$4,$5,$6,$7,$7) \
+                             ON CONFLICT (session_id) DO UPDATE SET \"user\" = excluded.\"user\", \
+                             project = COALESCE(excluded.project, sessions.project), \
+                             client = COALESCE(excluded.client, sessions.client), \
+                             last_seen = excluded.last_seen RETURNING {SESSION_COLS}"
+                        ),
+                        &[&id, &update.user, &machine, &name, &update.project, &update.client, &now],
+                    )
+                    .map_err(db)?;
+                Ok(Written::Session(session_row(&row)))
+            }
+            Write::MarkRead { id, session } => {
+                required("session", session)?;
+                let session = &canonical_session(session);
+                let to: String = tx
+                    .query_opt("SELECT to_session FROM messages WHERE id = $1", &[id])
+                    .map_err(db)?
+                    .ok_or_else(|| Error::not_found(format!("message {id}")))?
+                    .get(0);
+                if to != *session && to != ALL_SESSIONS {
+                    return Err(Error::forbidden(format!(
+                        "message {id} is addressed to {to}, not {session}"
+                    )));
+                }
+                if to == *session {
+                    tx.execute(
+                        "UPDATE messages SET read_at = $2 WHERE id = $1 AND read_at IS NULL",
+                        &[id, &now],
+                    )
+                    .map_err(db)?;
+                } else {
+                    self.read_broadcast(tx, *id, session, now)?;
+                }
+                self.message(tx, *id, session).map(Written::Message)
+            }
+            Write::AddTodo(t) => {
+                required("text", &t.text)?;
+                if let Some(p) = t.parent_id {
+                    let exists: bool = tx
+                        .query_one("SELECT EXISTS (SELECT 1 FROM todos WHERE id = $1)", &[&p])
+                        .map_err(db)?
+                        .get(0);
+                    if !exists {
+                        return Err(Error::invalid(format!("parent todo {p} does not exist")));
+                    }
+                }
+                let row = tx
+                    .query_one(
+                        &format!(
+                            "INSERT INTO todos (text, \"user\", project, parent_id, source, auto, status, \
+                             created_by_user, created_by_machine, created_at) \
+                             VALUES ($1,$2,$3,$4,$5,$6,'pending',$7,$8,$9) RETURNING {TODO_COLS}"
+                        ),
+                        &[
+                            &t.text,
+                            &t.user,
+                            &t.project,
+                            &t.parent_id,
+                            &t.source,
+                            &t.auto,
+                            &t.created_by_user,
+                            &t.created_by_machine,
+                            &now,
+                        ],
+                    )
+                    .map_err(db)?;
+                Ok(Written::Todo(todo_row(&row)))
+            }
+            Write::CompleteTodo { id, completed_by } => {
+                required("completed_by", completed_by)?;
+                tx.execute(
+                    "UPDATE todos SET status = 'done', completed_by = $2, completed_at = $3 \
+                     WHERE id = $1 AND status <> 'done'",
+                    &[id, completed_by, &now],
+                )
+                .map_err(db)?;
+                self.todo(tx, *id).map(Written::Todo)
+            }
+            Write::ClaimLock(l) => self.claim(tx, l, now),
+            Write::ReleaseLock {
+                id,
+                session_id,
+                force,
+            } => {
+                let lock = tx
+                    .query_opt(
+                        &format!(
+                            "SELECT {LOCK_COLS} FROM locks WHERE id = $1 AND expires_at > $2 FOR UPDATE"
+                        ),
+                        &[id, &now],
+                    )
+                    .map_err(db)?
+                    .map(|r| lock_row(&r))
+                    .ok_or_else(|| Error::not_found(format!("lock {id} (or it expired)")))?;
+                let session_id = &canonical_session(session_id);
+                if lock.session_id != *session_id && !force {
+                    return Err(Error::forbidden(format!(
+                        "lock {id} is held by {}, not {session_id} (use --force to break it)",
+                        lock.session_id
+                    )));
+                }
+                tx.execute("DELETE FROM locks WHERE id = $1", &[id])
+                    .map_err(db)?;
+                Ok(Written::Lock {
+                    lock,
+                    created: false,
+                })
+            }
+            Write::SetComponent {
+                project,
+                component,
+                update,
+            } => {
+                required("project", project)?;
+                required("component", component)?;
+                required("state", &update.state)?;
+                let row = tx
+                    .query_one(
+                        "INSERT INTO components (project, component, state, version, notes, updated_by, updated_at) \
+                         VALUES ($1,$2,$3,$4,$5,$6,$7) \
+                         ON CONFLICT (project, component) DO UPDATE SET state = excluded.state, \
+                         version = excluded.version, notes = excluded.notes, \
+                         updated_by = excluded.updated_by, updated_at = excluded.updated_at \
+                         RETURNING project, component, state, version, notes, updated_by, updated_at",
+                        &[
+                            project,
+                            component,
+                            &update.state,
+                            &update.version,
+                            &update.notes,
+                            &update.updated_by,
+                            &now,
+                        ],
+                    )
+                    .map_err(db)?;
+                Ok(Written::Component(component_row(&row)))
+            }
+            Write::SetWorkflow { name, update } => {
+                required("name", name)?;
+                required("state", &update.state)?;
+                let row = tx
+                    .query_one(
+                        "INSERT INTO workflows (name, state, detail, updated_by, updated_at) \
+                         VALUES ($1,$2,$3,$4,$5) \
+                         ON CONFLICT (name) DO UPDATE SET state = excluded.state, \
+                         detail = excluded.detail, updated_by = excluded.updated_by, \
+                         updated_at = excluded.updated_at \
+                         RETURNING name, state, detail, updated_by, updated_at",
+                        &[
+                            name,
+                            &update.state,
+                            &update.detail,
+                            &update.updated_by,
+                            &now,
+                        ],
+                    )
+                    .map_err(db)?;
+                Ok(Written::Workflow(workflow_row(&row)))
+            }
+        }
+    }
+
+    /// A claim: the unique index on (project, resource) decides between
+    /// replicas claiming at once; the loser sees the winner's row.
+    fn claim(&self, tx: &mut Transaction<'_>, l: &NewLock, now: i64) -> Result<Written> {
+        required("project", &l.project)?;
+        required("resource", &l.resource)?;
+        required("session_id", &l.session_id)?;
+        let db = |e| self.db(e);
+        let session = canonical_session(&l.session_id);
+        let ttl = l.ttl_hours.unwrap_or(DEFAULT_TTL_HOURS);
+        if !(ttl > 0.0 && ttl <= MAX_TTL_HOURS) {
+            return Err(Error::invalid(format!(
+                "ttl_hours must be more than 0 and at most {MAX_TTL_HOURS}, not {ttl}"
+            )));
+        }
+        let expires = now + (ttl * 3_600_000.0).round() as i64;
+        if expires <= now {
+            return Err(Error::invalid(format!(
+                "ttl_hours {ttl} is under a millisecond: the lock would expire before it is stored"
+            )));
+        }
+        tx.execute(
+            "DELETE FROM locks WHERE project = $1 AND resource = $2 AND expires_at <= $3",
+            &[&l.project, &l.resource, &now],
+        )
+        .map_err(db)?;
+        // Twice at most: a holder that let go between the two statements.
+        for _ in 0..2 {
+            if let Some(row) = tx
+                .query_opt(
+                    &format!(
+                        "INSERT INTO locks (project, resource, session_id, note, created_at, expires_at) \
+                         VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (project, resource) DO NOTHING \
+                         RETURNING {LOCK_COLS}"
+                    ),
+                    &[&l.project, &l.resource, &session, &l.note, &now, &expires],
+                )
+                .map_err(db)?
+            {
+                return Ok(Written::Lock {
+                    lock: lock_row(&row),
+                    created: true,
+                });
+            }
+            let Some(held) = tx
+                .query_opt(
+                    &format!(
+                        "SELECT {LOCK_COLS} FROM locks WHERE project = $1 AND resource = $2 FOR UPDATE"
+                    ),
+                    &[&l.project, &l.resource],
+                )
+                .map_err(db)?
+                .map(|r| lock_row(&r))
+            else {
+                continue;
+            };
+            if held.session_id != session {
+                return Err(Error::Conflict {
+                    detail: format!(
+                        "{}/{} is held by {} until {}",
+                        held.project,
+                        held.resource,
+                        held.session_id,
+                        format_time(&held.expires_at)
+                    ),
+                    lock: Some(Box::new(held)),
+                });
+            }
+            let row = tx
+                .query_one(
+                    &format!(
+                        "UPDATE locks SET expires_at = $2, note = COALESCE($3, note) WHERE id = $1 \
+                         RETURNING {LOCK_COLS}"
+                    ),
+                    &[&held.id, &expires, &l.note],
+                )
+                .map_err(db)?;
+            return Ok(Written::Lock {
+                lock: lock_row(&row),
+                created: false,
+            });
+        }
+        Err(Error::Unavailable(format!(
+            "{}/{} changed hands while it was claimed; claim it again",
+            l.project, l.resource
+        )))
+    }
+
+    /// Marks broadcast `id` read for `session` (see the SQLite store).
+    fn read_broadcast(
+        &self,
+        tx: &mut Transaction<'_>,
+        id: i64,
+        session: &str,
+        now: i64,
+    ) -> Result<()> {
+        let db = |e| self.db(e);
+        let cut = now - 7 * 24 * 3600 * 1000;
+        let upto: i64 = tx
+            .query_one(
+                "SELECT COALESCE((SELECT upto FROM broadcast_marks WHERE session = $1), \
+                 (SELECT id FROM messages WHERE to_session = 'ALL_SESSIONS' AND created_at < $2 \
+                  ORDER BY created_at DESC LIMIT 1), 0)",
+                &[&session, &cut],
+            )
+            .map_err(db)?
+            .get(0);
+        if id <= upto {
+            return Ok(());
+        }
+        tx.execute(
+            "INSERT INTO message_reads (message_id, session, read_at) VALUES ($1,$2,$3) \
+             ON CONFLICT DO NOTHING",
+            &[&id, &session, &now],
+        )
+        .map_err(db)?;
+        let new_upto: Option<i64> = tx
+            .query_one(
+                "SELECT COALESCE(
+                     (SELECT min(m.id) FROM messages m
+                      WHERE m.to_session = 'ALL_SESSIONS' AND m.id > $2 AND m.from_session <> $1
+                        AND NOT EXISTS (SELECT 1 FROM message_reads r
+                                        WHERE r.message_id = m.id AND r.session = $1)) - 1,
+                     (SELECT max(id) FROM messages WHERE to_session = 'ALL_SESSIONS'))",
+                &[&session, &upto],
+            )
+            .map_err(db)?
+            .get(0);
+        if let Some(new_upto) = new_upto.filter(|n| *n > upto) {
+            tx.execute(
+                "INSERT INTO broadcast_marks (session, upto, at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (session) DO UPDATE SET upto = GREATEST(broadcast_marks.upto, excluded.upto), \
+                 at = excluded.at",
+                &[&session, &new_upto, &now],
+            )
+            .map_err(db)?;
+            tx.execute(
+                "DELETE FROM message_reads WHERE session = $1 AND message_id <= $2",
+                &[&session, &new_upto],
+            )
+            .map_err(db)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn message(
+        &self,
+        tx: &mut Transaction<'_>,
+        id: i64,
+        session: &str,
+    ) -> Result<Message> {
+        tx.query_opt(
+            &format!(
+                "SELECT {MESSAGE_COLS}, {READ_AT} FROM messages m {READ_JOINS} WHERE m.id = $2"
+            ),
+            &[&canonical_session(session), &id],
+        )
+        .map_err(|e| self.db(e))?
+        .map(|r| message_row(&r))
+        .ok_or_else(|| Error::not_found(format!("message {id}")))
+    }
+
+    fn todo(&self, tx: &mut Transaction<'_>, id: i64) -> Result<Todo> {
+        tx.query_opt(
+            &format!("SELECT {TODO_COLS} FROM todos WHERE id = $1"),
+            &[&id],
+        )
+        .map_err(|e| self.db(e))?
+        .map(|r| todo_row(&r))
+        .ok_or_else(|| Error::not_found(format!("todo {id}")))
+    }
+
+    /// The first answer given to `key` (claimed by another request).
+    pub(super) fn replay(&self, tx: &mut Transaction<'_>, w: &Write, key: &str) -> Result<Written> {
+        let row = tx
+            .query_one(
+                "SELECT status, body, op, ref FROM idempotency WHERE key = $1",
+                &[&key],
+            )
+            .map_err(|e| self.db(e))?;
+        let (status, body, op, reference): (i32, String, Option<String>, Option<i64>) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let reused = |first: &str| {
+            Error::invalid(format!(
+                "Idempotency-Key {} was first used for another kind of write ({first}), not {}; send this write with a new key",
+                crate::text::cell(key, 80),
+                w.op_name()
+            ))
+        };
+        if let Some(first) = op.as_deref()
+            && first != w.op_name()
+        {
+            return Err(reused(first));
+        }
+        if let Some(id) = reference {
+            return match w {
+                Write::SendMessage(m) => {
+                    self.message(tx, id, &m.from_session).map(Written::Message)
+                }
+                Write::MarkRead { session, .. } => {
+                    self.message(tx, id, session).map(Written::Message)
+                }
+                Write::AddTodo(_) | Write::CompleteTodo { .. } => {
+                    self.todo(tx, id).map(Written::Todo)
+                }
+                _ => Err(reused("unknown")),
+            };
+        }
+        let bad = |_: serde_json::Error| reused("unknown");
+        Ok(match w {
+            Write::SendMessage(_) | Write::MarkRead { .. } => {
+                Written::Message(serde_json::from_str(&body).map_err(bad)?)
+            }
+            Write::AddTodo(_) | Write::CompleteTodo { .. } => {
+                Written::Todo(serde_json::from_str(&body).map_err(bad)?)
+            }
+            Write::ClaimLock(_) | Write::ReleaseLock { .. } => Written::Lock {
+                lock: serde_json::from_str(&body).map_err(bad)?,
+                created: status == 201,
+            },
+            Write::SetComponent { .. } => {
+                Written::Component(serde_json::from_str(&body).map_err(bad)?)
+            }
+            Write::SetWorkflow { .. } => {
+                Written::Workflow(serde_json::from_str(&body).map_err(bad)?)
+            }
+            Write::TouchSession { .. } => {
+                Written::Session(serde_json::from_str(&body).map_err(bad)?)
+            }
+        })
+    }
+
+    /// One retention pass (as the SQLite store's, in batches), on one
+    /// replica at a time: the others find the advisory lock taken and
+    /// skip. Answers None when another replica holds it.
+    pub fn purge(&self, days: u32) -> Result<Option<crate::store::Purged>> {
+        let now = now_ms();
+        let cut = now - i64::from(days.max(crate::store::MIN_RETAIN_DAYS)) * 24 * 3600 * 1000;
+        self.with(|c| {
+            let got: bool = c
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&RETENTION_LOCK])
+                .map_err(|e| self.db(e))?
+                .get(0);
+            if !got {
+                return Ok(None);
+            }
+            let batches = |c: &mut Client, sql: &str, arg: i64| -> Result<usize> {
+                let mut total = 0;
+                loop {
+                    let n = c.execute(sql, &[&arg]).map_err(|e| self.db(e))? as usize;
+                    total += n;
+                    if n < 250 {
+                        return Ok(total);
+                    }
+                }
+            };
+            let r = (|| {
+                Ok(crate::store::Purged {
+                    messages: batches(
+                        c,
+                        "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE created_at < $1 \
+                         AND (to_session = 'ALL_SESSIONS' OR read_at IS NOT NULL) ORDER BY id LIMIT 250)",
+                        cut,
+                    )?,
+                    todos: batches(
+                        c,
+                        "DELETE FROM todos WHERE id IN (SELECT id FROM todos WHERE status = 'done' \
+                         AND completed_at < $1 ORDER BY id LIMIT 250)",
+                        cut,
+                    )?,
+                    keys: batches(
+                        c,
+                        "DELETE FROM idempotency WHERE key IN (SELECT key FROM idempotency \
+                         WHERE created_at <= $1 LIMIT 250)",
+                        now - IDEMPOTENCY_WINDOW_MS,
+                    )?,
+                    locks: batches(
+                        c,
+                        "DELETE FROM locks WHERE id IN (SELECT id FROM locks WHERE expires_at <= $1 \
+                         ORDER BY id LIMIT 250)",
+                        now,
+                    )?,
+                })
+            })();
+            let _ = c.execute("SELECT pg_advisory_unlock($1)", &[&RETENTION_LOCK]);
+            r.map(Some)
+        })
+    }
+}
