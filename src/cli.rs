@@ -80,6 +80,9 @@ pub enum Command {
         #[arg(long, conflicts_with_all = ["list", "drop"])]
         retry_rejected: bool,
     },
+    /// Move or back up a store.
+    #[command(subcommand)]
+    Store(StoreCmd),
     /// The waiter Claude Code runs while a session is idle: exits 2 with
     /// new messages on stderr, which wakes the session.
     Wait,
@@ -147,6 +150,24 @@ pub enum Command {
         /// The private key (PEM) of --tls-cert.
         #[arg(long, value_name = "PEM", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCmd {
+    /// Copy every message (with its read state), session, todo, lock,
+    /// component, workflow and recent idempotency key from one store into
+    /// another, keeping ids. FROM and TO are SQLite files or postgres://
+    /// URLs. Rows already there are kept, so running it twice copies
+    /// nothing new; every source row is checked in the target after.
+    #[command(after_help = "Examples:\n  \
+        coord store copy ~/.claude/coord.db postgres://coord@db.example.internal/coord\n  \
+        coord store copy postgres://coord@db.example.internal/coord backup.db")]
+    Copy {
+        /// The store to copy from.
+        from: String,
+        /// The store to copy into (made when missing).
+        to: String,
     },
 }
 

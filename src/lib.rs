@@ -293,6 +293,7 @@ fn dispatch_command(cli: Cli, name: &'static str) -> Result<(), Error> {
                 tls: tls_cert.zip(tls_key),
             })
         }
+        Command::Store(cli::StoreCmd::Copy { from, to }) => cmd::copy::run(cli.json, &from, &to),
         Command::Whoami => cmd::state::whoami(&ctx()?),
         Command::Status => cmd::state::status(&ctx()?),
         Command::Sessions { all } => cmd::sessions::run(&ctx()?, all),

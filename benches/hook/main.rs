@@ -12,6 +12,7 @@ mod home;
 mod load;
 mod measure;
 mod million;
+mod pg;
 mod report;
 mod run;
 #[path = "../../tests/it/env.rs"]
@@ -81,6 +82,14 @@ fn main() {
     let runs = env_num("COORD_BENCH_RUNS", 300);
     let load_secs = env_num("COORD_BENCH_LOAD_SECS", 10);
     let clients = env_num("COORD_BENCH_CLIENTS", 32) as usize;
+    if std::env::var("COORD_BENCH_PG").is_ok_and(|v| v == "only") {
+        // The PostgreSQL section alone, printed, BENCHMARKS.md untouched.
+        let tmp = std::env::temp_dir().join(format!("coord-bench-pg-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).expect("bench folder");
+        println!("{}", pg::run(&tmp, runs.min(100), clients, load_secs));
+        let _ = std::fs::remove_dir_all(&tmp);
+        return;
+    }
     let million_only = std::env::var("COORD_BENCH_MILLION").is_ok_and(|v| v == "only");
     if million_only {
         // The 1M section alone, printed, BENCHMARKS.md untouched.
@@ -93,16 +102,23 @@ fn main() {
     let r = run::all(runs, load_secs, clients);
     let tmp = r.tmp.clone();
     report::write(r);
-    if std::env::var("COORD_BENCH_MILLION").is_ok_and(|v| v == "1") {
-        std::fs::create_dir_all(&tmp).expect("bench folder");
-        let md = million::run(&tmp, runs.min(100), clients, load_secs);
+    let out = concat!(env!("CARGO_MANIFEST_DIR"), "/BENCHMARKS.md");
+    let append = |md: &str| {
         println!("{md}");
-        let out = concat!(env!("CARGO_MANIFEST_DIR"), "/BENCHMARKS.md");
         let mut all = std::fs::read_to_string(out).unwrap_or_default();
-        all.push_str(&md);
+        all.push_str(md);
         if let Err(e) = std::fs::write(out, all) {
             eprintln!("cannot write {out}: {e}");
         }
-        let _ = std::fs::remove_dir_all(&tmp);
+    };
+    // PostgreSQL (issue 22): on when the machine has it, COORD_BENCH_PG=0 off.
+    if !std::env::var("COORD_BENCH_PG").is_ok_and(|v| v == "0") {
+        std::fs::create_dir_all(&tmp).expect("bench folder");
+        append(&pg::run(&tmp, runs.min(100), clients, load_secs));
     }
+    if std::env::var("COORD_BENCH_MILLION").is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(&tmp).expect("bench folder");
+        append(&million::run(&tmp, runs.min(100), clients, load_secs));
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -1,6 +1,7 @@
 //! One file per command family; this file holds what they share: the
 //! context (identity, output mode, backend) and the output helpers.
 
+pub mod copy;
 pub mod lock;
 pub mod msg;
 pub mod sessions;

@@ -565,3 +565,59 @@ fn each_binary_helps_with_its_own_job_in_80_columns() {
         .success();
     m.coord(&["--preview"]).assert().success();
 }
+
+#[test]
+fn a_store_copied_to_a_new_file_keeps_everything_and_twice_copies_nothing() {
+    let m = Machine::new("BOX");
+    m.arrive(None);
+    m.arrive(Some("other"));
+    for args in [
+        vec!["msg", "send", "--force", "BOX/other", "one"],
+        vec!["msg", "send", "ALL", "to all"],
+        vec!["todo", "add", "a todo"],
+        vec!["lock", "claim", "web", "deploy"],
+    ] {
+        let out = m.coord(&args).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let read = m.session("other", &["msg", "read", "1"]).output().unwrap();
+    assert!(read.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("copy.db");
+    let copy = || {
+        m.coord(&[
+            "store",
+            "copy",
+            m.db_path().to_str().unwrap(),
+            target.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap()
+    };
+    let out = copy();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("verified"), "{}", stdout(&out));
+    let out = copy();
+    assert!(
+        stdout(&out)
+            .lines()
+            .any(|l| l.trim_start().starts_with("messages") && l.contains(" 0 copied now")),
+        "{}",
+        stdout(&out)
+    );
+    let copied = Machine::with_identity(
+        "BOX",
+        &serde_json::json!({"user": "howard", "machine": "BOX", "coord_db": target}),
+    );
+    assert_eq!(
+        copied.json(Some("other"), &["msg", "inbox"]),
+        m.json(Some("other"), &["msg", "inbox"])
+    );
+    // A FROM that is not there is named, and nothing is made.
+    let out = m
+        .coord(&["store", "copy", "no-such.db", target.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no-such.db"), "{}", stderr(&out));
+}

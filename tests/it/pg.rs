@@ -180,15 +180,11 @@ fn a_write_on_one_replica_wakes_a_long_poll_on_the_other() {
         (v, t.elapsed())
     });
     std::thread::sleep(Duration::from_millis(500));
-    let sent = Instant::now();
     post(&one.url, "/messages", &message("W/x", "wake up"), None);
     let (v, _) = poll.join().unwrap();
+    // Held up to 20 s: an answer with the message means the write woke it
+    // (at the deadline the poll answers what it had: nothing).
     assert_eq!(v[0]["body"], "wake up", "{v}");
-    assert!(
-        sent.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        sent.elapsed()
-    );
 
     // The listener's connection dropped: the catch-up and the reconnect
     // still wake a waiter.
@@ -205,15 +201,9 @@ fn a_write_on_one_replica_wakes_a_long_poll_on_the_other() {
     );
     let poll = std::thread::spawn(move || get_json(&poll_url));
     std::thread::sleep(Duration::from_millis(300));
-    let sent = Instant::now();
     post(&one.url, "/messages", &message("W/y", "still heard"), None);
     let v = poll.join().unwrap();
     assert_eq!(v[0]["body"], "still heard", "{v}");
-    assert!(
-        sent.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        sent.elapsed()
-    );
 }
 
 #[test]
@@ -327,4 +317,121 @@ fn the_schema_is_made_once_by_replicas_starting_together_and_a_bad_url_is_named(
         stderr(&out)
     );
     assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
+}
+
+/// A store with a little of everything: messages read and unread, a
+/// broadcast read by one session, todos open and done, a lock, states.
+fn filled_store(m: &Machine) {
+    let ok = |args: &[&str], session: Option<&str>| {
+        let out = m.bin("coord", session, args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        out
+    };
+    m.arrive(None);
+    m.arrive(Some("other"));
+    ok(&["msg", "send", "--force", "BOX/other", "first"], None);
+    // A NUL cannot be an argument: the body comes on stdin.
+    let out = m
+        .bin("coord", None, &["msg", "send", "--force", "BOX/other", "-"])
+        .write_stdin("second \u{1b}[31m and a NUL \u{0}")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    ok(&["msg", "send", "ALL", "to everyone"], None);
+    ok(&["msg", "read", "1", "3"], Some("other"));
+    ok(&["todo", "add", "write the docs"], None);
+    ok(&["todo", "add", "ship it"], None);
+    ok(&["todo", "done", "1"], None);
+    ok(
+        &["lock", "claim", "web", "deploy", "--note", "moving"],
+        None,
+    );
+    ok(
+        &[
+            "component",
+            "set",
+            "web",
+            "api",
+            "deployed",
+            "--version",
+            "1.2",
+        ],
+        None,
+    );
+}
+
+fn inbox_of(m: &Machine, session: &str) -> Vec<(i64, String, bool)> {
+    let v = m.json(Some(session), &["msg", "inbox", "--all", "--limit", "100"]);
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["id"].as_i64().unwrap(),
+                x["body"].as_str().unwrap().to_string(),
+                x["read"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_store_copied_into_postgresql_and_back_keeps_ids_and_read_state() {
+    let Some(db) = database("a_store_copied_into_postgresql_and_back_keeps_ids_and_read_state")
+    else {
+        return;
+    };
+    let m = Machine::new("BOX");
+    filled_store(&m);
+    let before = inbox_of(&m, "other");
+    assert_eq!(before.len(), 3);
+    let src = m.db_path();
+    let copy = |from: &str, to: &str| {
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("coord"))
+            .args(["--json", "store", "copy", from, to])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let first = copy(src.to_str().unwrap(), &db);
+    let copied = |v: &Value, t: &str| {
+        v["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["table"] == t)
+            .unwrap()["copied"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(copied(&first, "messages"), 3, "{first}");
+    assert_eq!(copied(&first, "todos"), 2, "{first}");
+    // Twice: nothing new.
+    let again = copy(src.to_str().unwrap(), &db);
+    assert_eq!(copied(&again, "messages"), 0, "{again}");
+    // Served from PostgreSQL: the same inbox, read state and all, and new
+    // ids after the copied ones.
+    let s = replica(&db);
+    let remote = Machine::remote("BOX", &s.url);
+    assert_eq!(inbox_of(&remote, "other"), before);
+    let sent = remote.json(
+        None,
+        &["msg", "send", "--force", "BOX/other", "after the move"],
+    );
+    assert_eq!(sent["id"], 4);
+    let st = remote.json(None, &["status"]);
+    assert_eq!(st["locks"][0]["note"], "moving");
+    // And back into a new SQLite file, for a backup.
+    let back = tempfile::tempdir().unwrap();
+    let file = back.path().join("backup.db");
+    let out = copy(&db, file.to_str().unwrap());
+    assert_eq!(copied(&out, "messages"), 4, "{out}");
+    let restored = Machine::with_identity(
+        "BOX",
+        &json!({"user": "howard", "machine": "BOX", "coord_db": file}),
+    );
+    let mut want = before.clone();
+    want.push((4, "after the move".into(), false));
+    assert_eq!(inbox_of(&restored, "other"), want);
 }

@@ -1,0 +1,288 @@
+//! `coord serve` on PostgreSQL (issue 22), side by side with `coord serve`
+//! on SQLite in one run: the session-start hook, 32 clients against one
+//! replica and against two, a write on one replica waking a long-poll on
+//! the other, and a replica killed under load. The bench starts its own
+//! throw-away PostgreSQL on a loopback port (as the `postgres` user when it
+//! runs as root: initdb refuses root) and stops it after; without
+//! PostgreSQL the section says SKIPPED.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{COORD, SESSION};
+use crate::{fixtures::*, home::*, load::*, measure::*};
+
+pub struct Cluster {
+    root: PathBuf,
+    bin: PathBuf,
+    as_postgres: bool,
+    pub admin: String,
+}
+
+fn is_root() -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: a plain libc call.
+        unsafe { libc::geteuid() == 0 }
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
+impl Cluster {
+    fn run(&self, args: &[&str]) -> bool {
+        let mut c = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join(args[0]));
+            c
+        } else {
+            Command::new(self.bin.join(args[0]))
+        };
+        c.args(&args[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    pub fn start(tmp: &Path) -> Option<Cluster> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .find(|b| b.join("initdb").is_file())?;
+        let root = tmp.join("pg");
+        std::fs::create_dir_all(&root).ok()?;
+        let as_postgres = is_root();
+        if as_postgres {
+            Command::new("chown")
+                .args(["postgres"])
+                .arg(&root)
+                .status()
+                .ok()?;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let c = Cluster {
+            root: root.clone(),
+            bin,
+            as_postgres,
+            admin: format!("postgres://coord@127.0.0.1:{port}/postgres"),
+        };
+        let data = root.join("data");
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300",
+            root.display()
+        );
+        let log = root.join("server.log");
+        let ok = c.run(&[
+            "initdb",
+            "-D",
+            data.to_str()?,
+            "--auth=trust",
+            "-U",
+            "coord",
+        ]) && c.run(&[
+            "pg_ctl",
+            "-D",
+            data.to_str()?,
+            "-l",
+            log.to_str()?,
+            "-w",
+            "-o",
+            &opts,
+            "start",
+        ]);
+        ok.then_some(c)
+    }
+
+    /// A new database; its URL.
+    pub fn database(&self, name: &str) -> String {
+        let mut c = postgres::Client::connect(&self.admin, postgres::NoTls).expect("admin");
+        c.batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create database");
+        format!("{}/{name}", self.admin.rsplit_once('/').expect("url").0)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.root.join("data");
+        if let Some(d) = data.to_str() {
+            self.run(&["pg_ctl", "-D", d, "-m", "immediate", "stop"]);
+        }
+    }
+}
+
+fn send(url: &str, to: &str, body: &str) {
+    let _ = ureq::post(&format!("{url}/api/coord/messages"))
+        .header("Content-Type", "application/json")
+        .send(
+            serde_json::json!({"to_session": to, "body": body, "from_session": "BENCH/other",
+                "created_by_user": "bench", "created_by_machine": "BENCH"})
+            .to_string(),
+        );
+}
+
+/// A write through `one` → a long-poll held on `two` answered: ms each.
+fn cross_wake(one: &str, two: &str, n: usize) -> Stats {
+    let ms = (0..n)
+        .map(|i| {
+            let session = format!("WAKE/s{i}");
+            let url = format!("{two}/api/coord/messages?session={session}&unread=true&wait=10");
+            let poll = std::thread::spawn(move || {
+                let _ = ureq::get(&url)
+                    .call()
+                    .map(|mut r| r.body_mut().read_to_vec());
+                Instant::now()
+            });
+            std::thread::sleep(Duration::from_millis(150));
+            let t = Instant::now();
+            send(one, &session, "wake");
+            let back = poll.join().expect("poll");
+            back.saturating_duration_since(t).as_secs_f64() * 1000.0
+        })
+        .collect();
+    stats(ms)
+}
+
+/// 200 sends through a fleet of two replicas, the first killed after 100:
+/// (lost, doubled, queued).
+fn killed_under_load(cluster: &Cluster, tmp: &Path) -> (i64, i64, usize) {
+    let db = cluster.database("coord_bench_kill");
+    let mut one = Some(Server::start_with(
+        Path::new(&db),
+        &tmp.join("k1.log"),
+        &[],
+        &[],
+    ));
+    let two = Server::start_with(Path::new(&db), &tmp.join("k2.log"), &[], &[]);
+    let first = one.as_ref().map(|s| s.url.clone()).unwrap_or_default();
+    let home = Home::new(
+        tmp,
+        "pg-kill",
+        serde_json::json!({"user": "bench", "machine": "BENCH", "coord_api": [first, two.url]}),
+    );
+    for i in 0..200 {
+        if i == 100 {
+            drop(one.take());
+        }
+        let mut c = Command::new(COORD);
+        c.args(["msg", "send", "--force", "SINK/x", &format!("k{i}")])
+            .current_dir(&home.dir)
+            .env("HOME", &home.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        crate::test_env::clear(&mut c);
+        let _ = c.status();
+    }
+    let queued = std::fs::read_to_string(home.dir.join(".claude/coord-queue.jsonl"))
+        .map_or(0, |t| t.lines().count());
+    let mut c = postgres::Client::connect(&db, postgres::NoTls).expect("db");
+    let row = c
+        .query_one(
+            "SELECT count(DISTINCT body), count(*) FROM messages WHERE to_session = 'SINK/x'",
+            &[],
+        )
+        .expect("count");
+    let (distinct, all): (i64, i64) = (row.get(0), row.get(1));
+    (200 - distinct, all - distinct, queued)
+}
+
+/// Two loads at once, one per replica, half the clients each.
+fn load_two(a: &str, b: &str, clients: usize, secs: u64) -> (Load, Load) {
+    let (a, b) = (a.to_string(), b.to_string());
+    let half = clients / 2;
+    let other = std::thread::spawn(move || load_mix(&b, clients - half, secs, Mix::Fleet));
+    let mine = load_mix(&a, half, secs, Mix::Fleet);
+    (mine, other.join().expect("load"))
+}
+
+/// Runs the section; answers its Markdown.
+pub fn run(tmp: &Path, runs: u64, clients: usize, secs: u64) -> String {
+    let mut md = String::from("\n## coord serve on PostgreSQL (issue 22)\n\n");
+    let Some(cluster) = Cluster::start(tmp) else {
+        md.push_str("SKIPPED: no PostgreSQL on this machine (/usr/lib/postgresql/*/bin/initdb; apt: postgresql).\n");
+        return md;
+    };
+    eprintln!("coord-hook bench: PostgreSQL");
+    let lite_db = tmp.join("pg-side.db");
+    seed(&lite_db);
+    let pg_db = cluster.database("coord_bench");
+    // The same fixture, moved by the command a fleet uses.
+    let copied = Command::new(COORD)
+        .args(["store", "copy"])
+        .arg(&lite_db)
+        .arg(&pg_db)
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(copied, "coord store copy into the bench's PostgreSQL");
+    let lite = Server::start(&lite_db, &tmp.join("pg-lite.log"));
+    let pg_a = Server::start_with(Path::new(&pg_db), &tmp.join("pg-a.log"), &[], &[]);
+    let pg_b = Server::start_with(Path::new(&pg_db), &tmp.join("pg-b.log"), &[], &[]);
+    let api =
+        |url: &str| serde_json::json!({"user": "bench", "machine": "BENCH", "coord_api": url});
+    let h_lite = Home::new(tmp, "pg-h-lite", api(&lite.url));
+    let h_pg = Home::new(tmp, "pg-h-pg", api(&pg_a.url));
+    let hook_lite = time_many(runs, || h_lite.hook(&[]), &h_lite.input());
+    let hook_pg = time_many(runs, || h_pg.hook(&[]), &h_pg.input());
+    let l_lite = load_mix(&lite.url, clients, secs, Mix::Fleet);
+    let l_pg = load_mix(&pg_a.url, clients, secs, Mix::Fleet);
+    let (la, lb) = load_two(&pg_a.url, &pg_b.url, clients, secs);
+    let wake = cross_wake(&pg_a.url, &pg_b.url, 20);
+    drop((lite, pg_a, pg_b));
+    let (lost, doubled, queued) = killed_under_load(&cluster, tmp);
+    let rps = |l: &Load| l.requests as f64 / l.secs;
+    let two_rps = rps(&la) + rps(&lb);
+    let two_err = la.errors + lb.errors;
+    let _ = writeln!(
+        md,
+        "A throw-away PostgreSQL on 127.0.0.1 (fsync on, defaults but max_connections), beside `coord serve` on SQLite, same run, same fixture (`coord store copy` moved it). {SESSION} has 20 unread, 5 todos, 2 locks.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| case | serve on SQLite | serve on PostgreSQL | ratio | target |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---|");
+    let _ = writeln!(
+        md,
+        "| session-start hook (median ms) | {:.2} | {:.2} | {:.2}× | ≤ 1.5× |",
+        hook_lite.median,
+        hook_pg.median,
+        hook_pg.median / hook_lite.median
+    );
+    let _ = writeln!(
+        md,
+        "| {clients} clients, a fleet's mix (req/s, errors) | {:.0}, {} | {:.0}, {} | {:.2}× | ≥ 0.5×, 0 errors |",
+        rps(&l_lite),
+        l_lite.errors,
+        rps(&l_pg),
+        l_pg.errors,
+        rps(&l_pg) / rps(&l_lite)
+    );
+    let _ = writeln!(
+        md,
+        "| the same through two replicas, half the clients each (req/s, errors) | | {two_rps:.0}, {two_err} | {:.2}× one replica | no loss against one |",
+        two_rps / rps(&l_pg)
+    );
+    let _ = writeln!(
+        md,
+        "| p99 ms (one replica) | {:.2} | {:.2} | {:.2}× | |",
+        l_lite.lat.p99,
+        l_pg.lat.p99,
+        l_pg.lat.p99 / l_lite.lat.p99
+    );
+    let _ = writeln!(
+        md,
+        "\nA write through one replica → a long-poll held on the other answered, 20 times: median **{:.1} ms**, max **{:.1} ms** (target ≤ 1,000, median ≤ 100).\n\nA replica killed after 100 of 200 sends by a client listing both: **{lost} lost, {doubled} doubled, {queued} queued** (target 0, 0, 0).",
+        wake.median, wake.max
+    );
+    md
+}
