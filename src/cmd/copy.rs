@@ -208,8 +208,8 @@ impl Conn {
                 drop(crate::pgstore::PgStore::open(url)?);
                 let shown = crate::pgstore::redact(url);
                 Conn::Postgres(
-                    crate::pgstore::config(url)?
-                        .connect(postgres::NoTls)
+                    crate::pgstore::target(url)?
+                        .connect()
                         .map_err(pg_err(&shown))?,
                 )
             }

@@ -21,6 +21,7 @@ use crate::model::*;
 
 mod read;
 mod schema;
+mod tls;
 mod write;
 
 use schema::RETENTION_LOCK;
@@ -38,9 +39,26 @@ pub fn is_url(db: &str) -> bool {
     lower.starts_with("postgres://") || lower.starts_with("postgresql://")
 }
 
+/// Where a connection goes and how: plain, or TLS when the URL says
+/// `sslmode=require`.
+#[derive(Clone)]
+pub struct Target {
+    config: Config,
+    tls: Option<tls::Rustls>,
+}
+
+impl Target {
+    pub fn connect(&self) -> std::result::Result<Client, postgres::Error> {
+        match &self.tls {
+            Some(t) => self.config.connect(t.clone()),
+            None => self.config.connect(NoTls),
+        }
+    }
+}
+
 /// One connection to the database, reopened when it was lost.
 pub struct PgStore {
-    config: Config,
+    target: Target,
     /// The URL without its password, for every message.
     shown: String,
     client: Mutex<Option<Client>>,
@@ -75,17 +93,17 @@ pub fn redact(url: &str) -> String {
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
     match authority.rfind('@') {
-        Some(at) => {
-            let user = authority[..at].split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{}{tail}", &authority[at + 1..])
-        }
+        Some(at) => match authority[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{}{tail}", &authority[at + 1..]),
+            None => url.to_string(),
+        },
         None => url.to_string(),
     }
 }
 
 /// The connection settings of `url`, with the standard `PG*` variables
 /// filling what it leaves out (as libpq does).
-pub fn config(url: &str) -> Result<Config> {
+pub fn target(url: &str) -> Result<Target> {
     let shown = redact(url);
     let mut c: Config = url.parse().map_err(|e| {
         Error::Usage(format!(
@@ -123,14 +141,18 @@ pub fn config(url: &str) -> Result<Config> {
     {
         c.dbname(&d);
     }
-    if matches!(c.get_ssl_mode(), postgres::config::SslMode::Require) {
-        return Err(Error::Usage(format!(
-            "--db {shown}: sslmode=require is not supported yet; reach PostgreSQL over a private network or a local socket, or leave sslmode at prefer"
-        )));
-    }
+    // TLS when the URL asks for it, the certificate always checked; the
+    // default (prefer) connects plainly.
+    let tls = match c.get_ssl_mode() {
+        postgres::config::SslMode::Require => Some(tls::Rustls::new()?),
+        _ => {
+            c.ssl_mode(postgres::config::SslMode::Disable);
+            None
+        }
+    };
     c.connect_timeout(CONNECT_TIMEOUT);
     c.application_name("coord serve");
-    Ok(c)
+    Ok(Target { config: c, tls })
 }
 
 impl PgStore {
@@ -138,7 +160,7 @@ impl PgStore {
     /// the URL (never its password) when the database cannot be reached.
     pub fn open(url: &str) -> Result<PgStore> {
         let store = PgStore {
-            config: config(url)?,
+            target: target(url)?,
             shown: redact(url),
             client: Mutex::new(None),
         };
@@ -150,7 +172,7 @@ impl PgStore {
     /// (the schema is already there: `open` made it).
     pub fn another(&self) -> PgStore {
         PgStore {
-            config: self.config.clone(),
+            target: self.target.clone(),
             shown: self.shown.clone(),
             client: Mutex::new(None),
         }
@@ -160,7 +182,7 @@ impl PgStore {
     fn conn(&self) -> Result<MutexGuard<'_, Option<Client>>> {
         let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
         if guard.as_ref().is_none_or(Client::is_closed) {
-            *guard = Some(self.config.connect(NoTls).map_err(|e| self.down(&e))?);
+            *guard = Some(self.target.connect().map_err(|e| self.down(&e))?);
         }
         Ok(guard)
     }
@@ -199,10 +221,16 @@ impl PgStore {
     /// The database could not be reached: the server answers 503 and the
     /// clients' writes wait in their queues (or go to another replica).
     fn down(&self, e: &postgres::Error) -> Error {
+        let said = said(e);
+        let hint = if said.contains("certificate") {
+            "; set PGSSLROOTCERT to the PEM certificate of the CA that signed PostgreSQL's"
+        } else {
+            ""
+        };
         Error::Unavailable(format!(
-            "PostgreSQL at {} cannot be reached: {}",
+            "PostgreSQL at {} cannot be reached: {}{hint}",
             self.shown,
-            crate::text::cell(&said(e), 200)
+            crate::text::cell(&said, 200)
         ))
     }
 
@@ -276,11 +304,11 @@ impl PgStore {
     /// lost with a dropped connection). Runs until the process ends;
     /// reconnects on its own.
     pub fn listen(url: &str, wake: impl Fn(&str) + Send + 'static) -> Result<()> {
-        let config = config(url)?;
+        let target = target(url)?;
         let shown = redact(url);
         std::thread::Builder::new()
             .name("coord-listen".into())
-            .spawn(move || read::listen_forever(&config, &shown, &wake))
+            .spawn(move || read::listen_forever(&target, &shown, &wake))
             .map(|_| ())
             .map_err(|e| Error::Failed(format!("cannot start the listener: {e}")))
     }

@@ -274,13 +274,13 @@ fn remember(seen: &mut (HashSet<i64>, VecDeque<i64>), id: i64) -> bool {
 /// The listener's loop (see [`PgStore::listen`]): LISTEN on a connection of
 /// its own, a catch-up read every second, a new connection after a second
 /// when the old one fails.
-pub(super) fn listen_forever(config: &Config, shown: &str, wake: &dyn Fn(&str)) {
+pub(super) fn listen_forever(target: &Target, shown: &str, wake: &dyn Fn(&str)) {
     let mut said = false;
     // Where the catch-up starts: the newest id when listening began.
     let mut upto: Option<i64> = None;
     let mut seen: (HashSet<i64>, VecDeque<i64>) = (HashSet::new(), VecDeque::new());
     loop {
-        let mut c = match config.connect(NoTls) {
+        let mut c = match target.connect() {
             Ok(c) => c,
             Err(e) => {
                 if !said {

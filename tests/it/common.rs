@@ -200,11 +200,23 @@ impl Server {
 
     /// Serves `--db DB` (a file or a URL), logging to `log`.
     pub fn start_arg(db: &std::ffi::OsStr, log: PathBuf, listen: &str, extra: &[&str]) -> Server {
+        Server::start_env(db, log, listen, extra, &[])
+    }
+
+    /// The same with variables set for it.
+    pub fn start_env(
+        db: &std::ffi::OsStr,
+        log: PathBuf,
+        listen: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         use std::io::BufRead;
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("coord"));
         crate::env::clear(&mut cmd);
         cmd.env_remove("COORD_SERVE_TOKEN");
+        cmd.envs(env.iter().copied());
         let mut child = cmd
             .args(["serve", "--listen", listen, "--db"])
             .arg(db)

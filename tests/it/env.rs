@@ -22,6 +22,7 @@ pub const VARS: &[&str] = &[
     "PGUSER",
     "PGPASSWORD",
     "PGDATABASE",
+    "PGSSLROOTCERT",
 ];
 
 /// Removes every variable above from `c`'s environment.

@@ -7,6 +7,7 @@
 //! replica killed under load loses and doubles nothing. Without
 //! `COORD_TEST_PG` each test says SKIPPED loudly and passes.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -434,4 +435,59 @@ fn a_store_copied_into_postgresql_and_back_keeps_ids_and_read_state() {
     let mut want = before.clone();
     want.push((4, "after the move".into(), false));
     assert_eq!(inbox_of(&restored, "other"), want);
+}
+
+#[test]
+fn postgresql_over_tls_checks_its_certificate() {
+    if std::env::var("COORD_TEST_PG_TLS").is_err() {
+        eprintln!(
+            "SKIPPED postgresql_over_tls_checks_its_certificate: the test PostgreSQL has no TLS (COORD_TEST_PG_TLS; .ci/run turns it on)"
+        );
+        return;
+    }
+    let Some(db) = database("postgresql_over_tls_checks_its_certificate") else {
+        return;
+    };
+    let url = format!("{db}?sslmode=require");
+    let ca = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/ca.pem");
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_env(
+        std::ffi::OsStr::new(&url),
+        dir.path().join("tls.log"),
+        "127.0.0.1:0",
+        &[],
+        &[("PGSSLROOTCERT", ca.to_str().unwrap())],
+    );
+    let (st, _, _) = post(&s.url, "/messages", &message("T/x", "encrypted"), None);
+    assert_eq!(st, 201);
+    let got = get_json(&format!(
+        "{}/api/coord/messages?session=T/x&unread=true",
+        s.url
+    ));
+    assert_eq!(got[0]["body"], "encrypted");
+    // Its connections are encrypted.
+    let name = db.rsplit_once('/').unwrap().1.to_string();
+    let mut admin = postgres::Client::connect(&maintenance().unwrap(), postgres::NoTls).unwrap();
+    let encrypted: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.datname = $1 AND a.application_name = 'coord serve' AND s.ssl",
+            &[&name],
+        )
+        .unwrap()
+        .get(0);
+    assert!(encrypted >= 1);
+    // Without the CA, the certificate is refused: one line that says how.
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("coord"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--db", &url])
+        .env_remove("PGSSLROOTCERT")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("certificate") || err.contains("Certificate"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
