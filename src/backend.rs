@@ -41,6 +41,12 @@ pub trait Coord {
     fn unread_count(&self, _session: &str) -> Result<Option<u64>> {
         Ok(None)
     }
+    /// The newest messages of the whole fleet (to or from `session` when
+    /// given), newest first, each with who has read it: what `coord
+    /// serve`'s dashboard shows. None where the engine cannot say (HTTP).
+    fn timeline(&self, _session: Option<&str>, _limit: u32) -> Result<Option<Vec<Message>>> {
+        Ok(None)
+    }
     /// Where the data lives, for people: a file path or a URL.
     fn location(&self) -> String;
     /// True when writes go over the network and may need the queue.

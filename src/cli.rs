@@ -80,6 +80,9 @@ pub enum Command {
         #[arg(long, conflicts_with_all = ["list", "drop"])]
         retry_rejected: bool,
     },
+    /// The dashboard of this machine's own store, on 127.0.0.1 (a free
+    /// port): prints its address, serves until Ctrl-C.
+    Ui,
     /// Move or back up a store.
     #[command(subcommand)]
     Store(StoreCmd),

@@ -291,6 +291,38 @@ fn dispatch_command(cli: Cli, name: &'static str) -> Result<(), Error> {
                 retain_days: retain,
                 max_connections: max_connections.and_then(|n| usize::try_from(n).ok()),
                 tls: tls_cert.zip(tls_key),
+                ui_user: load().map(|i| i.user).unwrap_or_else(|_| "person".into()),
+                on_listen: None,
+            })
+        }
+        Command::Ui => {
+            let id = load()?;
+            if let Some(api) = &id.api {
+                let first = identity::fleet_urls(api)
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                note(&format!(
+                    "this machine uses the coord API at {}: its dashboard is {}/ (open it there)",
+                    identity::redact_url(&first),
+                    identity::redact_url(&first)
+                ));
+                return Ok(());
+            }
+            server::serve(server::ServeOptions {
+                listen: listen_addr("127.0.0.1:0")?,
+                db: server::Db::Sqlite(id.db_path.clone()),
+                token: None,
+                insecure: false,
+                retain_days: 3650,
+                max_connections: Some(256),
+                tls: None,
+                ui_user: id.user.clone(),
+                on_listen: Some(Box::new(|url: &str| {
+                    note(&format!(
+                        "coord ui: the dashboard of this machine's store is at {url}/ (Ctrl-C stops it)"
+                    ));
+                })),
             })
         }
         Command::Store(cli::StoreCmd::Copy { from, to }) => cmd::copy::run(cli.json, &from, &to),

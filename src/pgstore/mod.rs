@@ -555,6 +555,10 @@ impl Coord for PgStore {
         Ok(page.total)
     }
 
+    fn timeline(&self, session: Option<&str>, limit: u32) -> Result<Option<Vec<Message>>> {
+        self.read(|c| self.timeline_in(c, session, limit)).map(Some)
+    }
+
     fn location(&self) -> String {
         self.shown.clone()
     }

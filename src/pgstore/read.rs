@@ -90,6 +90,58 @@ impl PgStore {
         })
     }
 
+    /// Who has read `m` (its sender aside).
+    fn readers_of(&self, c: &mut Client, m: &Message) -> Result<Vec<String>> {
+        let rows = if m.to_session == ALL_SESSIONS {
+            c.query(
+                "SELECT session FROM broadcast_marks WHERE upto >= $1 AND session <> $2 \
+                 UNION SELECT session FROM message_reads WHERE message_id = $1 AND session <> $2 \
+                 ORDER BY 1",
+                &[&m.id, &m.from_session],
+            )
+        } else {
+            c.query(
+                "SELECT to_session FROM messages WHERE id = $1 AND read_at IS NOT NULL",
+                &[&m.id],
+            )
+        }
+        .map_err(|e| self.db(e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// The dashboard's timeline (see `Coord::timeline`).
+    pub(super) fn timeline_in(
+        &self,
+        c: &mut Client,
+        session: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Message>> {
+        let limit = i64::from(limit);
+        let rows = match session.map(canonical_session) {
+            Some(s) => c.query(
+                &format!(
+                    "SELECT {MESSAGE_COLS}, NULL::BIGINT FROM messages m WHERE m.id IN \
+                     ((SELECT id FROM messages WHERE to_session = $1 ORDER BY id DESC LIMIT $2) \
+                      UNION (SELECT id FROM messages WHERE from_session = $1 ORDER BY id DESC LIMIT $2)) \
+                     ORDER BY m.id DESC LIMIT $2"
+                ),
+                &[&s, &limit],
+            ),
+            None => c.query(
+                &format!(
+                    "SELECT {MESSAGE_COLS}, NULL::BIGINT FROM messages m ORDER BY m.id DESC LIMIT $1"
+                ),
+                &[&limit],
+            ),
+        }
+        .map_err(|e| self.db(e))?;
+        let mut messages: Vec<Message> = rows.iter().map(message_row).collect();
+        for m in &mut messages {
+            m.read_by = Some(self.readers_of(c, m)?);
+        }
+        Ok(messages)
+    }
+
     /// What `session` sent, each with who has read it.
     fn sent(&self, c: &mut Client, session: &str, limit: i64, newest_first: bool) -> Result<Page> {
         let dir = if newest_first { "DESC" } else { "ASC" };
@@ -106,21 +158,7 @@ impl PgStore {
             .map(message_row)
             .collect();
         for m in &mut messages {
-            let rows = if m.to_session == ALL_SESSIONS {
-                c.query(
-                    "SELECT session FROM broadcast_marks WHERE upto >= $1 AND session <> $2 \
-                     UNION SELECT session FROM message_reads WHERE message_id = $1 AND session <> $2 \
-                     ORDER BY 1",
-                    &[&m.id, &session],
-                )
-            } else {
-                c.query(
-                    "SELECT to_session FROM messages WHERE id = $1 AND read_at IS NOT NULL",
-                    &[&m.id],
-                )
-            }
-            .map_err(|e| self.db(e))?;
-            m.read_by = Some(rows.iter().map(|r| r.get(0)).collect());
+            m.read_by = Some(self.readers_of(c, m)?);
         }
         let total: i64 = c
             .query_one(

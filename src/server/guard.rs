@@ -29,6 +29,13 @@ pub(super) async fn browser_guard(
     req: Request,
     next: Next,
 ) -> Response {
+    if !req.uri().path().starts_with(wire::PREFIX) {
+        // The dashboard: pages, forms and events of its own origin.
+        if let Some(no) = super::ui::refused(&st, &req) {
+            return no;
+        }
+        return next.run(req).await;
+    }
     if req.headers().contains_key(header::ORIGIN) {
         return error(
             403,

@@ -40,6 +40,9 @@ impl Db {
     }
 }
 
+/// What runs once the server listens, given its URL.
+pub type OnListen = Box<dyn FnOnce(&str) + Send>;
+
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub db: Db,
@@ -51,6 +54,10 @@ pub struct ServeOptions {
     pub max_connections: Option<usize>,
     /// `--tls-cert PEM --tls-key PEM`: serve HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Who a person using the dashboard writes as (`WEB/<user>`).
+    pub ui_user: String,
+    /// Called with the URL once listening (`coord ui` prints it, opens it).
+    pub on_listen: Option<OnListen>,
 }
 
 /// How much of the store each of serve's connections maps into memory:
@@ -110,6 +117,8 @@ struct AppState {
     /// waiters of its recipient (a broadcast, all of them). A waiter holds
     /// no store connection and no worker.
     waiters: Arc<Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>>,
+    /// The dashboard's sign-ins and change signal.
+    ui: Arc<ui::Ui>,
 }
 
 impl AppState {
@@ -123,6 +132,7 @@ impl AppState {
     }
 
     fn wake(&self, to: &str) {
+        self.ui.changed();
         let w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
         if to == ALL_SESSIONS {
             w.values().for_each(|n| n.notify_waiters());
@@ -203,6 +213,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         readers: Arc::new(readers),
         next_reader: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         inline_reads: matches!(opts.db, Db::Sqlite(_)),
+        ui: Arc::new(ui::Ui::new(&opts.ui_user)),
         token: opts.token.map(Arc::from),
         listen: Arc::new(Mutex::new(None)),
         waiters: Arc::new(Mutex::new(std::collections::HashMap::new())),
@@ -221,6 +232,9 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         *state.listen.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
         let scheme = if tls.is_some() { "https" } else { "http" };
         crate::out::out(&format!("listening on {scheme}://{addr}\n"));
+        if let Some(f) = opts.on_listen {
+            f(&format!("{scheme}://{addr}"));
+        }
         // Retention never holds up a start, nor a write for longer than a
         // batch: on a connection of its own, after listening, now and
         // hourly.
@@ -254,9 +268,11 @@ macro_rules! tri {
 
 mod conn;
 mod guard;
+mod page;
 mod reply;
 mod routes;
 mod tls;
+mod ui;
 
 #[cfg(unix)]
 pub use conn::raise_fd_limit;

@@ -143,8 +143,9 @@ pub(super) async fn do_write(st: AppState, h: HeaderMap, w: Write) -> Response {
     .await;
     match result {
         Ok((status, body, replayed)) => {
-            if let Some(to) = wakes {
-                state.wake(&to);
+            match wakes {
+                Some(to) => state.wake(&to),
+                None => state.ui.changed(),
             }
             let mut resp = ok(status, body);
             if replayed {

@@ -17,7 +17,20 @@ pub(super) fn router(state: AppState) -> Router {
         .route(route::SESSION, put(touch_session))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth))
         .route(route::HEALTH, get(health));
+    // The dashboard, beside the API (its own guard: `ui::refused`).
+    let dashboard = Router::new()
+        .route("/", get(ui::index))
+        .route("/ui/main", get(ui::main_part))
+        .route("/ui/events", get(ui::events))
+        .route("/ui/style.css", get(ui::css))
+        .route("/ui/app.js", get(ui::js))
+        .route("/ui/login", post(ui::login))
+        .route("/ui/send", post(ui::send))
+        .route("/ui/todo", post(ui::add_todo))
+        .route("/ui/todo/done", post(ui::done_todo))
+        .route("/ui/lock/release", post(ui::release_lock));
     Router::new()
+        .merge(dashboard)
         .nest(wire::PREFIX, api)
         .fallback(|| async { error(404, "no such endpoint".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), browser_guard))

@@ -353,6 +353,10 @@ impl Coord for LocalStore {
         Ok(page.total)
     }
 
+    fn timeline(&self, session: Option<&str>, limit: u32) -> Result<Option<Vec<Message>>> {
+        self.timeline_of(session, limit).map(Some)
+    }
+
     fn location(&self) -> String {
         self.path.display().to_string()
     }

@@ -154,6 +154,51 @@ impl LocalStore {
         let _ = self.write(w, None);
     }
 
+    /// Who has read `m` (its sender aside).
+    fn readers_of(&self, m: &Message) -> Result<Vec<String>> {
+        if m.to_session == ALL_SESSIONS {
+            self.collect(
+                "SELECT session FROM broadcast_marks WHERE upto >= ?1 AND session <> ?2 \
+                 UNION SELECT session FROM message_reads WHERE message_id = ?1 AND session <> ?2 \
+                 ORDER BY 1",
+                &[&m.id, &m.from_session],
+                |r| r.get(0),
+            )
+        } else {
+            self.collect(
+                "SELECT to_session FROM messages WHERE id = ?1 AND read_at IS NOT NULL",
+                &[&m.id],
+                |r| r.get(0),
+            )
+        }
+    }
+
+    /// The newest messages of the fleet (those to or from `session`, when
+    /// given), each with who has read it: the dashboard's timeline.
+    pub(super) fn timeline_of(&self, session: Option<&str>, limit: u32) -> Result<Vec<Message>> {
+        let mut messages = match session.map(canonical_session) {
+            Some(s) => self.collect(
+                &format!(
+                    "SELECT {MESSAGE_COLS}, NULL FROM messages m WHERE m.id IN \
+                     (SELECT id FROM (SELECT id FROM messages WHERE to_session = ?1 ORDER BY id DESC LIMIT ?2) \
+                      UNION SELECT id FROM (SELECT id FROM messages WHERE from_session = ?1 ORDER BY id DESC LIMIT ?2)) \
+                     ORDER BY m.id DESC LIMIT ?2"
+                ),
+                &[&s, &limit],
+                message_row,
+            )?,
+            None => self.collect(
+                &format!("SELECT {MESSAGE_COLS}, NULL FROM messages m ORDER BY m.id DESC LIMIT ?1"),
+                &[&limit],
+                message_row,
+            )?,
+        };
+        for m in &mut messages {
+            m.read_by = Some(self.readers_of(m)?);
+        }
+        Ok(messages)
+    }
+
     /// What `session` sent, each with who has read it.
     pub(super) fn sent(&self, session: &str, limit: u32, newest_first: bool) -> Result<Page> {
         let dir = if newest_first { "DESC" } else { "ASC" };
@@ -166,22 +211,7 @@ impl LocalStore {
             message_row,
         )?;
         for m in &mut messages {
-            let readers: Vec<String> = if m.to_session == ALL_SESSIONS {
-                self.collect(
-                    "SELECT session FROM broadcast_marks WHERE upto >= ?1 AND session <> ?2 \
-                     UNION SELECT session FROM message_reads WHERE message_id = ?1 AND session <> ?2 \
-                     ORDER BY 1",
-                    &[&m.id, &session],
-                    |r| r.get(0),
-                )?
-            } else {
-                self.collect(
-                    "SELECT to_session FROM messages WHERE id = ?1 AND read_at IS NOT NULL",
-                    &[&m.id],
-                    |r| r.get(0),
-                )?
-            };
-            m.read_by = Some(readers);
+            m.read_by = Some(self.readers_of(m)?);
         }
         let total: i64 = self.retry_busy(|| {
             self.conn.row(

@@ -7,6 +7,7 @@ mod env;
 
 mod abuse;
 mod addresses;
+mod browser;
 mod cli_local;
 mod contract;
 mod fleet;
