@@ -12,10 +12,32 @@ pub struct View {
     pub unread: Vec<(String, Option<u64>)>,
     pub messages: Vec<Message>,
     pub filter: Option<String>,
+    /// Only this thread (the id of its first message).
+    pub thread: Option<i64>,
     pub locks: Vec<Lock>,
     pub todos: Vec<Todo>,
     pub status: Status,
     pub now: Time,
+}
+
+/// Each message's thread: the first message its `in_reply_to` chain
+/// reaches among `ms` (itself when it answers nothing shown here).
+pub fn roots(ms: &[Message]) -> std::collections::HashMap<i64, i64> {
+    let parent: std::collections::HashMap<i64, Option<i64>> =
+        ms.iter().map(|m| (m.id, m.in_reply_to)).collect();
+    ms.iter()
+        .map(|m| {
+            let mut at = m.id;
+            // Bounded: a chain never longer than what is shown.
+            for _ in 0..ms.len() {
+                match parent.get(&at).copied().flatten() {
+                    Some(p) if parent.contains_key(&p) => at = p,
+                    _ => break,
+                }
+            }
+            (m.id, at)
+        })
+        .collect()
 }
 
 /// A session is live when seen in the last 15 minutes, idle within a day,
@@ -105,6 +127,7 @@ pub fn page(v: &View, csrf: &str, who: &str) -> Markup {
 /// The part that is replaced when the fleet writes.
 pub fn main(v: &View, csrf: &str) -> Markup {
     let now = &v.now;
+    let roots = roots(&v.messages);
     html! {
         section #compose {
             h2 { "Send" }
@@ -139,6 +162,7 @@ pub fn main(v: &View, csrf: &str) -> Markup {
             h2 {
                 "Messages"
                 @if let Some(f) = &v.filter { " to or from " code { (f) } " " a href="/" { "(all)" } }
+                @if let Some(t) = v.thread { " · thread of #" (t) " " a href="/" { "(all)" } }
             }
             @if v.messages.is_empty() { p.empty { "No messages." } }
             ol.timeline {
@@ -150,6 +174,7 @@ pub fn main(v: &View, csrf: &str) -> Markup {
                             " to " code.to { (m.to_session) }
                             " · " (when(&m.created_at, now))
                             @if let Some(r) = m.in_reply_to { " · re " a href={ "#m" (r) } { "#" (r) } }
+                            @if let Some(root) = roots.get(&m.id) { " · " a.thread href={ "/?thread=" (root) } { "thread" } }
                         }
                         @if let Some(subj) = &m.subject { div.subject { (subj) } }
                         pre.body { (m.body) }
@@ -294,7 +319,12 @@ pub const JS: &str = r#"
     busy = true;
     fetch('/ui/main' + location.search, { credentials: 'same-origin' })
       .then(function (r) { return r.ok ? r.text() : null; })
-      .then(function (html) { if (html !== null) document.getElementById('main').innerHTML = html; })
+      .then(function (html) {
+        if (html === null) return;
+        // Typing began while it was fetched: swap in later.
+        if (typing()) { setTimeout(refresh, 1000); return; }
+        document.getElementById('main').innerHTML = html;
+      })
       .finally(function () { busy = false; if (again) { again = false; refresh(); } });
   }
   var es = new EventSource('/ui/events');

@@ -112,10 +112,13 @@ fn forbidden(why: &str) -> Response {
 #[derive(Deserialize)]
 pub(super) struct Filter {
     session: Option<String>,
+    /// A thread: the id of its first message.
+    thread: Option<i64>,
 }
 
 /// Reads everything the dashboard shows.
-async fn view(st: &AppState, filter: Option<String>) -> Result<page::View> {
+async fn view(st: &AppState, f: Filter) -> Result<page::View> {
+    let (filter, thread) = (f.session, f.thread);
     with_reader(st, move |s| {
         let sessions = s.sessions(None)?.unwrap_or_default();
         let unread = sessions
@@ -123,7 +126,11 @@ async fn view(st: &AppState, filter: Option<String>) -> Result<page::View> {
             .take(200)
             .map(|x| Ok((x.session_id.clone(), s.unread_count(&x.session_id)?)))
             .collect::<Result<Vec<_>>>()?;
-        let messages = s.timeline(filter.as_deref(), TIMELINE)?.unwrap_or_default();
+        let mut messages = s.timeline(filter.as_deref(), TIMELINE)?.unwrap_or_default();
+        if let Some(root) = thread {
+            let roots = page::roots(&messages);
+            messages.retain(|m| roots.get(&m.id) == Some(&root));
+        }
         let mut todos = s.todos(&TodoQuery {
             status: StatusFilter::Pending,
             limit: Some(200),
@@ -145,6 +152,7 @@ async fn view(st: &AppState, filter: Option<String>) -> Result<page::View> {
             unread,
             messages,
             filter,
+            thread,
             locks: status.locks.clone(),
             todos,
             status,
@@ -162,7 +170,7 @@ pub(super) async fn index(
     let Some(csrf) = signed_in(&st, &h) else {
         return html(200, page::login(false));
     };
-    match view(&st, f.session).await {
+    match view(&st, f).await {
         Ok(v) => html(200, page::page(&v, &csrf, &st.ui.author)),
         Err(e) => error_response(&e),
     }
@@ -177,7 +185,7 @@ pub(super) async fn main_part(
     let Some(csrf) = signed_in(&st, &h) else {
         return forbidden("sign in first");
     };
-    match view(&st, f.session).await {
+    match view(&st, f).await {
         Ok(v) => html(200, page::main(&v, &csrf)),
         Err(e) => error_response(&e),
     }

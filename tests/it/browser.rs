@@ -136,6 +136,9 @@ impl Browser {
     }
 
     fn type_in(&self, css: &str, text: &str) {
+        // Focused first, as a person would: the page then holds its live
+        // refresh until the form is sent.
+        self.click(css);
         let e = self.find(css);
         call(
             "POST",
@@ -445,4 +448,36 @@ fn coord_ui_serves_this_machines_own_store_on_loopback() {
     assert!(page.contains("BOX/claude-main"), "{page}");
     // A person writes as WEB/<the identity's user>.
     assert!(page.contains("WEB/howard"), "{page}");
+}
+
+#[test]
+fn a_thread_shows_a_message_and_its_replies_only() {
+    let s = Server::start(&[]);
+    let a = Machine::remote("ALPHA", &s.url);
+    let b = Machine::remote("BRAVO", &s.url);
+    a.arrive(None);
+    b.arrive(None);
+    let q = a.json(None, &["msg", "send", "BRAVO", "which port?"]);
+    let id = q["id"].to_string();
+    b.json(None, &["msg", "reply", &id, "8001"]);
+    a.json(None, &["msg", "send", "BRAVO", "unrelated"]);
+    let get = |path: &str| {
+        agent()
+            .get(&format!("{}{path}", s.url))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    };
+    let thread = get(&format!("/?thread={id}"));
+    assert!(
+        thread.contains("which port?") && thread.contains("8001"),
+        "{thread}"
+    );
+    assert!(!thread.contains("unrelated"), "{thread}");
+    assert!(get("/").contains("unrelated"));
+    // The live part answers alone, with the same filter.
+    let part = get(&format!("/ui/main?thread={id}"));
+    assert!(part.contains("8001") && !part.contains("<html"), "{part}");
 }
