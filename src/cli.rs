@@ -89,6 +89,9 @@ pub enum Command {
     /// The waiter Claude Code runs while a session is idle: exits 2 with
     /// new messages on stderr, which wakes the session.
     Wait,
+    /// Claude Code's PreToolUse hook for edits: denies an edit inside a
+    /// path another session has claimed (`lock claim --path`).
+    Guard,
     /// Wire coord into Claude Code: the session-start block, the prompt
     /// hook and the waiter in settings.json, the skill beside them, and
     /// permission for coord's everyday commands.
@@ -296,6 +299,12 @@ pub enum LockCmd {
         /// Why you hold it, for the others.
         #[arg(long, value_name = "TXT")]
         note: Option<String>,
+        /// A path the claim covers, relative to the repository's root and
+        /// written with / (a glob: `*` within a folder, `**` across; a
+        /// folder covers what is under it). Repeat for more. Another
+        /// session's edit there is stopped by the guard.
+        #[arg(long = "path", value_name = "GLOB")]
+        paths: Vec<String>,
     },
     /// Release a lock: by id, or by PROJECT RESOURCE.
     Release {

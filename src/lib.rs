@@ -106,7 +106,7 @@ Every coord command works here too (coord-hook msg inbox); see coord --help.";
 /// still work).
 fn command_for(name: &'static str) -> clap::Command {
     const HOOK_ARGS: [&str; 3] = ["preview", "format", "timeout"];
-    const HOOK_COMMANDS: [&str; 3] = ["install", "uninstall", "wait"];
+    const HOOK_COMMANDS: [&str; 4] = ["install", "uninstall", "wait", "guard"];
     let mut cmd = Cli::command().name(name).bin_name(name);
     if name == "coord-hook" {
         let fleet: Vec<String> = cmd
@@ -250,6 +250,13 @@ fn dispatch_command(cli: Cli, name: &'static str) -> Result<(), Error> {
         }
         return Ok(());
     };
+    if let Command::Guard = command {
+        // Before every edit: whatever happens, exit 0 (an answer only to
+        // deny; nothing printed allows).
+        let identity = cli.identity.clone();
+        let _ = std::panic::catch_unwind(move || hook::guard::run(identity.as_deref()));
+        std::process::exit(0);
+    }
     if let Command::Wait = command {
         // Exit 2 is how Claude Code is told to wake the session; a panic
         // or any failure must never look like it.
@@ -334,7 +341,7 @@ fn dispatch_command(cli: Cli, name: &'static str) -> Result<(), Error> {
         Command::Lock(c) => cmd::lock::run(&ctx()?, c),
         Command::Component(c) => cmd::state::component(&ctx()?, c),
         Command::Workflow(c) => cmd::state::workflow(&ctx()?, c),
-        Command::Wait => Ok(()),
+        Command::Wait | Command::Guard => Ok(()),
         Command::Sync {
             list,
             drop,

@@ -220,10 +220,20 @@ pub fn locks(locks: &[Lock], now: &Time, style: &Style) -> String {
             cell(&l.resource, 40),
             address(&l.session_id),
             when(&l.expires_at, now),
-            cell(l.note.as_deref().unwrap_or(""), 60),
+            cell(&lock_note(l), 80),
         ]);
     }
     t.render(style)
+}
+
+/// A lock's note, with the paths it claims.
+fn lock_note(l: &Lock) -> String {
+    let note = l.note.as_deref().unwrap_or("");
+    match (note.is_empty(), l.paths.is_empty()) {
+        (_, true) => note.to_string(),
+        (true, false) => format!("paths: {}", l.paths.join(", ")),
+        (false, false) => format!("{note} · paths: {}", l.paths.join(", ")),
+    }
 }
 
 pub fn status(s: &Status, now: &Time, style: &Style) -> String {

@@ -55,6 +55,7 @@ pub fn seed(db: &Path) {
                 session_id: SESSION.into(),
                 ttl_hours: Some(2.0),
                 note: None,
+                paths: vec![],
             }),
             None,
         )

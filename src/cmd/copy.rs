@@ -122,6 +122,7 @@ const TABLES: &[Table] = &[
             ("note", Text),
             ("created_at", Int),
             ("expires_at", Int),
+            ("paths", Text),
         ],
     ),
     (

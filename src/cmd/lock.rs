@@ -14,7 +14,8 @@ pub fn run(ctx: &Ctx, cmd: LockCmd) -> Result<()> {
             resource,
             ttl,
             note,
-        } => claim(ctx, project, resource, ttl, note),
+            paths,
+        } => claim(ctx, project, resource, ttl, note, paths),
         LockCmd::Release {
             what,
             resource,
@@ -30,7 +31,16 @@ fn claim(
     resource: String,
     ttl: f64,
     note: Option<String>,
+    paths: Vec<String>,
 ) -> Result<()> {
+    // Written as a person types them on any OS: `\` becomes `/`.
+    let paths: Vec<String> = paths.iter().map(|p| p.replace('\\', "/")).collect();
+    if let Err(why) = check_paths(&paths) {
+        return Err(Error::Usage(format!(
+            "--path: {}",
+            why.trim_start_matches("paths: ")
+        )));
+    }
     if !(ttl.is_finite() && ttl > 0.0 && ttl <= MAX_TTL_HOURS) {
         return Err(Error::Usage(format!(
             "--ttl {ttl}: give hours, more than 0 and at most {MAX_TTL_HOURS} (a week), e.g. --ttl 0.5"
@@ -47,6 +57,7 @@ fn claim(
         session_id: ctx.session_id(),
         ttl_hours: Some(ttl),
         note,
+        paths,
     });
     ctx.write_and_emit(&w, |written| match written {
         Written::Lock { lock, created } => format!(

@@ -126,6 +126,15 @@ pub(crate) fn locks_text(locks: &[Lock], now: &Time, cap: usize) -> String {
             .as_deref()
             .map(|n| format!(" · note: {}", quoted(&crate::text::clip(n, 120))))
             .unwrap_or_default();
+        let paths = if l.paths.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " · paths: {}",
+                quoted(&crate::text::clip(&l.paths.join(", "), 200))
+            )
+        };
+        let note = format!("{note}{paths}");
         let flag = if l.expires_at - *now > soon {
             String::new()
         } else {

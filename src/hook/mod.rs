@@ -39,6 +39,7 @@ pub(crate) const INPUT_WAIT: Duration = Duration::from_millis(250);
 
 pub mod block;
 mod fetch;
+pub mod guard;
 mod input;
 pub mod prompt;
 mod start;

@@ -12,8 +12,14 @@ pub(super) fn hook(command: &str, role: Role) -> Value {
         Role::Waiter => json!({
             "type": "command", "command": command, "asyncRewake": true, "timeout": WAITER_TIMEOUT_S
         }),
+        Role::Guard => json!({ "type": "command", "command": command, "timeout": GUARD_TIMEOUT_S }),
     }
 }
+
+/// The tools the guard is asked about: the ones that change a file.
+pub const GUARD_MATCHER: &str = "Edit|Write|MultiEdit|NotebookEdit";
+/// Claude Code's limit for the guard (it answers within 0.3 s or allows).
+const GUARD_TIMEOUT_S: u64 = 5;
 
 /// Our entries, by hook event: `program` is the quoted binary.
 pub fn entries(program: &str, waiter: bool) -> Vec<(&'static str, Value)> {
@@ -36,6 +42,10 @@ pub fn entries(program: &str, waiter: bool) -> Vec<(&'static str, Value)> {
     if waiter {
         out.push(("Stop", json!({ "hooks": [hook(&wait, Role::Waiter)] })));
     }
+    out.push((
+        "PreToolUse",
+        json!({ "matcher": GUARD_MATCHER, "hooks": [hook(&format!("{program} guard"), Role::Guard)] }),
+    ));
     out
 }
 
@@ -127,6 +137,7 @@ pub fn role_of(command: &str) -> Option<Role> {
     while let Some(w) = rest.next() {
         match w {
             "wait" if role == Role::Context => role = Role::Waiter,
+            "guard" if role == Role::Context => role = Role::Guard,
             "--format" | "--timeout" | "--identity" => {
                 rest.next()?;
             }

@@ -94,6 +94,8 @@ pub enum Role {
     Context,
     /// The asyncRewake waiter: `wait`.
     Waiter,
+    /// The PreToolUse guard for edits: `guard`.
+    Guard,
 }
 
 /// `~/.claude`, or the project's `.claude`.

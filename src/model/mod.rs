@@ -116,6 +116,10 @@ pub struct Lock {
     pub created_at: Time,
     #[serde(with = "time_serde")]
     pub expires_at: Time,
+    /// v1.2: the repository-relative globs it claims (empty: a plain
+    /// resource lock).
+    #[serde(default)]
+    pub paths: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,11 +160,13 @@ pub struct Status {
 }
 
 mod address;
+mod paths;
 mod query;
 mod serde_forms;
 mod write;
 
 pub use address::*;
+pub use paths::*;
 pub use query::*;
 pub use serde_forms::*;
 pub use write::*;

@@ -390,7 +390,7 @@ fn todo_row(r: &Row) -> Todo {
     }
 }
 
-const LOCK_COLS: &str = "id, project, resource, session_id, note, created_at, expires_at";
+const LOCK_COLS: &str = "id, project, resource, session_id, note, created_at, expires_at, paths";
 
 fn lock_row(r: &Row) -> Lock {
     Lock {
@@ -401,6 +401,7 @@ fn lock_row(r: &Row) -> Lock {
         note: r.get(4),
         created_at: from_millis(r.get(5)),
         expires_at: from_millis(r.get(6)),
+        paths: paths_from_column(r.get(7)),
     }
 }
 

@@ -4,7 +4,7 @@
 //! migrate once).
 
 /// Bump when the schema changes, and add a step to `MIGRATIONS`.
-pub(super) const SCHEMA_VERSION: i32 = 1;
+pub(super) const SCHEMA_VERSION: i32 = 2;
 
 /// The advisory lock a migration runs under ("coord" + 1).
 pub(super) const MIGRATION_LOCK: i64 = 0x636f_6f72_6401;
@@ -16,7 +16,8 @@ pub(super) const RETENTION_LOCK: i64 = 0x636f_6f72_6402;
 /// here too); `user` is quoted, PostgreSQL reserves it. A message's subject
 /// and body are bytes (their UTF-8): PostgreSQL's text cannot hold a NUL
 /// character, and a body comes back exactly as it was sent.
-pub(super) const MIGRATIONS: &[&str] = &[r#"
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE messages (
     id BIGSERIAL PRIMARY KEY,
     from_session TEXT NOT NULL,
@@ -111,4 +112,8 @@ CREATE TABLE sessions (
     last_seen BIGINT NOT NULL
 );
 CREATE INDEX sessions_seen ON sessions (last_seen);
-"#];
+"#,
+    r#"
+ALTER TABLE locks ADD COLUMN paths TEXT;
+"#,
+];

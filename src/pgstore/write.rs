@@ -240,6 +240,8 @@ impl PgStore {
         required("session_id", &l.session_id)?;
         let db = |e| self.db(e);
         let session = canonical_session(&l.session_id);
+        check_paths(&l.paths).map_err(Error::invalid)?;
+        let paths = paths_column(&l.paths);
         let ttl = l.ttl_hours.unwrap_or(DEFAULT_TTL_HOURS);
         if !(ttl > 0.0 && ttl <= MAX_TTL_HOURS) {
             return Err(Error::invalid(format!(
@@ -262,11 +264,11 @@ impl PgStore {
             if let Some(row) = tx
                 .query_opt(
                     &format!(
-                        "INSERT INTO locks (project, resource, session_id, note, created_at, expires_at) \
-                         VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (project, resource) DO NOTHING \
+                        "INSERT INTO locks (project, resource, session_id, note, created_at, expires_at, paths) \
+                         VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (project, resource) DO NOTHING \
                          RETURNING {LOCK_COLS}"
                     ),
-                    &[&l.project, &l.resource, &session, &l.note, &now, &expires],
+                    &[&l.project, &l.resource, &session, &l.note, &now, &expires, &paths],
                 )
                 .map_err(db)?
             {
@@ -302,10 +304,10 @@ impl PgStore {
             let row = tx
                 .query_one(
                     &format!(
-                        "UPDATE locks SET expires_at = $2, note = COALESCE($3, note) WHERE id = $1 \
-                         RETURNING {LOCK_COLS}"
+                        "UPDATE locks SET expires_at = $2, note = COALESCE($3, note), \
+                         paths = COALESCE($4, paths) WHERE id = $1 RETURNING {LOCK_COLS}"
                     ),
-                    &[&held.id, &expires, &l.note],
+                    &[&held.id, &expires, &l.note, &paths],
                 )
                 .map_err(db)?;
             return Ok(Written::Lock {

@@ -207,7 +207,10 @@ pub fn main(v: &View, csrf: &str) -> Markup {
                         tr {
                             td { code { (l.project) "/" (l.resource) } }
                             td { code { (l.session_id) } }
-                            td { (l.note.as_deref().unwrap_or("")) }
+                            td {
+                                (l.note.as_deref().unwrap_or(""))
+                                @if !l.paths.is_empty() { " · paths: " code { (l.paths.join(", ")) } }
+                            }
                             td { "expires " (when(&l.expires_at, now)) }
                             td {
                                 form method="post" action="/ui/lock/release" onsubmit="return confirm('Release this lock? Its holder is told.')" {

@@ -423,7 +423,7 @@ pub(super) fn todo_row(r: &Row) -> rusqlite::Result<Todo> {
 }
 
 pub(super) const LOCK_COLS: &str =
-    "id, project, resource, session_id, note, created_at, expires_at";
+    "id, project, resource, session_id, note, created_at, expires_at, paths";
 
 pub(super) fn lock_row(r: &Row) -> rusqlite::Result<Lock> {
     Ok(Lock {
@@ -434,6 +434,7 @@ pub(super) fn lock_row(r: &Row) -> rusqlite::Result<Lock> {
         note: r.get(4)?,
         created_at: from_millis(r.get(5)?),
         expires_at: from_millis(r.get(6)?),
+        paths: paths_from_column(r.get(7)?),
     })
 }
 

@@ -4,7 +4,7 @@
 use super::*;
 
 /// Bump when the schema changes, and add a step to `MIGRATIONS`.
-pub(super) const SCHEMA_VERSION: i64 = 6;
+pub(super) const SCHEMA_VERSION: i64 = 7;
 
 /// Step N brings a database from user_version N to N+1.
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -163,6 +163,10 @@ WHERE session_id <> coord_canonical_session(session_id);
 -- only (read::NEW_SESSION_BROADCAST_DAYS): where they start is one step
 -- of this index.
 CREATE INDEX messages_broadcast_age ON messages (created_at) WHERE to_session = 'ALL_SESSIONS';
+"#,
+    r#"
+-- v1.2 path claims: the repository-relative globs a lock covers (JSON).
+ALTER TABLE locks ADD COLUMN paths TEXT;
 "#,
 ];
 

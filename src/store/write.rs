@@ -219,6 +219,8 @@ impl LocalStore {
             session_id: canonical_session(&l.session_id),
             ..l.clone()
         };
+        check_paths(&l.paths).map_err(Error::invalid)?;
+        let paths = paths_column(&l.paths);
         let ttl = l.ttl_hours.unwrap_or(DEFAULT_TTL_HOURS);
         if !(ttl > 0.0 && ttl <= MAX_TTL_HOURS) {
             return Err(Error::invalid(format!(
@@ -259,16 +261,17 @@ impl LocalStore {
             }
             Some(h) => {
                 self.db(tx.exec(
-                    "UPDATE locks SET expires_at = ?2, note = COALESCE(?3, note) WHERE id = ?1",
-                    params![h.id, expires, l.note],
+                    "UPDATE locks SET expires_at = ?2, note = COALESCE(?3, note), \
+                     paths = COALESCE(?4, paths) WHERE id = ?1",
+                    params![h.id, expires, l.note, paths],
                 ))?;
                 (h.id, false)
             }
             None => {
                 self.db(tx.exec(
-                    "INSERT INTO locks (project, resource, session_id, note, created_at, expires_at) \
-                     VALUES (?1,?2,?3,?4,?5,?6)",
-                    params![l.project, l.resource, l.session_id, l.note, now, expires],
+                    "INSERT INTO locks (project, resource, session_id, note, created_at, expires_at, paths) \
+                     VALUES (?1,?2,?3,?4,?5,?6,?7)",
+                    params![l.project, l.resource, l.session_id, l.note, now, expires, paths],
                 ))?;
                 (tx.last_insert_rowid(), true)
             }

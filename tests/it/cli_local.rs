@@ -305,7 +305,7 @@ fn json_output_is_exactly_the_contract_objects() {
     let _: Vec<Lock> = serde_json::from_value(locks.clone()).unwrap();
     assert_eq!(
         keys(&locks[0]),
-        "created_at,expires_at,id,note,project,resource,session_id"
+        "created_at,expires_at,id,note,paths,project,resource,session_id"
     );
 
     let status = m.json(None, &["status"]);

@@ -42,6 +42,7 @@ fn lock(session: &str, resource: &str, ttl: Option<f64>) -> NewLock {
         session_id: session.into(),
         ttl_hours: ttl,
         note: Some("why".into()),
+        paths: vec![],
     }
 }
 

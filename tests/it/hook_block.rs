@@ -69,6 +69,7 @@ fn lock(id: i64, resource: &str, minutes_left: i64) -> Lock {
         note: Some("release 1.4".into()),
         created_at: now() - Duration::hours(1),
         expires_at: now() + Duration::minutes(minutes_left),
+        paths: vec![],
     }
 }
 

@@ -53,9 +53,15 @@ fn install_merges_keeps_the_rest_and_is_idempotent() {
     // The user's rules stay first; ours follow (see the permissions test).
     assert_eq!(after["permissions"]["allow"][0], "Bash(git status)");
     assert_eq!(after["permissions"]["deny"], json!([]));
-    assert_eq!(
-        after["hooks"]["PreToolUse"],
-        existing()["hooks"]["PreToolUse"]
+    // The user's PreToolUse hooks stay first; the guard follows.
+    let pre = after["hooks"]["PreToolUse"].as_array().unwrap();
+    assert_eq!(pre[0], existing()["hooks"]["PreToolUse"][0]);
+    assert_eq!(pre[1]["matcher"], "Edit|Write|MultiEdit|NotebookEdit");
+    assert!(
+        pre[1]["hooks"][0]["command"]
+            .as_str()
+            .unwrap()
+            .ends_with(" guard")
     );
     // Key order is kept too.
     let keys: Vec<&String> = after.as_object().unwrap().keys().collect();

@@ -11,6 +11,7 @@ mod browser;
 mod cli_local;
 mod contract;
 mod fleet;
+mod guard;
 mod history;
 mod hook_block;
 mod hook_run;

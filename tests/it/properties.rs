@@ -181,7 +181,7 @@ proptest! {
             3 => Write::CompleteTodo { id, completed_by: text.clone() },
             4 => Write::ClaimLock(NewLock {
                 project: text.clone(), resource: other.clone(), session_id: "A/b".into(),
-                ttl_hours: Some(1.5), note: flag.then(|| text.clone()),
+                ttl_hours: Some(1.5), note: flag.then(|| text.clone()), paths: vec![],
             }),
             5 => Write::ReleaseLock { id, session_id: text.clone(), force: flag },
             6 => Write::SetComponent {

@@ -39,6 +39,7 @@ fn lock(id: i64, resource: &str, expires: Time) -> Lock {
         note: Some("cutting release".into()),
         created_at: at(9, 0),
         expires_at: expires,
+        paths: vec![],
     }
 }
 
