@@ -65,7 +65,9 @@ pub fn load_mix(url: &str, clients: usize, secs: u64, mix: Mix) -> Load {
                 let send = format!("{url}/api/coord/messages");
                 let todos = format!("{url}/api/coord/todos?user=bench&include_unassigned=true");
                 let locks = format!("{url}/api/coord/locks");
-                let holder = format!("LOAD/c{t}");
+                // Names of this run's own: two loads at once (one per
+                // replica) must not claim each other's locks.
+                let holder = format!("LOAD/c{t}-{}", &run[run.len().saturating_sub(6)..]);
                 let mut held: Option<i64> = None;
                 let period = if mix == Mix::Fleet { 8 } else { 4 };
                 let (mut lat, mut sends, mut errors) =
@@ -82,7 +84,7 @@ pub fn load_mix(url: &str, clients: usize, secs: u64, mix: Mix) -> Load {
                                 .post(&locks)
                                 .header("Content-Type", "application/json")
                                 .send(format!(
-                                    r#"{{"project":"load","resource":"r{t}","session_id":"{holder}","ttl_hours":1}}"#
+                                    r#"{{"project":"load","resource":"r-{holder}","session_id":"{holder}","ttl_hours":1}}"#
                                 )),
                             _ => {
                                 // Released by id: the claim's answer named it.

@@ -8,6 +8,7 @@
 //! Everything talks to servers this program starts on 127.0.0.1.
 
 mod fixtures;
+mod guard;
 mod home;
 mod load;
 mod measure;
@@ -82,6 +83,13 @@ fn main() {
     let runs = env_num("COORD_BENCH_RUNS", 300);
     let load_secs = env_num("COORD_BENCH_LOAD_SECS", 10);
     let clients = env_num("COORD_BENCH_CLIENTS", 32) as usize;
+    if std::env::var("COORD_BENCH_GUARD").is_ok_and(|v| v == "only") {
+        let tmp = std::env::temp_dir().join(format!("coord-bench-g-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).expect("bench folder");
+        println!("{}", guard::run(&tmp, runs.min(100)));
+        let _ = std::fs::remove_dir_all(&tmp);
+        return;
+    }
     if std::env::var("COORD_BENCH_PG").is_ok_and(|v| v == "only") {
         // The PostgreSQL section alone, printed, BENCHMARKS.md untouched.
         let tmp = std::env::temp_dir().join(format!("coord-bench-pg-{}", std::process::id()));
@@ -111,6 +119,8 @@ fn main() {
             eprintln!("cannot write {out}: {e}");
         }
     };
+    std::fs::create_dir_all(&tmp).expect("bench folder");
+    append(&guard::run(&tmp, runs.min(100)));
     // PostgreSQL (issue 22): on when the machine has it, COORD_BENCH_PG=0 off.
     if !std::env::var("COORD_BENCH_PG").is_ok_and(|v| v == "0") {
         std::fs::create_dir_all(&tmp).expect("bench folder");

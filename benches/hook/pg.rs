@@ -135,7 +135,20 @@ fn cross_wake(one: &str, two: &str, n: usize) -> Stats {
     let ms = (0..n)
         .map(|i| {
             let session = format!("WAKE/s{i}");
-            let url = format!("{two}/api/coord/messages?session={session}&unread=true&wait=10");
+            // Waits for what is newer than the newest it could see (the
+            // fixture's broadcasts are unread for a new session too).
+            let newest = ureq::get(&format!(
+                "{two}/api/coord/messages?session={session}&order=desc&limit=1"
+            ))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v[0]["id"].as_i64())
+            .unwrap_or(0);
+            let url = format!(
+                "{two}/api/coord/messages?session={session}&unread=true&after_id={newest}&wait=10"
+            );
             let poll = std::thread::spawn(move || {
                 let _ = ureq::get(&url)
                     .call()

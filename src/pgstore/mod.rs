@@ -20,10 +20,12 @@ use crate::error::{Error, Result};
 use crate::model::*;
 
 mod read;
+mod rows;
 mod schema;
 mod tls;
 mod write;
 
+use rows::*;
 use schema::RETENTION_LOCK;
 
 /// How long a connection attempt may take.
@@ -56,12 +58,72 @@ impl Target {
     }
 }
 
+/// A connection and the statements prepared on it: a read is then one
+/// round trip, its SQL parsed once per connection rather than per call.
+pub struct Conn {
+    pub(super) client: Client,
+    cache: std::collections::HashMap<String, postgres::Statement>,
+}
+
+type Params<'a> = &'a [&'a (dyn postgres::types::ToSql + Sync)];
+
+impl Conn {
+    fn new(client: Client) -> Conn {
+        Conn {
+            client,
+            cache: std::collections::HashMap::new(),
+        }
+    }
+
+    fn statement(
+        &mut self,
+        sql: &str,
+    ) -> std::result::Result<postgres::Statement, postgres::Error> {
+        if let Some(s) = self.cache.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql)?;
+        if self.cache.len() >= 256 {
+            self.cache.clear();
+        }
+        self.cache.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+
+    pub fn query(
+        &mut self,
+        sql: &str,
+        p: Params<'_>,
+    ) -> std::result::Result<Vec<Row>, postgres::Error> {
+        let s = self.statement(sql)?;
+        self.client.query(&s, p)
+    }
+
+    pub fn query_one(
+        &mut self,
+        sql: &str,
+        p: Params<'_>,
+    ) -> std::result::Result<Row, postgres::Error> {
+        let s = self.statement(sql)?;
+        self.client.query_one(&s, p)
+    }
+
+    pub fn execute(
+        &mut self,
+        sql: &str,
+        p: Params<'_>,
+    ) -> std::result::Result<u64, postgres::Error> {
+        let s = self.statement(sql)?;
+        self.client.execute(&s, p)
+    }
+}
+
 /// One connection to the database, reopened when it was lost.
 pub struct PgStore {
     target: Target,
     /// The URL without its password, for every message.
     shown: String,
-    client: Mutex<Option<Client>>,
+    client: Mutex<Option<Conn>>,
 }
 
 /// What the database (or the socket) said, in one line: the driver's own
@@ -179,21 +241,21 @@ impl PgStore {
     }
 
     /// The connection, opened again when it was closed.
-    fn conn(&self) -> Result<MutexGuard<'_, Option<Client>>> {
+    fn conn(&self) -> Result<MutexGuard<'_, Option<Conn>>> {
         let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.as_ref().is_none_or(Client::is_closed) {
-            *guard = Some(self.target.connect().map_err(|e| self.down(&e))?);
+        if guard.as_ref().is_none_or(|c| c.client.is_closed()) {
+            *guard = Some(Conn::new(self.target.connect().map_err(|e| self.down(&e))?));
         }
         Ok(guard)
     }
 
     /// Runs `f` on the connection; a connection that broke under it is
     /// dropped, so the next call opens a new one.
-    fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+    fn with<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
         let mut guard = self.conn()?;
         let client = guard.as_mut().expect("connected above");
         let r = f(client);
-        if client.is_closed() {
+        if client.client.is_closed() {
             *guard = None;
         }
         r
@@ -201,7 +263,7 @@ impl PgStore {
 
     /// A read: a connection found broken (the database restarted, the
     /// backend was terminated) is replaced and the read asked once more.
-    fn read<T>(&self, f: impl Fn(&mut Client) -> Result<T>) -> Result<T> {
+    fn read<T>(&self, f: impl Fn(&mut Conn) -> Result<T>) -> Result<T> {
         match self.with(&f) {
             Err(Error::Unavailable(_)) => self.with(&f),
             r => r,
@@ -211,7 +273,7 @@ impl PgStore {
     /// A transaction on the connection.
     fn tx<T>(&self, f: impl FnOnce(&mut Transaction<'_>) -> Result<T>) -> Result<T> {
         self.with(|c| {
-            let mut tx = c.transaction().map_err(|e| self.db(e))?;
+            let mut tx = c.client.transaction().map_err(|e| self.db(e))?;
             let out = f(&mut tx)?;
             tx.commit().map_err(|e| self.db(e))?;
             Ok(out)
@@ -261,7 +323,7 @@ impl PgStore {
 
     fn migrate(&self) -> Result<()> {
         self.with(|c| {
-            let mut tx = c.transaction().map_err(|e| self.db(e))?;
+            let mut tx = c.client.transaction().map_err(|e| self.db(e))?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::MIGRATION_LOCK])
                 .map_err(|e| self.db(e))?;
             tx.batch_execute("CREATE TABLE IF NOT EXISTS coord_schema (version INTEGER NOT NULL)")
@@ -311,119 +373,6 @@ impl PgStore {
             .spawn(move || read::listen_forever(&target, &shown, &wake))
             .map(|_| ())
             .map_err(|e| Error::Failed(format!("cannot start the listener: {e}")))
-    }
-}
-
-/// A database row's columns into a message (`read_at` in column 9).
-fn message_row(r: &Row) -> Message {
-    let read_at: Option<i64> = r.get(9);
-    let text = |b: Vec<u8>| {
-        String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-    };
-    Message {
-        id: r.get(0),
-        from_session: r.get(1),
-        to_session: r.get(2),
-        subject: r.get::<_, Option<Vec<u8>>>(3).map(text),
-        body: text(r.get(4)),
-        created_by_user: r.get(5),
-        created_by_machine: r.get(6),
-        created_at: from_millis(r.get(7)),
-        read: read_at.is_some(),
-        read_at: read_at.map(from_millis),
-        in_reply_to: r.get(8),
-        read_by: None,
-    }
-}
-
-const MESSAGE_COLS: &str = "m.id, m.from_session, m.to_session, m.subject, m.body, \
-     m.created_by_user, m.created_by_machine, m.created_at, m.in_reply_to";
-
-/// When session `$1` read message `m` (see the SQLite store's `READ_AT`).
-const READ_AT: &str = "CASE WHEN m.from_session = $1 THEN m.created_at \
-     WHEN m.to_session <> 'ALL_SESSIONS' THEN m.read_at \
-     WHEN m.id <= COALESCE(b.upto, 0) THEN COALESCE(r.read_at, b.at) \
-     ELSE r.read_at END";
-
-const READ_JOINS: &str = "LEFT JOIN message_reads r ON r.message_id = m.id AND r.session = $1 \
-     LEFT JOIN broadcast_marks b ON b.session = $1";
-
-const SESSION_COLS: &str =
-    "session_id, \"user\", machine, name, project, client, first_seen, last_seen";
-
-fn session_row(r: &Row) -> Session {
-    Session {
-        session_id: r.get(0),
-        user: r.get(1),
-        machine: r.get(2),
-        name: r.get(3),
-        project: r.get(4),
-        client: r.get(5),
-        first_seen: from_millis(r.get(6)),
-        last_seen: from_millis(r.get(7)),
-    }
-}
-
-const TODO_COLS: &str = "id, text, \"user\", project, parent_id, source, auto, status, \
-     created_by_user, created_by_machine, created_at, completed_by, completed_at";
-
-fn todo_row(r: &Row) -> Todo {
-    let status: String = r.get(7);
-    Todo {
-        id: r.get(0),
-        text: r.get(1),
-        user: r.get(2),
-        project: r.get(3),
-        parent_id: r.get(4),
-        source: r.get(5),
-        auto: r.get(6),
-        status: if status == "done" {
-            TodoStatus::Done
-        } else {
-            TodoStatus::Pending
-        },
-        created_by_user: r.get(8),
-        created_by_machine: r.get(9),
-        created_at: from_millis(r.get(10)),
-        completed_by: r.get(11),
-        completed_at: r.get::<_, Option<i64>>(12).map(from_millis),
-    }
-}
-
-const LOCK_COLS: &str = "id, project, resource, session_id, note, created_at, expires_at, paths";
-
-fn lock_row(r: &Row) -> Lock {
-    Lock {
-        id: r.get(0),
-        project: r.get(1),
-        resource: r.get(2),
-        session_id: r.get(3),
-        note: r.get(4),
-        created_at: from_millis(r.get(5)),
-        expires_at: from_millis(r.get(6)),
-        paths: paths_from_column(r.get(7)),
-    }
-}
-
-fn component_row(r: &Row) -> Component {
-    Component {
-        project: r.get(0),
-        component: r.get(1),
-        state: r.get(2),
-        version: r.get(3),
-        notes: r.get(4),
-        updated_by: r.get(5),
-        updated_at: from_millis(r.get(6)),
-    }
-}
-
-fn workflow_row(r: &Row) -> Workflow {
-    Workflow {
-        name: r.get(0),
-        state: r.get(1),
-        detail: r.get(2),
-        updated_by: r.get(3),
-        updated_at: from_millis(r.get(4)),
     }
 }
 

@@ -25,7 +25,7 @@ fn broadcast_floor(s: &str, cut: &str) -> String {
 type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
 
 impl PgStore {
-    pub(super) fn messages_in(&self, c: &mut Client, q: &MessageQuery) -> Result<Page> {
+    pub(super) fn messages_in(&self, c: &mut Conn, q: &MessageQuery) -> Result<Page> {
         let limit = i64::from(
             q.limit
                 .unwrap_or(DEFAULT_MESSAGE_LIMIT)
@@ -62,28 +62,23 @@ impl PgStore {
         let part = |filter: &str| {
             format!("(SELECT m.id FROM messages m WHERE {filter} ORDER BY m.id {dir} LIMIT {lim})")
         };
+        // The page and its count in one statement (one round trip): the
+        // count is uncorrelated, computed once; no row means none at all
+        // (the page takes at least one of what the count counts).
         let sql = format!(
-            "SELECT {MESSAGE_COLS}, {READ_AT} FROM messages m {READ_JOINS} \
+            "SELECT {MESSAGE_COLS}, {READ_AT}, \
+             (SELECT count(*) FROM messages m WHERE {direct}) \
+             + (SELECT count(*) FROM messages m WHERE {broadcast}) \
+             FROM messages m {READ_JOINS} \
              WHERE m.id IN ({} UNION ALL {}) ORDER BY m.id {dir} LIMIT {lim}",
             part(&direct),
             part(&broadcast)
         );
         let mut list_params = count_params.clone();
         list_params.push(&limit);
-        let messages = c
-            .query(&sql, &list_params)
-            .map_err(|e| self.db(e))?
-            .iter()
-            .map(message_row)
-            .collect();
-        let count = format!(
-            "SELECT (SELECT count(*) FROM messages m WHERE {direct}) \
-                  + (SELECT count(*) FROM messages m WHERE {broadcast})"
-        );
-        let total: i64 = c
-            .query_one(&count, &count_params)
-            .map_err(|e| self.db(e))?
-            .get(0);
+        let rows = c.query(&sql, &list_params).map_err(|e| self.db(e))?;
+        let total: i64 = rows.first().map_or(0, |r| r.get(10));
+        let messages = rows.iter().map(message_row).collect();
         Ok(Page {
             messages,
             total: Some(total.max(0) as u64),
@@ -91,7 +86,7 @@ impl PgStore {
     }
 
     /// Who has read `m` (its sender aside).
-    fn readers_of(&self, c: &mut Client, m: &Message) -> Result<Vec<String>> {
+    fn readers_of(&self, c: &mut Conn, m: &Message) -> Result<Vec<String>> {
         let rows = if m.to_session == ALL_SESSIONS {
             c.query(
                 "SELECT session FROM broadcast_marks WHERE upto >= $1 AND session <> $2 \
@@ -112,7 +107,7 @@ impl PgStore {
     /// The dashboard's timeline (see `Coord::timeline`).
     pub(super) fn timeline_in(
         &self,
-        c: &mut Client,
+        c: &mut Conn,
         session: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Message>> {
@@ -143,7 +138,7 @@ impl PgStore {
     }
 
     /// What `session` sent, each with who has read it.
-    fn sent(&self, c: &mut Client, session: &str, limit: i64, newest_first: bool) -> Result<Page> {
+    fn sent(&self, c: &mut Conn, session: &str, limit: i64, newest_first: bool) -> Result<Page> {
         let dir = if newest_first { "DESC" } else { "ASC" };
         let mut messages: Vec<Message> = c
             .query(
@@ -177,7 +172,7 @@ impl PgStore {
     /// limit.
     pub(super) fn todos_in(
         &self,
-        c: &mut Client,
+        c: &mut Conn,
         q: &TodoQuery,
         count: bool,
     ) -> Result<(Vec<Todo>, Option<u64>)> {
@@ -243,7 +238,7 @@ impl PgStore {
     /// The active locks `q` asks for, or (`count`) how many.
     pub(super) fn locks_in(
         &self,
-        c: &mut Client,
+        c: &mut Conn,
         q: &LockQuery,
         count: bool,
     ) -> Result<(Vec<Lock>, Option<u64>)> {

@@ -479,7 +479,7 @@ impl PgStore {
             if !got {
                 return Ok(None);
             }
-            let batches = |c: &mut Client, sql: &str, arg: i64| -> Result<usize> {
+            let batches = |c: &mut Conn, sql: &str, arg: i64| -> Result<usize> {
                 let mut total = 0;
                 loop {
                     let n = c.execute(sql, &[&arg]).map_err(|e| self.db(e))? as usize;

@@ -99,9 +99,13 @@ fn purge(db: &Db, days: u32) {
 
 #[derive(Clone)]
 struct AppState {
-    /// The one connection that writes; writes run on the blocking pool, so
-    /// one that waits for a busy store never holds a worker.
-    writer: Arc<Mutex<Engine>>,
+    /// The connections that write: one on SQLite (it has one writer at a
+    /// time anyway), several on PostgreSQL (each write waits for its own
+    /// commit to reach the disk; one connection would queue every write
+    /// behind the last one's). Writes run on the blocking pool, so one that
+    /// waits for a busy store never holds a worker.
+    writers: Arc<Vec<Mutex<Engine>>>,
+    next_writer: Arc<std::sync::atomic::AtomicUsize>,
     /// Connections that only read (WAL lets them read while a write is in
     /// progress or waiting): reads never queue behind writes.
     readers: Arc<Vec<Mutex<Engine>>>,
@@ -196,20 +200,25 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
                     Ok(Mutex::new(Box::new(s) as Engine))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            (Box::new(store) as Engine, readers)
+            (vec![Mutex::new(Box::new(store) as Engine)], readers)
         }
         Db::Postgres(url) => {
             let store = crate::pgstore::PgStore::open(url)?;
             store.status()?;
-            // Read connections open when first needed.
+            // Connections open when first needed.
             let readers = (0..PG_READERS)
                 .map(|_| Mutex::new(Box::new(store.another()) as Engine))
                 .collect();
-            (Box::new(store) as Engine, readers)
+            let mut writers: Vec<Mutex<Engine>> = (1..PG_WRITERS)
+                .map(|_| Mutex::new(Box::new(store.another()) as Engine))
+                .collect();
+            writers.push(Mutex::new(Box::new(store) as Engine));
+            (writers, readers)
         }
     };
     let state = AppState {
-        writer: Arc::new(Mutex::new(writer)),
+        writers: Arc::new(writer),
+        next_writer: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         readers: Arc::new(readers),
         next_reader: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         inline_reads: matches!(opts.db, Db::Sqlite(_)),
@@ -286,6 +295,8 @@ const READERS: usize = 4;
 /// PostgreSQL read connections: reads wait on the network there, so more
 /// of them are in flight at once.
 const PG_READERS: usize = 6;
+/// PostgreSQL write connections (see `AppState::writers`).
+const PG_WRITERS: usize = 6;
 
 /// Runs a read. On SQLite it runs on this worker: a read takes tens of
 /// microseconds and never waits for a writer (WAL), so handing it to the
@@ -328,9 +339,16 @@ async fn with_writer<T: Send + 'static>(
     st: &AppState,
     f: impl FnOnce(&dyn Coord) -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    let writer = st.writer.clone();
+    let (writers, next) = (st.writers.clone(), st.next_writer.clone());
     tokio::task::spawn_blocking(move || {
-        let guard = writer.lock().unwrap_or_else(|p| p.into_inner());
+        let n = writers.len();
+        let start = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for i in 0..n {
+            if let Ok(guard) = writers[(start + i) % n].try_lock() {
+                return f(guard.as_ref());
+            }
+        }
+        let guard = writers[start % n].lock().unwrap_or_else(|p| p.into_inner());
         f(guard.as_ref())
     })
     .await
