@@ -321,7 +321,8 @@ fn dispatch_command(cli: Cli, name: &'static str) -> Result<(), Error> {
                 db: server::Db::Sqlite(id.db_path.clone()),
                 token: None,
                 insecure: false,
-                retain_days: 3650,
+                // The machine's own store: nothing is deleted by looking.
+                retain_days: 0,
                 max_connections: Some(256),
                 tls: None,
                 ui_user: id.user.clone(),

@@ -1,8 +1,6 @@
 //! Writes on PostgreSQL: every operation of the contract inside the
 //! caller's transaction, with what decides a race left to a unique index.
 
-use crate::store::{DEFAULT_TTL_HOURS, MAX_TTL_HOURS};
-
 use super::*;
 
 fn required(field: &str, v: &str) -> Result<()> {
@@ -242,18 +240,7 @@ impl PgStore {
         let session = canonical_session(&l.session_id);
         check_paths(&l.paths).map_err(Error::invalid)?;
         let paths = paths_column(&l.paths);
-        let ttl = l.ttl_hours.unwrap_or(DEFAULT_TTL_HOURS);
-        if !(ttl > 0.0 && ttl <= MAX_TTL_HOURS) {
-            return Err(Error::invalid(format!(
-                "ttl_hours must be more than 0 and at most {MAX_TTL_HOURS}, not {ttl}"
-            )));
-        }
-        let expires = now + (ttl * 3_600_000.0).round() as i64;
-        if expires <= now {
-            return Err(Error::invalid(format!(
-                "ttl_hours {ttl} is under a millisecond: the lock would expire before it is stored"
-            )));
-        }
+        let expires = crate::store::lock_expiry(l.ttl_hours, now)?;
         tx.execute(
             "DELETE FROM locks WHERE project = $1 AND resource = $2 AND expires_at <= $3",
             &[&l.project, &l.resource, &now],
@@ -415,13 +402,7 @@ impl PgStore {
             .map_err(|e| self.db(e))?;
         let (status, body, op, reference): (i32, String, Option<String>, Option<i64>) =
             (row.get(0), row.get(1), row.get(2), row.get(3));
-        let reused = |first: &str| {
-            Error::invalid(format!(
-                "Idempotency-Key {} was first used for another kind of write ({first}), not {}; send this write with a new key",
-                crate::text::cell(key, 80),
-                w.op_name()
-            ))
-        };
+        let reused = |first: &str| crate::store::key_reused(key, first, w);
         if let Some(first) = op.as_deref()
             && first != w.op_name()
         {
@@ -441,28 +422,8 @@ impl PgStore {
                 _ => Err(reused("unknown")),
             };
         }
-        let bad = |_: serde_json::Error| reused("unknown");
-        Ok(match w {
-            Write::SendMessage(_) | Write::MarkRead { .. } => {
-                Written::Message(serde_json::from_str(&body).map_err(bad)?)
-            }
-            Write::AddTodo(_) | Write::CompleteTodo { .. } => {
-                Written::Todo(serde_json::from_str(&body).map_err(bad)?)
-            }
-            Write::ClaimLock(_) | Write::ReleaseLock { .. } => Written::Lock {
-                lock: serde_json::from_str(&body).map_err(bad)?,
-                created: status == 201,
-            },
-            Write::SetComponent { .. } => {
-                Written::Component(serde_json::from_str(&body).map_err(bad)?)
-            }
-            Write::SetWorkflow { .. } => {
-                Written::Workflow(serde_json::from_str(&body).map_err(bad)?)
-            }
-            Write::TouchSession { .. } => {
-                Written::Session(serde_json::from_str(&body).map_err(bad)?)
-            }
-        })
+        crate::store::stored_answer(w, u16::try_from(status).unwrap_or(0), &body)
+            .ok_or_else(|| reused("unknown"))
     }
 
     /// One retention pass (as the SQLite store's, in batches), on one

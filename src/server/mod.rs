@@ -48,7 +48,7 @@ pub struct ServeOptions {
     pub db: Db,
     pub token: Option<String>,
     pub insecure: bool,
-    /// `--retain DAYS`.
+    /// `--retain DAYS`; 0 runs no retention at all.
     pub retain_days: u32,
     /// `--max-connections N` (None: the default).
     pub max_connections: Option<usize>,
@@ -252,13 +252,16 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             let st = state.clone();
             crate::pgstore::PgStore::listen(url, move |to| st.wake(to))?;
         }
+        // 0: no retention (`coord ui` on a machine's own store).
         let (db, days) = (opts.db, opts.retain_days);
-        std::thread::spawn(move || {
-            loop {
-                purge(&db, days);
-                std::thread::sleep(PURGE_EVERY);
-            }
-        });
+        if days > 0 {
+            std::thread::spawn(move || {
+                loop {
+                    purge(&db, days);
+                    std::thread::sleep(PURGE_EVERY);
+                }
+            });
+        }
         accept_loop(listener, router(state), max_connections, tls).await;
         Ok::<(), Error>(())
     })?;

@@ -23,13 +23,7 @@ impl LocalStore {
         let Some((status, body, op, reference)) = row else {
             return Ok(None);
         };
-        let reused = |first: &str| {
-            Error::invalid(format!(
-                "Idempotency-Key {} was first used for another kind of write ({first}), not {}; send this write with a new key",
-                crate::text::cell(key, 80),
-                w.op_name()
-            ))
-        };
+        let reused = |first: &str| key_reused(key, first, w);
         if let Some(first) = op.as_deref()
             && first != w.op_name()
         {
@@ -48,28 +42,36 @@ impl LocalStore {
         }
         // A key stored before the kind was recorded: an answer of another
         // shape means another kind of write.
-        let bad = |_: serde_json::Error| reused("unknown");
-        let written = match w {
-            Write::SendMessage(_) | Write::MarkRead { .. } => {
-                Written::Message(serde_json::from_str(&body).map_err(bad)?)
-            }
-            Write::AddTodo(_) | Write::CompleteTodo { .. } => {
-                Written::Todo(serde_json::from_str(&body).map_err(bad)?)
-            }
-            Write::ClaimLock(_) | Write::ReleaseLock { .. } => Written::Lock {
-                lock: serde_json::from_str(&body).map_err(bad)?,
-                created: status == 201,
-            },
-            Write::SetComponent { .. } => {
-                Written::Component(serde_json::from_str(&body).map_err(bad)?)
-            }
-            Write::SetWorkflow { .. } => {
-                Written::Workflow(serde_json::from_str(&body).map_err(bad)?)
-            }
-            Write::TouchSession { .. } => {
-                Written::Session(serde_json::from_str(&body).map_err(bad)?)
-            }
-        };
+        let written = stored_answer(w, status, &body).ok_or_else(|| reused("unknown"))?;
         Ok(Some(written))
     }
+}
+
+/// A key first used for another kind of write: a 422 that says so.
+pub(crate) fn key_reused(key: &str, first: &str, w: &Write) -> Error {
+    Error::invalid(format!(
+        "Idempotency-Key {} was first used for another kind of write ({first}), not {}; send this write with a new key",
+        crate::text::cell(key, 80),
+        w.op_name()
+    ))
+}
+
+/// The answer a key remembers whole (`body`, JSON) as the object `w`
+/// makes; None when it is of another shape (another kind of write).
+pub(crate) fn stored_answer(w: &Write, status: u16, body: &str) -> Option<Written> {
+    Some(match w {
+        Write::SendMessage(_) | Write::MarkRead { .. } => {
+            Written::Message(serde_json::from_str(body).ok()?)
+        }
+        Write::AddTodo(_) | Write::CompleteTodo { .. } => {
+            Written::Todo(serde_json::from_str(body).ok()?)
+        }
+        Write::ClaimLock(_) | Write::ReleaseLock { .. } => Written::Lock {
+            lock: serde_json::from_str(body).ok()?,
+            created: status == 201,
+        },
+        Write::SetComponent { .. } => Written::Component(serde_json::from_str(body).ok()?),
+        Write::SetWorkflow { .. } => Written::Workflow(serde_json::from_str(body).ok()?),
+        Write::TouchSession { .. } => Written::Session(serde_json::from_str(body).ok()?),
+    })
 }

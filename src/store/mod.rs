@@ -19,8 +19,10 @@ mod retention;
 mod schema;
 mod write;
 
+pub(crate) use idempotency::{key_reused, stored_answer};
 use read::*;
 pub use retention::{MIN_RETAIN_DAYS, Purged};
+pub(crate) use write::lock_expiry;
 
 /// How long a writer waits for another process before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(15);

@@ -11,6 +11,24 @@ pub(super) fn required(field: &str, v: &str) -> Result<()> {
     }
 }
 
+/// When a lock claimed at `now` for `ttl_hours` expires; a TTL outside the
+/// contract's bounds is a 422 naming it. Both stores ask this.
+pub(crate) fn lock_expiry(ttl_hours: Option<f64>, now: i64) -> Result<i64> {
+    let ttl = ttl_hours.unwrap_or(DEFAULT_TTL_HOURS);
+    if !(ttl > 0.0 && ttl <= MAX_TTL_HOURS) {
+        return Err(Error::invalid(format!(
+            "ttl_hours must be more than 0 and at most {MAX_TTL_HOURS}, not {ttl}"
+        )));
+    }
+    let expires = now + (ttl * 3_600_000.0).round() as i64;
+    if expires <= now {
+        return Err(Error::invalid(format!(
+            "ttl_hours {ttl} is under a millisecond: the lock would expire before it is stored"
+        )));
+    }
+    Ok(expires)
+}
+
 impl LocalStore {
     pub(super) fn apply_in(&self, tx: &Connection, w: &Write, now: i64) -> Result<Written> {
         if let Err((field, why)) = w.check_addresses() {
@@ -221,18 +239,7 @@ impl LocalStore {
         };
         check_paths(&l.paths).map_err(Error::invalid)?;
         let paths = paths_column(&l.paths);
-        let ttl = l.ttl_hours.unwrap_or(DEFAULT_TTL_HOURS);
-        if !(ttl > 0.0 && ttl <= MAX_TTL_HOURS) {
-            return Err(Error::invalid(format!(
-                "ttl_hours must be more than 0 and at most {MAX_TTL_HOURS}, not {ttl}"
-            )));
-        }
-        let expires = now + (ttl * 3_600_000.0).round() as i64;
-        if expires <= now {
-            return Err(Error::invalid(format!(
-                "ttl_hours {ttl} is under a millisecond: the lock would expire before it is stored"
-            )));
-        }
+        let expires = lock_expiry(l.ttl_hours, now)?;
         // An expired lock on this resource is gone (the rest are invisible
         // to every read and go with retention, off the claim's path).
         self.db(tx.exec(
