@@ -156,3 +156,31 @@ fn a_path_that_cannot_be_a_claim_is_refused_by_cli_and_server() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 422);
 }
+
+#[test]
+fn a_new_file_in_a_claimed_folder_and_the_case_rule_of_the_os() {
+    let s = Server::start(&[]);
+    let a = Machine::remote("ALPHA", &s.url);
+    let b = Machine::remote("BRAVO", &s.url);
+    let rb = clone(&b, "w");
+    let out = a
+        .coord(&["lock", "claim", "shop", "gen", "--path", "Generated/Schema"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A Write of a file whose folders do not exist yet.
+    let new_file = rb
+        .join("Generated")
+        .join("Schema")
+        .join("v2")
+        .join("new.sql");
+    assert!(!new_file.parent().unwrap().exists());
+    assert!(guard(&b, &new_file, &rb).is_some());
+    // The same path in another case: one file on Windows and macOS, two on
+    // Linux.
+    let other_case = rb.join("generated").join("schema").join("x.sql");
+    assert_eq!(
+        guard(&b, &other_case, &rb).is_some(),
+        cfg!(any(windows, target_os = "macos"))
+    );
+}
