@@ -37,8 +37,6 @@ pub struct HttpCoord {
     answer_limit: u64,
     /// v1.1 long-poll: ask the server to hold a message query this long.
     wait: u64,
-    /// The whole-request timeout the agent was built with.
-    overall: Duration,
 }
 
 /// The HTTP agent: connect and overall timeouts, statuses as answers, and
@@ -72,48 +70,45 @@ impl HttpCoord {
     /// `api` may list several replicas of one fleet, comma-separated
     /// (identity.json's `coord_api` as a list).
     pub fn new(api: &str, token: Option<String>, overall: Duration) -> HttpCoord {
+        HttpCoord::with_roots(api, token, overall, None)
+    }
+
+    /// The client an identity asks for: its token, and its CA (`coord_ca`,
+    /// PEM already checked to hold a certificate) instead of the public
+    /// roots when it names one.
+    pub fn for_identity(id: &crate::identity::Identity, api: &str, overall: Duration) -> HttpCoord {
+        let roots = id.ca_pem.as_deref().map(|pem| {
+            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            ureq::tls::RootCerts::new_with_certs(&certs)
+        });
+        HttpCoord::with_roots(api, id.token.clone(), overall, roots)
+    }
+
+    fn with_roots(
+        api: &str,
+        token: Option<String>,
+        overall: Duration,
+        roots: Option<ureq::tls::RootCerts>,
+    ) -> HttpCoord {
         let bases = crate::identity::fleet_urls(api)
             .map(|u| {
                 let base = format!("{}/api/coord", u.trim_end_matches('/'));
-                (crate::identity::redact_url(&base), base)
+                (base.clone(), crate::identity::redact_url(&base))
             })
-            .map(|(shown, base)| (base, shown))
             .collect();
         HttpCoord {
-            agent: agent(overall, None),
+            agent: agent(overall, roots),
             bases,
             current: std::sync::atomic::AtomicUsize::new(0),
             token,
             answer_limit: MAX_ANSWER_BYTES,
             wait: 0,
-            overall,
         }
-    }
-
-    /// The client an identity asks for: its token, and its CA (`coord_ca`)
-    /// when it names one.
-    pub fn for_identity(id: &crate::identity::Identity, api: &str, overall: Duration) -> HttpCoord {
-        let c = HttpCoord::new(api, id.token.clone(), overall);
-        match &id.ca_pem {
-            Some(pem) => c.trusting(pem),
-            None => c,
-        }
-    }
-
-    /// Checks the server's certificate against these CA certificates (PEM,
-    /// already checked to hold at least one) instead of the public roots.
-    pub fn trusting(mut self, pem: &[u8]) -> HttpCoord {
-        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(pem)
-            .filter_map(|item| match item {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        self.agent = agent(
-            self.overall,
-            Some(ureq::tls::RootCerts::new_with_certs(&certs)),
-        );
-        self
     }
 
     /// Asks message queries to be held up to `secs` until one matches
@@ -154,11 +149,9 @@ impl HttpCoord {
         for step in 0..n {
             let i = (first + step) % n;
             match self.call_at(i, req, key) {
-                Err(e) if step + 1 < n && fails_over(&e) => last = Some(e),
+                Err(e) if fails_over(&e) => last = Some(e),
                 r => {
-                    if r.is_ok() || !fails_over(r.as_ref().err().expect("an error")) {
-                        self.current.store(i, Ordering::Relaxed);
-                    }
+                    self.current.store(i, Ordering::Relaxed);
                     return r;
                 }
             }

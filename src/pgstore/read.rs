@@ -22,7 +22,8 @@ fn broadcast_floor(s: &str, cut: &str) -> String {
     )
 }
 
-type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
+/// Parameters gathered while a query is written.
+type ParamList<'a> = Vec<&'a (dyn ToSql + Sync)>;
 
 impl PgStore {
     pub(super) fn messages_in(&self, c: &mut Conn, q: &MessageQuery) -> Result<Page> {
@@ -39,7 +40,7 @@ impl PgStore {
         let cut = now_ms() - NEW_SESSION_BROADCAST_MS;
         let dir = if q.newest_first { "DESC" } else { "ASC" };
         // $1 session, $2 after, then the cut (unread only) and the limit.
-        let (direct, broadcast, count_params): (String, String, Params) = if q.unread_only {
+        let (direct, broadcast, count_params): (String, String, ParamList) = if q.unread_only {
             (
                 "m.to_session = $1 AND m.read_at IS NULL AND m.from_session <> $1 AND m.id > $2"
                     .into(),
@@ -177,7 +178,7 @@ impl PgStore {
         count: bool,
     ) -> Result<(Vec<Todo>, Option<u64>)> {
         let status = q.status.as_str().to_string();
-        let mut params: Params = Vec::new();
+        let mut params: ParamList = Vec::new();
         let mut conds: Vec<String> = Vec::new();
         if q.status != StatusFilter::All {
             params.push(&status);
@@ -244,7 +245,7 @@ impl PgStore {
     ) -> Result<(Vec<Lock>, Option<u64>)> {
         let now = now_ms();
         let session = q.session_id.as_deref().map(canonical_session);
-        let mut params: Params = vec![&now];
+        let mut params: ParamList = vec![&now];
         let mut conds = vec!["expires_at > $1".to_string()];
         if let Some(s) = &session {
             params.push(s);

@@ -14,7 +14,6 @@ pub struct View {
     pub filter: Option<String>,
     /// Only this thread (the id of its first message).
     pub thread: Option<i64>,
-    pub locks: Vec<Lock>,
     pub todos: Vec<Todo>,
     pub status: Status,
     pub now: Time,
@@ -200,10 +199,10 @@ pub fn main(v: &View, csrf: &str) -> Markup {
         }
         section #locks {
             h2 { "Locks" }
-            @if v.locks.is_empty() { p.empty { "Nothing is held." } }
+            @if v.status.locks.is_empty() { p.empty { "Nothing is held." } }
             table {
                 tbody {
-                    @for l in &v.locks {
+                    @for l in &v.status.locks {
                         tr {
                             td { code { (l.project) "/" (l.resource) } }
                             td { code { (l.session_id) } }

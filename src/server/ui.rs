@@ -32,6 +32,8 @@ pub(super) struct Ui {
     open_csrf: String,
     /// Who a person writes as: `WEB/<user>`.
     pub(super) author: String,
+    /// Its user part, for `created_by_user`.
+    user: String,
     /// Bumped on every write this process applies or hears of.
     pub(super) changes: tokio::sync::watch::Sender<u64>,
 }
@@ -43,10 +45,16 @@ impl Ui {
             .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
             .take(64)
             .collect();
+        let user = if name.is_empty() {
+            "person".to_string()
+        } else {
+            name
+        };
         Ui {
             signed_in: Mutex::new(HashMap::new()),
             open_csrf: random(),
-            author: format!("WEB/{}", if name.is_empty() { "person" } else { &name }),
+            author: format!("WEB/{user}"),
+            user,
             changes: tokio::sync::watch::Sender::new(0),
         }
     }
@@ -54,6 +62,25 @@ impl Ui {
     /// Something changed: pages that listen fetch their main part again.
     pub(super) fn changed(&self) {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A message from the person at the page.
+    fn message(
+        &self,
+        to: String,
+        subject: Option<String>,
+        body: String,
+        in_reply_to: Option<i64>,
+    ) -> Write {
+        Write::SendMessage(NewMessage {
+            to_session: to,
+            subject,
+            body,
+            from_session: self.author.clone(),
+            created_by_user: self.user.clone(),
+            created_by_machine: "WEB".into(),
+            in_reply_to,
+        })
     }
 }
 
@@ -153,7 +180,6 @@ async fn view(st: &AppState, f: Filter) -> Result<page::View> {
             messages,
             filter,
             thread,
-            locks: status.locks.clone(),
             todos,
             status,
             now: chrono::Utc::now(),
@@ -325,16 +351,7 @@ pub(super) async fn send(
         return forbidden(why);
     }
     let to = crate::model::expand_recipient(f.to.trim());
-    let (machine, user) = st.ui.author.split_once('/').unwrap_or(("WEB", "person"));
-    let w = Write::SendMessage(NewMessage {
-        to_session: to,
-        body: f.body,
-        subject: None,
-        from_session: st.ui.author.clone(),
-        created_by_user: user.to_string(),
-        created_by_machine: machine.to_string(),
-        in_reply_to: f.in_reply_to,
-    });
+    let w = st.ui.message(to, None, f.body, f.in_reply_to);
     act(st, w).await
 }
 
@@ -353,7 +370,6 @@ pub(super) async fn add_todo(
     if let Err(why) = checked(&st, &h, &f.csrf) {
         return forbidden(why);
     }
-    let (machine, user) = st.ui.author.split_once('/').unwrap_or(("WEB", "person"));
     let w = Write::AddTodo(NewTodo {
         text: f.text,
         user: None,
@@ -361,8 +377,8 @@ pub(super) async fn add_todo(
         parent_id: None,
         source: Some("dashboard".into()),
         auto: false,
-        created_by_user: user.to_string(),
-        created_by_machine: machine.to_string(),
+        created_by_user: st.ui.user.clone(),
+        created_by_machine: "WEB".into(),
     });
     act(st, w).await
 }
@@ -407,22 +423,18 @@ pub(super) async fn release_lock(
     let released = with_writer(&st, move |s| s.write(&w, None)).await;
     match released {
         Ok(Written::Lock { lock, .. }) => {
-            let (machine, user) = me.split_once('/').unwrap_or(("WEB", "person"));
-            let tell = Write::SendMessage(NewMessage {
-                to_session: lock.session_id.clone(),
-                subject: Some(format!(
+            let tell = state.ui.message(
+                lock.session_id.clone(),
+                Some(format!(
                     "lock {}/{} released by {me}",
                     lock.project, lock.resource
                 )),
-                body: format!(
+                format!(
                     "{me} released your lock on {}/{} from the dashboard.",
                     lock.project, lock.resource
                 ),
-                from_session: me.clone(),
-                created_by_user: user.to_string(),
-                created_by_machine: machine.to_string(),
-                in_reply_to: None,
-            });
+                None,
+            );
             act(state, tell).await
         }
         Ok(_) => see_other("/"),
