@@ -47,6 +47,16 @@ pub trait Coord {
     fn timeline(&self, _session: Option<&str>, _limit: u32) -> Result<Option<Vec<Message>>> {
         Ok(None)
     }
+    /// v1.2: what happened to message `id` at each recipient (shown,
+    /// read, replied). None where the server cannot say (before v1.2).
+    fn delivery(&self, _id: i64) -> Result<Option<Delivery>> {
+        Ok(None)
+    }
+    /// v1.2: the sessions that edited `path` of `project` in the last
+    /// `within_s` seconds, newest first (empty where unknown).
+    fn touches(&self, _project: &str, _path: &str, _within_s: u64) -> Result<Vec<Touch>> {
+        Ok(Vec::new())
+    }
     /// Where the data lives, for people: a file path or a URL.
     fn location(&self) -> String;
     /// True when writes go over the network and may need the queue.

@@ -90,8 +90,15 @@ pub enum Command {
     /// new messages on stderr, which wakes the session.
     Wait,
     /// Claude Code's PreToolUse hook for edits: denies an edit inside a
-    /// path another session has claimed (`lock claim --path`).
-    Guard,
+    /// path another session has claimed (`lock claim --path`); after an
+    /// edit (PostToolUse) it records that this session touched the file.
+    Guard {
+        /// Check what is staged in git instead (the pre-commit hook that
+        /// `install --git` writes): exit 1 when a staged path is claimed by
+        /// another session; COORD_ALLOW_CLAIMED=1 lets the commit through.
+        #[arg(long)]
+        staged: bool,
+    },
     /// Wire coord into Claude Code: the session-start block, the prompt
     /// hook and the waiter in settings.json, the skill beside them, and
     /// permission for coord's everyday commands.
@@ -114,6 +121,10 @@ pub enum Command {
         /// first (and remove ours if they are there).
         #[arg(long)]
         no_allow: bool,
+        /// Instead: add a git pre-commit hook to the repository here that
+        /// refuses a commit touching a path another session has claimed.
+        #[arg(long, conflicts_with_all = ["project", "print", "no_wait", "no_allow"])]
+        git: bool,
     },
     /// Remove what install added: our hook entries and permission rules
     /// from settings.json, and our skill; nothing else.
@@ -121,6 +132,10 @@ pub enum Command {
         /// Remove it from DIR/.claude/settings.json instead.
         #[arg(long, value_name = "DIR")]
         project: Option<PathBuf>,
+        /// Instead: remove the git pre-commit hook `install --git` added to
+        /// the repository here.
+        #[arg(long, conflicts_with = "project")]
+        git: bool,
     },
     /// Serve the embedded store over the coord API, for a fleet.
     Serve {

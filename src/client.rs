@@ -513,6 +513,35 @@ impl Coord for HttpCoord {
         }
     }
 
+    fn delivery(&self, id: i64) -> Result<Option<Delivery>> {
+        let req = Request::get(crate::wire::path(
+            route::MESSAGE_DELIVERY,
+            &[&id.to_string()],
+        ));
+        match self.get(req) {
+            Ok(d) => Ok(Some(d)),
+            // Our server names the message it does not have; any other 404
+            // is a server without the endpoint (before v1.2).
+            Err(Error::Rejected {
+                status: 404,
+                detail,
+            }) if !detail.starts_with("message ") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn touches(&self, project: &str, path: &str, within_s: u64) -> Result<Vec<Touch>> {
+        let req = Request::get(route::TOUCHES)
+            .q(query::PROJECT, Some(project))
+            .q(query::PATH, Some(path))
+            .q(query::WITHIN, Some(within_s));
+        match self.get(req) {
+            Ok(v) => Ok(v),
+            Err(Error::Rejected { status: 404, .. }) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
     fn location(&self) -> String {
         self.shown_base().to_string()
     }

@@ -250,10 +250,17 @@ fn dispatch_command(cli: Cli, name: &'static str) -> Result<(), Error> {
         }
         return Ok(());
     };
-    if let Command::Guard = command {
+    if let Command::Guard { staged } = command {
+        let identity = cli.identity.clone();
+        if staged {
+            // git's pre-commit hook: 1 refuses the commit; a failure of
+            // ours lets it through (a note says why).
+            let code = std::panic::catch_unwind(move || hook::commit::run(identity.as_deref()))
+                .unwrap_or(0);
+            std::process::exit(code);
+        }
         // Before every edit: whatever happens, exit 0 (an answer only to
         // deny; nothing printed allows).
-        let identity = cli.identity.clone();
         let _ = std::panic::catch_unwind(move || hook::guard::run(identity.as_deref()));
         std::process::exit(0);
     }
@@ -268,13 +275,16 @@ fn dispatch_command(cli: Cli, name: &'static str) -> Result<(), Error> {
     let load = || Identity::load(cli.identity.as_deref(), &cwd());
     let ctx = || load().map(|id| Ctx::new(id, cli.json, cli.no_color));
     match command {
+        Command::Install { git: true, .. } => install::git::install(),
+        Command::Uninstall { git: true, .. } => install::git::uninstall(),
         Command::Install {
             project,
             print,
             no_wait,
             no_allow,
+            git: false,
         } => install::install(project.as_deref(), print, !no_wait, !no_allow),
-        Command::Uninstall { project } => install::uninstall(project.as_deref()),
+        Command::Uninstall { project, .. } => install::uninstall(project.as_deref()),
         Command::Serve {
             listen,
             db,
@@ -342,7 +352,7 @@ fn dispatch_command(cli: Cli, name: &'static str) -> Result<(), Error> {
         Command::Lock(c) => cmd::lock::run(&ctx()?, c),
         Command::Component(c) => cmd::state::component(&ctx()?, c),
         Command::Workflow(c) => cmd::state::workflow(&ctx()?, c),
-        Command::Wait | Command::Guard => Ok(()),
+        Command::Wait | Command::Guard { .. } => Ok(()),
         Command::Sync {
             list,
             drop,

@@ -19,6 +19,7 @@ pub fn presence(id: &Identity, cwd: &Path) -> Write {
             user: id.user.clone(),
             project: project_name(cwd),
             client: Some(concat!("coord-hook/", env!("CARGO_PKG_VERSION")).into()),
+            state: None,
         },
     }
 }
@@ -33,25 +34,34 @@ pub(crate) fn presence_stamp(id: &Identity, w: &Write) -> Option<PathBuf> {
     let Write::TouchSession { session_id, update } = w else {
         return None;
     };
-    // FNV-1a over the exact bytes (file systems that ignore case would
-    // fold `api` and `Api` together), with a readable part for people.
     let api = id.api.as_deref().unwrap_or_default();
     let project = update.project.as_deref().unwrap_or_default();
-    let hash = [api, session_id, project]
+    Some(stamp_path(
+        &id.state_dir.join("coord-presence"),
+        &[api, session_id, project],
+        session_id,
+    ))
+}
+
+/// A stamp file in `dir` for the exact bytes of `parts` (FNV-1a: file
+/// systems that ignore case would fold `api` and `Api` together), its name
+/// with a readable part for people.
+pub(crate) fn stamp_path(dir: &Path, parts: &[&str], readable: &str) -> PathBuf {
+    let hash = parts
         .iter()
         .flat_map(|part| part.bytes().chain([0]))
         .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         });
     let mut name = format!("{hash:016x}-");
-    for b in session_id.to_ascii_lowercase().bytes() {
+    for b in readable.to_ascii_lowercase().bytes().take(60) {
         if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
             name.push(b as char);
         } else {
             name.push_str(&format!("%{b:02X}"));
         }
     }
-    Some(id.state_dir.join("coord-presence").join(name))
+    dir.join(name)
 }
 
 /// How long ago a file (its metadata) was last changed, if it can be told.
@@ -60,7 +70,12 @@ pub(crate) fn age(meta: std::io::Result<std::fs::Metadata>) -> Option<Duration> 
 }
 
 pub(crate) fn presence_is_fresh(stamp: &Path) -> bool {
-    age(std::fs::metadata(stamp)).is_some_and(|a| a < PRESENCE_FRESH)
+    is_fresh(stamp, PRESENCE_FRESH)
+}
+
+/// Whether stamp file `stamp` was made within `fresh`.
+pub(crate) fn is_fresh(stamp: &Path, fresh: Duration) -> bool {
+    age(std::fs::metadata(stamp)).is_some_and(|a| a < fresh)
 }
 
 /// Notes that presence landed now; stamps a day old go (their sessions

@@ -45,6 +45,8 @@ pub mod query {
     pub const SESSION_ID: &str = "session_id";
     pub const FORCE: &str = "force";
     pub const ACTIVE_WITHIN: &str = "active_within";
+    pub const PATH: &str = "path";
+    pub const WITHIN: &str = "within";
 }
 
 /// Route templates, as the server's router names them; the client fills
@@ -62,6 +64,11 @@ pub mod route {
     pub const WORKFLOW: &str = "/workflows/{name}";
     pub const SESSIONS: &str = "/sessions";
     pub const SESSION: &str = "/sessions/{id}";
+    /// v1.2 delivery.
+    pub const MESSAGES_SHOWN: &str = "/messages/shown";
+    pub const MESSAGE_DELIVERY: &str = "/messages/{id}/delivery";
+    /// v1.2 edits a session made (the guard's awareness).
+    pub const TOUCHES: &str = "/touches";
 }
 
 /// A route template with its `{…}` parts filled, in order, each
@@ -204,6 +211,20 @@ pub fn request_for(w: &Write) -> Request {
             path(route::SESSION, &[session_id]),
             value(update),
         ),
+        Write::TouchFiles {
+            session_id,
+            project,
+            paths,
+        } => Request::with_body(
+            Method::Post,
+            route::TOUCHES,
+            json!({ "session_id": session_id, "project": project, "paths": paths }),
+        ),
+        Write::MarkShown { session, ids } => Request::with_body(
+            Method::Post,
+            route::MESSAGES_SHOWN,
+            json!({ "session": session, "ids": ids }),
+        ),
     }
 }
 
@@ -235,7 +256,18 @@ pub fn written_from(w: &Write, status: u16, bytes: &[u8]) -> serde_json::Result<
         Write::SetComponent { .. } => Written::Component(serde_json::from_slice(bytes)?),
         Write::SetWorkflow { .. } => Written::Workflow(serde_json::from_slice(bytes)?),
         Write::TouchSession { .. } => Written::Session(serde_json::from_slice(bytes)?),
+        Write::TouchFiles { .. } | Write::MarkShown { .. } => Written::Recorded(recorded(bytes)?),
     })
+}
+
+/// The count a record-only write answers (`{"recorded": n}`).
+pub fn recorded(bytes: &[u8]) -> serde_json::Result<u64> {
+    #[derive(serde::Deserialize)]
+    struct R {
+        #[serde(default)]
+        recorded: u64,
+    }
+    serde_json::from_slice::<R>(bytes).map(|r| r.recorded)
 }
 
 /// The body of every non-2xx answer; a 409 on a lock names the holder's

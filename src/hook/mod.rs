@@ -38,6 +38,7 @@ const MAX_INPUT: u64 = 1024 * 1024;
 pub(crate) const INPUT_WAIT: Duration = Duration::from_millis(250);
 
 pub mod block;
+pub mod commit;
 mod fetch;
 pub mod guard;
 mod input;

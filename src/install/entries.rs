@@ -42,10 +42,10 @@ pub fn entries(program: &str, waiter: bool) -> Vec<(&'static str, Value)> {
     if waiter {
         out.push(("Stop", json!({ "hooks": [hook(&wait, Role::Waiter)] })));
     }
-    out.push((
-        "PreToolUse",
-        json!({ "matcher": GUARD_MATCHER, "hooks": [hook(&format!("{program} guard"), Role::Guard)] }),
-    ));
+    // The guard before an edit (claims), and after it (what was touched).
+    let guard = json!({ "matcher": GUARD_MATCHER, "hooks": [hook(&format!("{program} guard"), Role::Guard)] });
+    out.push(("PreToolUse", guard.clone()));
+    out.push(("PostToolUse", guard));
     out
 }
 

@@ -12,6 +12,7 @@ use crate::out::out;
 
 mod entries;
 mod files;
+pub mod git;
 
 pub use entries::{Merged, entries, merge, remove, role_of};
 use files::*;

@@ -120,6 +120,8 @@ impl Write {
                 }
                 Ok(())
             }
+            Write::TouchFiles { session_id, .. } => check("session_id", session_id),
+            Write::MarkShown { session, .. } => check("session", session),
             _ => Ok(()),
         }
     }

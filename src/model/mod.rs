@@ -56,16 +56,93 @@ pub struct Session {
     pub first_seen: Time,
     #[serde(with = "time_serde")]
     pub last_seen: Time,
+    /// v1.2: `live`, `idle` or `closed` (see [`session_state`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// v1.2: when its window ended, while it stays ended.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_time")]
+    pub closed_at: Option<Time>,
+    /// For older clients: live (false when closed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
 }
 
-/// v1.1: what `PUT /sessions/{id}` carries.
+/// Seen this recently and not closed: live (a window refreshes its presence
+/// at its session starts, at most once a minute, and from its idle waiter
+/// every 5 minutes).
+pub const ACTIVE_SECS: i64 = 15 * 60;
+
+/// v1.2: a session's state: `closed` once its window ended (until it is
+/// seen again), `live` when seen in the last [`ACTIVE_SECS`], else `idle`
+/// (its window may be gone without a word: a machine that lost power).
+pub fn session_state(last_seen: &Time, closed_at: Option<&Time>, now: &Time) -> &'static str {
+    match closed_at {
+        Some(_) => CLOSED,
+        None if (*now - *last_seen).num_seconds() <= ACTIVE_SECS => "live",
+        None => "idle",
+    }
+}
+
+impl Session {
+    /// Fills the v1.2 state fields from `closed_at`, as of `now`.
+    pub fn with_state(mut self, closed_at: Option<Time>, now: &Time) -> Session {
+        let state = session_state(&self.last_seen, closed_at.as_ref(), now);
+        self.closed_at = closed_at;
+        self.active = Some(state == "live");
+        self.state = Some(state.to_string());
+        self
+    }
+}
+
+/// v1.1: what `PUT /sessions/{id}` carries; v1.2: `{"state": "closed"}`
+/// alone says its window ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionUpdate {
+    #[serde(default)]
     pub user: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// v1.2: `closed` when the session's window ended; anything else (or
+    /// nothing) is presence, which makes a closed session live again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+}
+
+/// v1.2: the session state that says its window ended.
+pub const CLOSED: &str = "closed";
+
+/// v1.2: a session edited a file of a repository (its PostToolUse hook
+/// said so): what the guard names when another session is about to edit
+/// the same file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Touch {
+    pub session_id: String,
+    pub project: String,
+    pub path: String,
+    #[serde(with = "time_serde")]
+    pub at: Time,
+}
+
+/// v1.2: what happened to one message at one recipient.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recipient {
+    pub session: String,
+    #[serde(default, with = "opt_time")]
+    pub shown_at: Option<Time>,
+    #[serde(default, with = "opt_time")]
+    pub read_at: Option<Time>,
+    #[serde(default, deserialize_with = "de_opt_id")]
+    pub reply_id: Option<i64>,
+}
+
+/// v1.2: `GET /messages/{id}/delivery`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    #[serde(deserialize_with = "de_id")]
+    pub id: i64,
+    pub recipients: Vec<Recipient>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -104,10 +104,24 @@ pub enum Write {
         name: String,
         update: WorkflowUpdate,
     },
-    /// v1.1 presence: creates or refreshes a session's `last_seen`.
+    /// v1.1 presence: creates or refreshes a session's `last_seen`; v1.2:
+    /// with `state: closed`, marks its window ended.
     TouchSession {
         session_id: String,
         update: SessionUpdate,
+    },
+    /// v1.2: the files of `project` (repository-relative, `/`) that a
+    /// session has just edited.
+    TouchFiles {
+        session_id: String,
+        project: String,
+        paths: Vec<String>,
+    },
+    /// v1.2: the messages a hook put into `session`'s context (the first
+    /// time counts).
+    MarkShown {
+        session: String,
+        ids: Vec<i64>,
     },
 }
 
@@ -124,6 +138,8 @@ impl Write {
             Write::SetComponent { .. } => "set_component",
             Write::SetWorkflow { .. } => "set_workflow",
             Write::TouchSession { .. } => "touch_session",
+            Write::TouchFiles { .. } => "touch_files",
+            Write::MarkShown { .. } => "mark_shown",
         }
     }
 
@@ -142,7 +158,16 @@ impl Write {
                 update,
             } => format!("component set {project} {component} {}", update.state),
             Write::SetWorkflow { name, update } => format!("workflow set {name} {}", update.state),
+            Write::TouchSession { session_id, update }
+                if update.state.as_deref() == Some(CLOSED) =>
+            {
+                format!("session {session_id} closed")
+            }
             Write::TouchSession { session_id, .. } => format!("session {session_id} seen"),
+            Write::TouchFiles { project, paths, .. } => {
+                format!("{} file(s) of {project} edited", paths.len())
+            }
+            Write::MarkShown { ids, .. } => format!("{} message(s) shown", ids.len()),
         }
     }
 }
@@ -160,6 +185,9 @@ pub enum Written {
     Component(Component),
     Workflow(Workflow),
     Session(Session),
+    /// How many rows a record-only write (`TouchFiles`, `MarkShown`)
+    /// changed.
+    Recorded(u64),
 }
 
 impl Written {
@@ -172,6 +200,7 @@ impl Written {
             Written::Component(c) => serde_json::to_value(c),
             Written::Workflow(w) => serde_json::to_value(w),
             Written::Session(s) => serde_json::to_value(s),
+            Written::Recorded(n) => Ok(serde_json::json!({ "recorded": n })),
         };
         v.unwrap_or(serde_json::Value::Null)
     }

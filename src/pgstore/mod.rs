@@ -19,6 +19,7 @@ use crate::backend::{Applied, Coord, Page};
 use crate::error::{Error, Result};
 use crate::model::*;
 
+mod delivery;
 mod read;
 mod rows;
 mod schema;
@@ -106,6 +107,15 @@ impl Conn {
     ) -> std::result::Result<Row, postgres::Error> {
         let s = self.statement(sql)?;
         self.client.query_one(&s, p)
+    }
+
+    pub fn query_opt(
+        &mut self,
+        sql: &str,
+        p: Params<'_>,
+    ) -> std::result::Result<Option<Row>, postgres::Error> {
+        let s = self.statement(sql)?;
+        self.client.query_opt(&s, p)
     }
 
     pub fn execute(
@@ -507,6 +517,14 @@ impl Coord for PgStore {
 
     fn timeline(&self, session: Option<&str>, limit: u32) -> Result<Option<Vec<Message>>> {
         self.read(|c| self.timeline_in(c, session, limit)).map(Some)
+    }
+
+    fn delivery(&self, id: i64) -> Result<Option<Delivery>> {
+        self.read(|c| self.delivery_in(c, id)).map(Some)
+    }
+
+    fn touches(&self, project: &str, path: &str, within_s: u64) -> Result<Vec<Touch>> {
+        self.read(|c| self.touches_in(c, project, path, within_s))
     }
 
     fn location(&self) -> String {

@@ -40,7 +40,7 @@ pub(super) const READ_JOINS: &str = "LEFT JOIN message_reads r ON r.message_id =
      LEFT JOIN broadcast_marks b ON b.session = $1";
 
 pub(super) const SESSION_COLS: &str =
-    "session_id, \"user\", machine, name, project, client, first_seen, last_seen";
+    "session_id, \"user\", machine, name, project, client, first_seen, last_seen, closed_at";
 
 pub(super) fn session_row(r: &Row) -> Session {
     Session {
@@ -52,7 +52,14 @@ pub(super) fn session_row(r: &Row) -> Session {
         client: r.get(5),
         first_seen: from_millis(r.get(6)),
         last_seen: from_millis(r.get(7)),
+        state: None,
+        closed_at: None,
+        active: None,
     }
+    .with_state(
+        r.get::<_, Option<i64>>(8).map(from_millis),
+        &crate::clock::now(),
+    )
 }
 
 pub(super) const TODO_COLS: &str = "id, text, \"user\", project, parent_id, source, auto, status, \

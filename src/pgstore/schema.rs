@@ -4,7 +4,7 @@
 //! migrate once).
 
 /// Bump when the schema changes, and add a step to `MIGRATIONS`.
-pub(super) const SCHEMA_VERSION: i32 = 2;
+pub(super) const SCHEMA_VERSION: i32 = 3;
 
 /// The advisory lock a migration runs under ("coord" + 1).
 pub(super) const MIGRATION_LOCK: i64 = 0x636f_6f72_6401;
@@ -115,5 +115,25 @@ CREATE INDEX sessions_seen ON sessions (last_seen);
 "#,
     r#"
 ALTER TABLE locks ADD COLUMN paths TEXT;
+"#,
+    r#"
+CREATE TABLE touches (
+    project TEXT NOT NULL,
+    path TEXT NOT NULL,
+    session TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    PRIMARY KEY (project, path, session)
+);
+CREATE INDEX touches_age ON touches (at);
+ALTER TABLE messages ADD COLUMN shown_at BIGINT;
+CREATE TABLE deliveries (
+    message_id BIGINT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    session TEXT NOT NULL,
+    shown_at BIGINT,
+    read_at BIGINT,
+    PRIMARY KEY (message_id, session)
+);
+CREATE INDEX messages_reply ON messages (in_reply_to, from_session) WHERE in_reply_to IS NOT NULL;
+ALTER TABLE sessions ADD COLUMN closed_at BIGINT;
 "#,
 ];

@@ -49,6 +49,15 @@ impl PgStore {
                     )
                     .map_err(db)?
                     .get(0);
+                if to == ALL_SESSIONS {
+                    // Its recipients: the sessions live now (v1.2 delivery).
+                    tx.execute(
+                        "INSERT INTO deliveries (message_id, session) SELECT $1, session_id FROM sessions \
+                         WHERE last_seen >= $2 AND closed_at IS NULL AND session_id <> $3",
+                        &[&id, &(now - ACTIVE_SECS * 1000), &from],
+                    )
+                    .map_err(db)?;
+                }
                 // Every replica's long-polls hear of it at commit.
                 tx.execute(
                     "SELECT pg_notify($1, $2)",
@@ -56,6 +65,21 @@ impl PgStore {
                 )
                 .map_err(db)?;
                 self.message(tx, id, &from).map(Written::Message)
+            }
+            Write::TouchSession { session_id, update }
+                if update.state.as_deref() == Some(CLOSED) =>
+            {
+                let id = canonical_session(session_id);
+                tx.query_opt(
+                    &format!(
+                        "UPDATE sessions SET closed_at = COALESCE(closed_at, $2) WHERE session_id = $1 \
+                         RETURNING {SESSION_COLS}"
+                    ),
+                    &[&id, &now],
+                )
+                .map_err(db)?
+                .map(|r| Written::Session(session_row(&r)))
+                .ok_or_else(|| Error::not_found(format!("session {id}")))
             }
             Write::TouchSession { session_id, update } => {
                 required("session_id", session_id)?;
@@ -72,12 +96,49 @@ impl PgStore {
                              ON CONFLICT (session_id) DO UPDATE SET \"user\" = excluded.\"user\", \
                              project = COALESCE(excluded.project, sessions.project), \
                              client = COALESCE(excluded.client, sessions.client), \
-                             last_seen = excluded.last_seen RETURNING {SESSION_COLS}"
+                             last_seen = excluded.last_seen, closed_at = NULL RETURNING {SESSION_COLS}"
                         ),
                         &[&id, &update.user, &machine, &name, &update.project, &update.client, &now],
                     )
                     .map_err(db)?;
                 Ok(Written::Session(session_row(&row)))
+            }
+            Write::TouchFiles {
+                session_id,
+                project,
+                paths,
+            } => {
+                required("project", project)?;
+                crate::store::check_touched(paths)?;
+                let session = canonical_session(session_id);
+                let n = tx
+                    .execute(
+                        "INSERT INTO touches (project, path, session, at) \
+                         SELECT $1, p, $3, $4 FROM unnest($2::text[]) AS p \
+                         ON CONFLICT (project, path, session) DO UPDATE SET at = excluded.at",
+                        &[project, paths, &session, &now],
+                    )
+                    .map_err(db)?;
+                Ok(Written::Recorded(n))
+            }
+            Write::MarkShown { session, ids } => {
+                crate::store::check_shown(ids)?;
+                let session = canonical_session(session);
+                let direct = tx
+                    .execute(
+                        "UPDATE messages SET shown_at = $3 WHERE id = ANY($1) AND to_session = $2 \
+                         AND shown_at IS NULL",
+                        &[ids, &session, &now],
+                    )
+                    .map_err(db)?;
+                let broadcast = tx
+                    .execute(
+                        "UPDATE deliveries SET shown_at = $3 WHERE message_id = ANY($1) AND session = $2 \
+                         AND shown_at IS NULL",
+                        &[ids, &session, &now],
+                    )
+                    .map_err(db)?;
+                Ok(Written::Recorded(direct + broadcast))
             }
             Write::MarkRead { id, session } => {
                 required("session", session)?;
@@ -317,6 +378,11 @@ impl PgStore {
         now: i64,
     ) -> Result<()> {
         let db = |e| self.db(e);
+        tx.execute(
+            "UPDATE deliveries SET read_at = $3 WHERE message_id = $1 AND session = $2 AND read_at IS NULL",
+            &[&id, &session, &now],
+        )
+        .map_err(db)?;
         let cut = now - 7 * 24 * 3600 * 1000;
         let upto: i64 = tx
             .query_one(
@@ -476,6 +542,14 @@ impl PgStore {
                          ORDER BY id LIMIT 250)",
                         now,
                     )?,
+                })
+                .and_then(|p| {
+                    c.execute(
+                        "DELETE FROM touches WHERE at < $1",
+                        &[&(now - crate::store::TOUCH_KEPT_MS)],
+                    )
+                    .map_err(|e| self.db(e))?;
+                    Ok(p)
                 })
             })();
             let _ = c.execute("SELECT pg_advisory_unlock($1)", &[&RETENTION_LOCK]);

@@ -15,6 +15,9 @@ pub(super) fn router(state: AppState) -> Router {
         .route(route::WORKFLOW, put(set_workflow))
         .route(route::SESSIONS, get(list_sessions))
         .route(route::SESSION, put(touch_session))
+        .route(route::MESSAGES_SHOWN, post(mark_shown))
+        .route(route::MESSAGE_DELIVERY, get(delivery))
+        .route(route::TOUCHES, post(touch_files).get(list_touches))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth))
         .route(route::HEALTH, get(health));
     // The dashboard, beside the API (its own guard: `ui::refused`).
@@ -101,6 +104,73 @@ pub(super) async fn mark_read(
         session: b.session,
     })
     .await
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct ShownBody {
+    session: String,
+    ids: Vec<i64>,
+}
+
+pub(super) async fn mark_shown(State(st): State<AppState>, h: HeaderMap, body: Body) -> Response {
+    body_write(st, h, body, |b: ShownBody| Write::MarkShown {
+        session: b.session,
+        ids: b.ids,
+    })
+    .await
+}
+
+pub(super) async fn delivery(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+    let id = tri!(parse_id(&id));
+    json_response(
+        with_reader(&st, move |s| {
+            s.delivery(id)?
+                .ok_or_else(|| Error::Failed("this store cannot say what was delivered".into()))
+        })
+        .await,
+    )
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct TouchBody {
+    session_id: String,
+    project: String,
+    paths: Vec<String>,
+}
+
+pub(super) async fn touch_files(State(st): State<AppState>, h: HeaderMap, body: Body) -> Response {
+    body_write(st, h, body, |b: TouchBody| Write::TouchFiles {
+        session_id: b.session_id,
+        project: b.project,
+        paths: b.paths,
+    })
+    .await
+}
+
+/// The longest look back `GET /touches` takes (`within`, seconds).
+const MAX_TOUCH_WITHIN: u64 = 24 * 3600;
+
+pub(super) async fn list_touches(State(st): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    let q = tri!(Query::parse(q));
+    let (Some(project), Some(path)) = (q.get(query::PROJECT), q.get(query::PATH)) else {
+        return error(422, "query parameters project and path are required".into());
+    };
+    let within = match q.get(query::WITHIN) {
+        None => 600,
+        Some(w) => match w.trim().parse::<u64>() {
+            Ok(n) if n <= MAX_TOUCH_WITHIN => n,
+            _ => {
+                return error(
+                    422,
+                    format!(
+                        "within must be 0 to {MAX_TOUCH_WITHIN} seconds, not {:?}",
+                        clip(&w)
+                    ),
+                );
+            }
+        },
+    };
+    json_response(with_reader(&st, move |s| s.touches(&project, &path, within)).await)
 }
 
 #[derive(serde::Deserialize)]

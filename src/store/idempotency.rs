@@ -73,5 +73,8 @@ pub(crate) fn stored_answer(w: &Write, status: u16, body: &str) -> Option<Writte
         Write::SetComponent { .. } => Written::Component(serde_json::from_str(body).ok()?),
         Write::SetWorkflow { .. } => Written::Workflow(serde_json::from_str(body).ok()?),
         Write::TouchSession { .. } => Written::Session(serde_json::from_str(body).ok()?),
+        Write::TouchFiles { .. } | Write::MarkShown { .. } => {
+            Written::Recorded(crate::wire::recorded(body.as_bytes()).ok()?)
+        }
     })
 }

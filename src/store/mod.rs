@@ -13,6 +13,7 @@ use rusqlite::{
 use crate::backend::{Applied, Coord, Page};
 use crate::error::{Error, Result};
 use crate::model::*;
+mod delivery;
 mod idempotency;
 mod read;
 mod retention;
@@ -21,8 +22,10 @@ mod write;
 
 pub(crate) use idempotency::{key_reused, stored_answer};
 use read::*;
+pub(crate) use retention::TOUCH_KEPT_MS;
 pub use retention::{MIN_RETAIN_DAYS, Purged};
 pub(crate) use write::lock_expiry;
+pub(crate) use write::{check_shown, check_touched};
 
 /// How long a writer waits for another process before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -357,6 +360,14 @@ impl Coord for LocalStore {
 
     fn timeline(&self, session: Option<&str>, limit: u32) -> Result<Option<Vec<Message>>> {
         self.timeline_of(session, limit).map(Some)
+    }
+
+    fn delivery(&self, id: i64) -> Result<Option<Delivery>> {
+        self.delivery_of(id).map(Some)
+    }
+
+    fn touches(&self, project: &str, path: &str, within_s: u64) -> Result<Vec<Touch>> {
+        self.touches_of(project, path, within_s)
     }
 
     fn location(&self) -> String {

@@ -15,6 +15,9 @@ pub struct Purged {
 /// The fewest days `coord serve --retain` keeps: idempotency keys live 7.
 pub const MIN_RETAIN_DAYS: u32 = 7;
 
+/// How long an edit stays known (`touches`).
+pub(crate) const TOUCH_KEPT_MS: i64 = 24 * 3600 * 1000;
+
 /// Rows deleted per transaction: each batch holds the write lock for a few
 /// milliseconds, so writes never wait long behind retention.
 const BATCH: i64 = 250;
@@ -58,6 +61,11 @@ impl LocalStore {
                 now,
             )?,
         };
+        // Edits the guard names are only news for minutes: kept a day.
+        self.retry_busy(|| {
+            self.conn
+                .execute("DELETE FROM touches WHERE at < ?1", [now - TOUCH_KEPT_MS])
+        })?;
         // Give the freed pages back a step at a time (each step its own
         // short write), then empty the WAL the deletes filled.
         loop {

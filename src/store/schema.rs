@@ -4,7 +4,7 @@
 use super::*;
 
 /// Bump when the schema changes, and add a step to `MIGRATIONS`.
-pub(super) const SCHEMA_VERSION: i64 = 7;
+pub(super) const SCHEMA_VERSION: i64 = 8;
 
 /// Step N brings a database from user_version N to N+1.
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -167,6 +167,31 @@ CREATE INDEX messages_broadcast_age ON messages (created_at) WHERE to_session = 
     r#"
 -- v1.2 path claims: the repository-relative globs a lock covers (JSON).
 ALTER TABLE locks ADD COLUMN paths TEXT;
+"#,
+    r#"
+-- v1.2: the files sessions edited, for the guard's "touched by" note
+-- (kept a day).
+CREATE TABLE touches (
+    project TEXT NOT NULL,
+    path TEXT NOT NULL,
+    session TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (project, path, session)
+) WITHOUT ROWID;
+CREATE INDEX touches_age ON touches (at);
+-- v1.2 delivery: when a direct message was put into its recipient's
+-- context; for a broadcast one row per session live when it was sent.
+ALTER TABLE messages ADD COLUMN shown_at INTEGER;
+CREATE TABLE deliveries (
+    message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    session TEXT NOT NULL,
+    shown_at INTEGER,
+    read_at INTEGER,
+    PRIMARY KEY (message_id, session)
+) WITHOUT ROWID;
+CREATE INDEX messages_reply ON messages (in_reply_to, from_session) WHERE in_reply_to IS NOT NULL;
+-- v1.2: a session whose window ended (until it is seen again).
+ALTER TABLE sessions ADD COLUMN closed_at INTEGER;
 "#,
 ];
 

@@ -11,6 +11,37 @@ pub(super) fn required(field: &str, v: &str) -> Result<()> {
     }
 }
 
+/// The most files one `TouchFiles` and ids one `MarkShown` may carry.
+pub(crate) const MAX_RECORDED: usize = 500;
+
+/// A `TouchFiles`' paths: some, not too many, each a path.
+pub(crate) fn check_touched(paths: &[String]) -> Result<()> {
+    if paths.is_empty() || paths.len() > MAX_RECORDED {
+        return Err(Error::invalid(format!(
+            "paths must hold 1 to {MAX_RECORDED} paths, not {}",
+            paths.len()
+        )));
+    }
+    match paths.iter().find(|p| p.trim().is_empty() || p.len() > 1024) {
+        Some(p) => Err(Error::invalid(format!(
+            "paths: {:?} is not a repository-relative path of at most 1,024 bytes",
+            crate::text::cell(p, 60)
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A `MarkShown`'s ids: some, not too many.
+pub(crate) fn check_shown(ids: &[i64]) -> Result<()> {
+    if ids.is_empty() || ids.len() > MAX_RECORDED {
+        return Err(Error::invalid(format!(
+            "ids must hold 1 to {MAX_RECORDED} message ids, not {}",
+            ids.len()
+        )));
+    }
+    Ok(())
+}
+
 /// When a lock claimed at `now` for `ttl_hours` expires; a TTL outside the
 /// contract's bounds is a 422 naming it. Both stores ask this.
 pub(crate) fn lock_expiry(ttl_hours: Option<f64>, now: i64) -> Result<i64> {
@@ -58,7 +89,33 @@ impl LocalStore {
                     ],
                 ))?;
                 let id = tx.last_insert_rowid();
+                if to == ALL_SESSIONS {
+                    // Its recipients: the sessions live now (v1.2 delivery).
+                    self.db(tx.exec(
+                        "INSERT INTO deliveries (message_id, session) SELECT ?1, session_id FROM sessions \
+                         WHERE last_seen >= ?2 AND closed_at IS NULL AND session_id <> ?3",
+                        params![id, now - ACTIVE_SECS * 1000, from],
+                    ))?;
+                }
                 self.message(tx, id, &from).map(Written::Message)
+            }
+            Write::TouchSession { session_id, update }
+                if update.state.as_deref() == Some(CLOSED) =>
+            {
+                let id = canonical_session(session_id);
+                self.db(tx.exec(
+                    "UPDATE sessions SET closed_at = COALESCE(closed_at, ?2) WHERE session_id = ?1",
+                    params![id, now],
+                ))?;
+                self.db(tx
+                    .row(
+                        &format!("SELECT {SESSION_COLS} FROM sessions WHERE session_id = ?1"),
+                        [&id],
+                        session_row,
+                    )
+                    .optional())?
+                    .map(Written::Session)
+                    .ok_or_else(|| Error::not_found(format!("session {id}")))
             }
             Write::TouchSession { session_id, update } => {
                 required("session_id", session_id)?;
@@ -72,7 +129,7 @@ impl LocalStore {
                      VALUES (?1,?2,?3,?4,?5,?6,?7,?7) \
                      ON CONFLICT (session_id) DO UPDATE SET user = excluded.user, \
                      project = COALESCE(excluded.project, project), client = COALESCE(excluded.client, client), \
-                     last_seen = excluded.last_seen",
+                     last_seen = excluded.last_seen, closed_at = NULL",
                     params![id, update.user, machine, name, update.project, update.client, now],
                 ))?;
                 self.db(tx.row(
@@ -81,6 +138,40 @@ impl LocalStore {
                     session_row,
                 ))
                 .map(Written::Session)
+            }
+            Write::TouchFiles {
+                session_id,
+                project,
+                paths,
+            } => {
+                required("project", project)?;
+                check_touched(paths)?;
+                let session = canonical_session(session_id);
+                let mut n = 0;
+                for p in paths {
+                    n += self.db(tx.exec(
+                        "INSERT INTO touches (project, path, session, at) VALUES (?1,?2,?3,?4) \
+                         ON CONFLICT (project, path, session) DO UPDATE SET at = excluded.at",
+                        params![project, p, session, now],
+                    ))? as u64;
+                }
+                Ok(Written::Recorded(n))
+            }
+            Write::MarkShown { session, ids } => {
+                check_shown(ids)?;
+                let session = canonical_session(session);
+                let mut n = 0;
+                for id in ids {
+                    n += self.db(tx.exec(
+                        "UPDATE messages SET shown_at = ?3 WHERE id = ?1 AND to_session = ?2 AND shown_at IS NULL",
+                        params![id, session, now],
+                    ))? as u64;
+                    n += self.db(tx.exec(
+                        "UPDATE deliveries SET shown_at = ?3 WHERE message_id = ?1 AND session = ?2 AND shown_at IS NULL",
+                        params![id, session, now],
+                    ))? as u64;
+                }
+                Ok(Written::Recorded(n))
             }
             Write::MarkRead { id, session } => {
                 required("session", session)?;
@@ -315,6 +406,10 @@ impl LocalStore {
         session: &str,
         now: i64,
     ) -> Result<()> {
+        self.db(tx.exec(
+            "UPDATE deliveries SET read_at = ?3 WHERE message_id = ?1 AND session = ?2 AND read_at IS NULL",
+            params![id, session, now],
+        ))?;
         let upto: i64 = self.db(tx.row(
             &format!("SELECT {}", broadcast_floor("?1", "?2")),
             params![session, new_session_cut(now)],

@@ -63,6 +63,22 @@ impl Machine {
         Command::from_std(self.std_bin(bin, session, args))
     }
 
+    /// Another program (git) run as this machine's user: its HOME and
+    /// folder, none of the coord or Claude Code variables of the test's.
+    pub fn bin_cmd(&self, program: &str, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(program);
+        crate::env::clear(&mut c);
+        c.current_dir(self.root())
+            .env("HOME", self.root())
+            .env("USERPROFILE", self.root())
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .args(args);
+        c
+    }
+
     /// The same as a plain `std::process::Command`, for spawning many.
     pub fn std_bin(
         &self,

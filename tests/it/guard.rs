@@ -16,11 +16,11 @@ fn clone(m: &Machine, at: &str) -> PathBuf {
     root
 }
 
-/// The guard's answer for an edit of `file` in session `session`: the deny
-/// reason, or None when it allows (prints nothing).
-fn guard(m: &Machine, file: &Path, cwd: &Path) -> Option<String> {
+/// What the guard printed for `event` on an edit of `file` (Null when it
+/// printed nothing: allowed, nothing to say).
+fn ask(m: &Machine, event: &str, file: &Path, cwd: &Path) -> Value {
     let input = json!({
-        "session_id": "0b5e-guard", "cwd": cwd, "hook_event_name": "PreToolUse",
+        "session_id": "0b5e-guard", "cwd": cwd, "hook_event_name": event,
         "tool_name": "Edit", "tool_input": {"file_path": file, "old_string": "a", "new_string": "b"}
     });
     let out = m
@@ -31,17 +31,31 @@ fn guard(m: &Machine, file: &Path, cwd: &Path) -> Option<String> {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     if text.trim().is_empty() {
-        return None;
+        return Value::Null;
     }
     let v: Value = serde_json::from_str(&text).expect("the guard prints JSON");
     assert_eq!(v["hookSpecificOutput"]["hookEventName"], "PreToolUse");
-    assert_eq!(v["hookSpecificOutput"]["permissionDecision"], "deny");
-    Some(
-        v["hookSpecificOutput"]["permissionDecisionReason"]
-            .as_str()
-            .unwrap()
-            .to_string(),
-    )
+    v["hookSpecificOutput"].clone()
+}
+
+/// The guard's answer for an edit of `file`: the deny reason, or None when
+/// it allows (a note may come with that: see `note`).
+fn guard(m: &Machine, file: &Path, cwd: &Path) -> Option<String> {
+    let v = ask(m, "PreToolUse", file, cwd);
+    if v.is_null() || v.get("permissionDecision").is_none() {
+        return None;
+    }
+    assert_eq!(v["permissionDecision"], "deny");
+    Some(v["permissionDecisionReason"].as_str().unwrap().to_string())
+}
+
+/// The note the guard adds to an edit it allows, if any.
+fn note(m: &Machine, file: &Path, cwd: &Path) -> Option<String> {
+    let v = ask(m, "PreToolUse", file, cwd);
+    assert!(v.get("permissionDecision").is_none(), "{v}");
+    v.get("additionalContext")
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 #[test]
@@ -114,7 +128,11 @@ fn an_expired_claim_no_longer_stops_anyone() {
 fn the_guard_allows_when_the_api_is_away_or_the_identity_broken() {
     let dead = Machine::remote("BRAVO", &dead_url());
     let r = clone(&dead, "w");
+    // Allowed, and said once per window, not at every edit.
+    let said = note(&dead, &r.join("db/migrations/1.sql"), &r).expect("a note");
+    assert!(said.contains("could not be checked"), "{said}");
     assert_eq!(guard(&dead, &r.join("db/migrations/1.sql"), &r), None);
+    assert_eq!(note(&dead, &r.join("db/migrations/2.sql"), &r), None);
     let broken = Machine::new("BROKEN");
     std::fs::write(broken.identity_path(), "{ not json").unwrap();
     let r = clone(&broken, "w");
@@ -182,5 +200,174 @@ fn a_new_file_in_a_claimed_folder_and_the_case_rule_of_the_os() {
     assert_eq!(
         guard(&b, &other_case, &rb).is_some(),
         cfg!(any(windows, target_os = "macos"))
+    );
+}
+
+#[test]
+fn an_edit_another_session_made_lately_is_named_but_allowed() {
+    let s = Server::start(&[]);
+    let a = Machine::remote("ALPHA", &s.url);
+    let b = Machine::remote("BRAVO", &s.url);
+    let (ra, rb) = (clone(&a, "work"), clone(&b, "elsewhere"));
+    // ALPHA edits src/a/lib.rs (its PostToolUse records it) …
+    assert!(ask(&a, "PostToolUse", &ra.join("src/a/lib.rs"), &ra).is_null());
+    // … BRAVO, about to edit the same file in its own clone, hears of it.
+    let said = note(&b, &rb.join("src/a/lib.rs"), &rb).expect("a note");
+    assert!(said.contains("ALPHA/claude-main"), "{said}");
+    assert!(said.contains("src/a/lib.rs"), "{said}");
+    assert!(said.contains("coord msg send ALPHA/claude-main"), "{said}");
+    // Not of its own edits, nor of files nobody touched.
+    assert_eq!(note(&a, &ra.join("src/a/lib.rs"), &ra), None);
+    assert_eq!(note(&b, &rb.join("src/a/other.rs"), &rb), None);
+    // The server keeps one row per file and session, and answers it.
+    let body = ureq::get(&format!(
+        "{}/api/coord/touches?project=shop&path=src/a/lib.rs",
+        s.url
+    ))
+    .call()
+    .unwrap()
+    .body_mut()
+    .read_to_string()
+    .unwrap();
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v[0]["session_id"], "ALPHA/claude-main");
+    // A claim outranks the note: denied.
+    let out = a
+        .coord(&["lock", "claim", "shop", "lib", "--path", "src/a"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(guard(&b, &rb.join("src/a/lib.rs"), &rb).is_some());
+}
+
+#[test]
+fn edits_are_known_between_windows_of_the_embedded_store() {
+    let m = Machine::new("BOX");
+    let r = clone(&m, "w");
+    let input = json!({
+        "session_id": "other-window", "cwd": &r, "hook_event_name": "PostToolUse",
+        "tool_name": "Write", "tool_input": {"file_path": r.join("README.md"), "content": "x"}
+    });
+    let out = m
+        .bin("coord-hook", Some("other"), &["guard"])
+        .write_stdin(input.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && stdout(&out).is_empty(),
+        "{}",
+        stderr(&out)
+    );
+    let said = note(&m, &r.join("README.md"), &r).expect("a note");
+    assert!(said.contains("BOX/other"), "{said}");
+}
+
+/// git, when this machine has it (the Windows tests under wine do not).
+fn git(dir: &Path, args: &[&str]) -> Option<std::process::Output> {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .output()
+        .ok()?;
+    Some(out)
+}
+
+#[test]
+fn the_git_pre_commit_hook_refuses_a_claimed_path_until_told_otherwise() {
+    let s = Server::start(&[]);
+    let a = Machine::remote("ALPHA", &s.url);
+    let b = Machine::remote("BRAVO", &s.url);
+    let repo = b.root().join("src").join("shop");
+    std::fs::create_dir_all(repo.join("db")).unwrap();
+    let Some(init) = git(&repo, &["init", "-q"]) else {
+        eprintln!("SKIPPED: no git on this machine");
+        return;
+    };
+    assert!(init.status.success());
+    // Install, from inside the clone: the hook is ours and runs the guard.
+    let out = b
+        .bin("coord-hook", None, &["install", "--git"])
+        .current_dir(&repo)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let hook = repo.join(".git/hooks/pre-commit");
+    let script = std::fs::read_to_string(&hook).unwrap();
+    assert!(script.contains("guard --staged"), "{script}");
+    let out = a
+        .coord(&[
+            "lock",
+            "claim",
+            "shop",
+            "schema",
+            "--path",
+            "db",
+            "--note",
+            "migrating",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(repo.join("db/1.sql"), "x").unwrap();
+    std::fs::write(repo.join("free.txt"), "x").unwrap();
+    // A commit of a free path goes through.
+    git(&repo, &["add", "free.txt"]).unwrap();
+    let ok = b
+        .bin_cmd("git", &["commit", "-q", "-m", "free"])
+        .current_dir(&repo)
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    // One that touches the claim is refused, with the guard's reason.
+    git(&repo, &["add", "db/1.sql"]).unwrap();
+    let refused = b
+        .bin_cmd("git", &["commit", "-q", "-m", "schema"])
+        .current_dir(&repo)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let why = stderr(&refused);
+    assert!(why.contains("commit refused"), "{why}");
+    assert!(
+        why.contains("ALPHA/claude-main") && why.contains("migrating"),
+        "{why}"
+    );
+    assert!(why.contains("COORD_ALLOW_CLAIMED=1"), "{why}");
+    // The override lets it through.
+    let forced = b
+        .bin_cmd("git", &["commit", "-q", "-m", "schema"])
+        .current_dir(&repo)
+        .env("COORD_ALLOW_CLAIMED", "1")
+        .output()
+        .unwrap();
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    // Uninstall removes our hook; one that is not ours is never touched.
+    let out = b
+        .bin("coord-hook", None, &["uninstall", "--git"])
+        .current_dir(&repo)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!hook.exists());
+    std::fs::write(&hook, "#!/bin/sh\necho mine\n").unwrap();
+    let out = b
+        .bin("coord-hook", None, &["install", "--git"])
+        .current_dir(&repo)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not coord-hook's"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&hook).unwrap(),
+        "#!/bin/sh\necho mine\n"
     );
 }

@@ -158,7 +158,7 @@ fn a_store_written_by_the_first_schema_keeps_every_read_state() {
     let version: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 7);
+    assert_eq!(version, 8);
 
     // Reading #4 moves B's mark over #5 (own) and #6: no exceptions left.
     let s = LocalStore::open(&db).unwrap();
