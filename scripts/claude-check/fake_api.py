@@ -15,6 +15,8 @@ Claude Code 2.1.331 puts beside it (SessionStart hook additional context).
     @@bash:CMD@@   -> a tool_use of Bash running CMD
     @@reply@@      -> a tool_use of Bash running `coord msg reply <ID> "on it"`,
                       ID being the coord message whose body carries the marker
+- else, when the request offers the Write tool and the newest turn holds
+    @@write:PATH@@ -> a tool_use of Write creating PATH (content "fake-api wrote this")
 - else text "fake-api answer #N" plus " ack TEXT" for every @@say:TEXT@@ seen.
 
 Every request (path, a few headers, the JSON body) is appended as one JSON
@@ -35,6 +37,7 @@ COUNTER = [0]
 ARGS = None
 
 BASH_RE = re.compile(r"@@bash:(.+?)@@", re.S)
+WRITE_RE = re.compile(r"@@write:([^@]+?)@@")
 SAY_RE = re.compile(r"@@say:([^@]+?)@@")
 # A coord block: "--- message #14 · from ..." followed by "| body" lines.
 MSG_RE = re.compile(r"--- message #(\d+)[^\n]*\n((?:(?:subject:[^\n]*|\|[^\n]*)\n?)*)")
@@ -93,6 +96,14 @@ def decide(body, n):
                 {"type": "tool_use", "id": "toolu_fake%06d" % n, "name": "Bash",
                  "input": {"command": cmd, "description": "fake-api command"}},
             ], "tool_use"
+    has_write = any(t.get("name") == "Write" for t in body.get("tools") or [])
+    m = WRITE_RE.search(text) if has_write else None
+    if m:
+        return [
+            {"type": "text", "text": "fake-api: writing a file"},
+            {"type": "tool_use", "id": "toolu_fake%06d" % n, "name": "Write",
+             "input": {"file_path": m.group(1).strip(), "content": "fake-api wrote this\n"}},
+        ], "tool_use"
     says = SAY_RE.findall(text)
     out = "fake-api answer #%d" % n
     if says:

@@ -646,6 +646,63 @@ def check_reply(label, mode_args, install_args=(), expect_prompt=False):
         w.close(failed)
 
 
+def check_guard():
+    """Issue 24: a Write inside a path another session claimed is denied and
+    the reason reaches the model; a file another session edited lately is
+    written, with the guard's note in the model's context."""
+    w = World("guard", projects=("shop",))
+    failed = True
+    try:
+        repo = w.projects["shop"]
+        os.makedirs(os.path.join(repo, ".git"))
+        os.makedirs(os.path.join(repo, "db"))
+        r = w.peer("lock", "claim", "shop", "schema", "--path", "db", "--note", "renaming users")
+        if r.returncode != 0:
+            result(False, "g claim", r.stderr)
+            return
+        # The peer edited notes.md a moment ago (its PostToolUse said so).
+        touched = {"session_id": "peer-conv", "cwd": repo, "hook_event_name": "PostToolUse",
+                   "tool_name": "Write", "tool_input": {"file_path": os.path.join(repo, "notes.md")}}
+        subprocess.run([os.path.join(ARGS.bin, "coord-hook"), "guard"], input=json.dumps(touched),
+                       env=w.env(COORD_SESSION="OTHERBOX/peer"), capture_output=True, text=True, timeout=30)
+        win = w.start("g", "shop", ["--permission-mode", "acceptEdits"])
+        if not win.wait_idle(90):
+            result(False, "g guard", "UI never idle:" + excerpt(win.pane()))
+            return
+        claimed = os.path.join(repo, "db", "0042.sql")
+        t0 = time.time()
+        win.type("please @@write:%s@@" % claimed)
+
+        def said(marker):
+            for q in main_requests(w.api_requests(t0)):
+                text = context_text(q)
+                if marker in text:
+                    return text
+            return None
+
+        denied = wait_for(lambda: said("claimed by OTHERBOX/peer"), 40, 0.3)
+        ok1 = bool(denied) and not os.path.exists(claimed)
+        result(ok1, "g a denied Write's reason reaches the model",
+               "reason in the next request: %s; file written: %s%s" % (
+                   "yes" if denied else "NO", "YES" if os.path.exists(claimed) else "no",
+                   "" if ok1 else excerpt(win.pane(), 14)))
+        wait_for(win.idle, 20)
+        notes = os.path.join(repo, "notes.md")
+        t1 = time.time()
+        t0 = t1
+        win.type("please @@write:%s@@" % notes)
+        noted = wait_for(lambda: said("was edited by OTHERBOX/peer"), 40, 0.3)
+        ok2 = bool(noted) and os.path.exists(notes)
+        result(ok2, "g a file another session edited lately: written, with the note",
+               "note in the model's context: %s; file written: %s%s" % (
+                   "yes" if noted else "NO", "yes" if os.path.exists(notes) else "NO",
+                   "" if ok2 else excerpt(win.pane(), 14)))
+        failed = not (ok1 and ok2)
+        win.exit()
+    finally:
+        w.close(failed)
+
+
 def hook_facts():
     """Run one short session and report what Claude Code passed to the hooks."""
     w = World("facts")
@@ -687,7 +744,7 @@ def main():
                    help="folder holding coord and coord-hook (default /tmp/cc-bin, or $COORD_BIN_DIR)")
     p.add_argument("--claude", default=os.environ.get("CLAUDE_BIN", "/tmp/cc-cli/node_modules/.bin/claude"),
                    help="the claude executable (default: npm install --prefix /tmp/cc-cli)")
-    p.add_argument("--only", default="1,2,3", help="which checks, e.g. 1,3 (f: hook facts)")
+    p.add_argument("--only", default="1,2,3,g", help="which checks, e.g. 1,3 (g: the edit guard, f: hook facts)")
     p.add_argument("--runs", type=int, default=5, help="check 1 repetitions")
     p.add_argument("--wake-timeout", type=float, default=8.0, help="seconds a wake-up may take")
     p.add_argument("--reply-timeout", type=float, default=30.0)
@@ -714,6 +771,8 @@ def main():
         check_reply("a", ["--permission-mode", "default"])
         check_reply("b", [])
         check_reply("c", ["--permission-mode", "default"], install_args=["--no-allow"], expect_prompt=True)
+    if "g" in only:
+        check_guard()
     if "f" in only:
         hook_facts()
         for f in FACTS:
