@@ -57,6 +57,20 @@ pub trait Coord {
     fn touches(&self, _project: &str, _path: &str, _within_s: u64) -> Result<Vec<Touch>> {
         Ok(Vec::new())
     }
+    /// v1.2: the live claims of `project` (as `locks`) and who edited its
+    /// `path` in the last `within_s` seconds, in one answer. None where the
+    /// server cannot answer both at once (then ask `locks` and `touches`).
+    fn claims(&self, project: &str, path: &str, within_s: u64) -> Result<Option<Claims>> {
+        let q = LockQuery {
+            project: Some(project.to_string()),
+            limit: Some(MAX_LIST_LIMIT),
+            ..Default::default()
+        };
+        Ok(Some(Claims {
+            locks: self.locks(&q)?,
+            touches: self.touches(project, path, within_s)?,
+        }))
+    }
     /// Where the data lives, for people: a file path or a URL.
     fn location(&self) -> String;
     /// True when writes go over the network and may need the queue.

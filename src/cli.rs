@@ -233,6 +233,12 @@ pub enum MsgCmd {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<i64>,
     },
+    /// What became of a message at each recipient: shown to its model,
+    /// read, replied (v1.2 servers and the embedded store).
+    Status {
+        /// The message (one this session sent, or any other).
+        id: i64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -250,6 +256,10 @@ pub struct MsgSend {
     /// Send even to an address no session of the fleet has used.
     #[arg(long)]
     pub force: bool,
+    /// Send only if the recipient has a window open now (exit 2, nothing
+    /// sent, when it is closed or idle).
+    #[arg(long, conflicts_with = "force")]
+    pub live: bool,
 }
 
 #[derive(Debug, Subcommand)]

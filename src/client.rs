@@ -530,6 +530,18 @@ impl Coord for HttpCoord {
         }
     }
 
+    fn claims(&self, project: &str, path: &str, within_s: u64) -> Result<Option<Claims>> {
+        let req = Request::get(route::CLAIMS)
+            .q(query::PROJECT, Some(project))
+            .q(query::PATH, Some(path))
+            .q(query::WITHIN, Some(within_s));
+        match self.get(req) {
+            Ok(c) => Ok(Some(c)),
+            Err(Error::Rejected { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn touches(&self, project: &str, path: &str, within_s: u64) -> Result<Vec<Touch>> {
         let req = Request::get(route::TOUCHES)
             .q(query::PROJECT, Some(project))

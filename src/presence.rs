@@ -53,7 +53,12 @@ pub(crate) fn stamp_path(dir: &Path, parts: &[&str], readable: &str) -> PathBuf 
         .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         });
-    let mut name = format!("{hash:016x}-");
+    dir.join(format!("{hash:016x}-{}", readable_part(readable)))
+}
+
+/// The part of a stamp's name people can read.
+fn readable_part(readable: &str) -> String {
+    let mut name = String::new();
     for b in readable.to_ascii_lowercase().bytes().take(60) {
         if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
             name.push(b as char);
@@ -61,7 +66,21 @@ pub(crate) fn stamp_path(dir: &Path, parts: &[&str], readable: &str) -> PathBuf 
             name.push_str(&format!("%{b:02X}"));
         }
     }
-    dir.join(name)
+    name
+}
+
+/// Forgets that `session`'s presence is fresh (every project's stamp):
+/// the next session start of that name writes its presence again.
+pub(crate) fn forget(id: &Identity, session: &str) {
+    let suffix = format!("-{}", readable_part(session));
+    let Ok(entries) = std::fs::read_dir(id.state_dir.join("coord-presence")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().ends_with(&suffix) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// How long ago a file (its metadata) was last changed, if it can be told.

@@ -179,6 +179,13 @@ pub fn messages(msgs: &[Message], now: &Time, style: &Style) -> String {
         if let Some(s) = m.subject.as_deref().filter(|s| !s.is_empty()) {
             let _ = writeln!(out, "subject: {}", style.bold(&cell(s, 200)));
         }
+        if let (Some(r), Some(q)) = (m.in_reply_to, m.replies_to.as_deref()) {
+            let _ = writeln!(
+                out,
+                "{}",
+                style.dim(&format!("answers #{r}: {}", cell(q, 200)))
+            );
+        }
         for l in escape_controls(&m.body).lines() {
             let _ = writeln!(out, "    {l}");
         }

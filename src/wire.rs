@@ -69,6 +69,8 @@ pub mod route {
     pub const MESSAGE_DELIVERY: &str = "/messages/{id}/delivery";
     /// v1.2 edits a session made (the guard's awareness).
     pub const TOUCHES: &str = "/touches";
+    /// v1.2: a project's claims and a file's recent edits, for the guard.
+    pub const CLAIMS: &str = "/claims";
 }
 
 /// A route template with its `{…}` parts filled, in order, each

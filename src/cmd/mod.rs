@@ -2,6 +2,7 @@
 //! context (identity, output mode, backend) and the output helpers.
 
 pub mod copy;
+pub mod delivery;
 pub mod lock;
 pub mod msg;
 pub mod sessions;

@@ -17,6 +17,7 @@ pub fn run(ctx: &Ctx, cmd: MsgCmd) -> Result<()> {
         MsgCmd::Sent { limit } => sent(ctx, limit),
         MsgCmd::Inbox { all, limit } => inbox(ctx, all, limit),
         MsgCmd::Read { ids } => read(ctx, &ids),
+        MsgCmd::Status { id } => super::delivery::status(ctx, id),
     }
 }
 
@@ -25,8 +26,14 @@ fn send(ctx: &Ctx, s: MsgSend) -> Result<()> {
         return Err(Error::Usage("the recipient is empty".into()));
     }
     let body = read_text(s.body, s.body_file.as_deref(), "message body")?;
-    let to = resolve(ctx, &s.to, s.force)?;
-    deliver(ctx, to, body, s.subject.filter(|s| !s.is_empty()), None)
+    let (to, seen) = resolve(ctx, &s.to, s.force)?;
+    let closed = super::delivery::not_live(ctx, &to, seen.as_ref(), s.live)?;
+    deliver(ctx, to, body, s.subject.filter(|s| !s.is_empty()), None)?;
+    // Sent all the same (exit 0): the sender knows it waits.
+    if let Some(line) = closed {
+        crate::out::note(&format!("note: {line}"));
+    }
+    Ok(())
 }
 
 fn deliver(
@@ -51,7 +58,9 @@ fn deliver(
 /// or — only with `--force` — an address nobody has used. An unknown one is
 /// a usage error naming the closest known addresses: a message must never
 /// go silently where nobody reads.
-fn resolve(ctx: &Ctx, to: &str, force: bool) -> Result<String> {
+/// Also answers the session found, as the fleet lists it (None for a
+/// broadcast, `--force`, or when sessions cannot be listed).
+fn resolve(ctx: &Ctx, to: &str, force: bool) -> Result<(String, Option<Session>)> {
     let expanded = expand_recipient(to);
     // One grammar for everyone, --force included: an address is never
     // anything a shell, a terminal or a reader could take for more.
@@ -61,7 +70,7 @@ fn resolve(ctx: &Ctx, to: &str, force: bool) -> Result<String> {
         )));
     }
     if expanded == ALL_SESSIONS || force {
-        return Ok(expanded);
+        return Ok((expanded, None));
     }
     let known = match ctx.backend()?.sessions(None) {
         Ok(Some(k)) => k,
@@ -69,11 +78,11 @@ fn resolve(ctx: &Ctx, to: &str, force: bool) -> Result<String> {
             crate::out::note(&format!(
                 "note: the coord API does not list sessions (a v1 server): {expanded} is not checked"
             ));
-            return Ok(expanded);
+            return Ok((expanded, None));
         }
         // Offline: the address cannot be checked now; the write waits in
         // the queue (and says so) rather than being lost.
-        Err(e) if e.retry() == crate::delivery::Retry::Later => return Ok(expanded),
+        Err(e) if e.retry() == crate::delivery::Retry::Later => return Ok((expanded, None)),
         Err(e) => return Err(e),
     };
     // What `coord sessions` lists, and nothing else: the sender itself is
@@ -105,8 +114,15 @@ fn resolve(ctx: &Ctx, to: &str, force: bool) -> Result<String> {
             // Yourself: you read it.
             .or_else(|| wanted.eq_ignore_ascii_case(&me).then(|| me.clone()))
     };
+    let seen = |id: String| {
+        let s = known
+            .iter()
+            .find(|s| s.session_id.eq_ignore_ascii_case(&id))
+            .cloned();
+        (id, s)
+    };
     if let Some(found) = find(&expanded) {
-        return Ok(found);
+        return Ok(seen(found));
     }
     // `$(hostname)` on a machine with a domain: the host name up to the
     // first dot is the machine.
@@ -114,7 +130,7 @@ fn resolve(ctx: &Ctx, to: &str, force: bool) -> Result<String> {
         && let Some((short, _)) = m.split_once('.')
         && let Some(found) = find(&format!("{short}/{n}"))
     {
-        return Ok(found);
+        return Ok(seen(found));
     }
     let mut near: Vec<(usize, String)> = ids
         .iter()
@@ -226,13 +242,27 @@ fn sent(ctx: &Ctx, limit: u32) -> Result<()> {
         ..Default::default()
     })?;
     let msgs = page.messages;
+    // v1.2: what became of each (one small read each; none against a
+    // server that cannot say).
+    let backend = ctx.backend()?;
+    let mut states: Vec<Option<String>> = Vec::new();
+    for m in &msgs {
+        match backend.delivery(m.id) {
+            Ok(Some(d)) => states.push(Some(super::delivery::summary(&d))),
+            _ => break,
+        }
+    }
     ctx.emit(&msgs, || {
         if msgs.is_empty() {
             return format!("{} has sent no messages\n", ctx.session_id());
         }
         let now = crate::clock::now();
-        let mut t = render::Table::new(vec!["ID", "TO", "SENT", "READ BY", "TEXT"]);
-        for m in &msgs {
+        let mut head = vec!["ID", "TO", "SENT", "READ BY", "TEXT"];
+        if !states.is_empty() {
+            head.insert(3, "STATE");
+        }
+        let mut t = render::Table::new(head);
+        for (i, m) in msgs.iter().enumerate() {
             let text = match m.subject.as_deref().filter(|s| !s.is_empty()) {
                 Some(s) => s.to_string(),
                 None => m.body.clone(),
@@ -241,13 +271,22 @@ fn sent(ctx: &Ctx, limit: u32) -> Result<()> {
                 Some([]) | None => ctx.style.dim("nobody yet"),
                 Some(r) => crate::text::cell(&r.join(", "), 60),
             };
-            t.row(vec![
+            let mut row = vec![
                 m.id.to_string(),
                 crate::text::cell(&m.to_session, 40),
                 render::when(&m.created_at, &now),
                 read_by,
                 crate::text::cell(&text, 60),
-            ]);
+            ];
+            if !states.is_empty() {
+                let st = states
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_else(|| "-".into());
+                row.insert(3, st);
+            }
+            t.row(row);
         }
         t.render(&ctx.style)
     });

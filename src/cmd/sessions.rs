@@ -6,10 +6,6 @@ use crate::render;
 
 /// Seen this recently: shown without `--all`.
 const RECENT_SECS: u64 = 24 * 3600;
-/// Seen this recently: active (a live window refreshes its presence at its
-/// session starts, at most once a minute, and its idle waiter every 5
-/// minutes).
-pub const ACTIVE_SECS: i64 = 15 * 60;
 
 pub fn run(ctx: &Ctx, all: bool) -> Result<()> {
     let backend = ctx.backend()?;
@@ -21,25 +17,18 @@ pub fn run(ctx: &Ctx, all: bool) -> Result<()> {
     };
     let now = crate::clock::now();
     let me = ctx.session_id();
-    // This machine's own windows are known exactly: a session of this
-    // machine is active while a window of that name is open (a window that
-    // exited is not, whenever it was last seen). Other machines' by time.
-    let here = format!("{}/", ctx.identity.machine);
-    let windows = crate::window::registry(&ctx.identity.state_dir).window_names();
     let rows: Vec<(serde_json::Value, Vec<String>)> = sessions
         .iter()
         .map(|s| {
-            let recent = (now - s.last_seen).num_seconds() <= ACTIVE_SECS;
-            let active = match (&windows, s.session_id.strip_prefix(&here)) {
-                (Some((open, closed)), Some(name)) => {
-                    let has = |l: &[String]| l.iter().any(|n| n.eq_ignore_ascii_case(name));
-                    has(open) || (recent && !has(closed))
-                }
-                _ => recent,
-            };
+            // This machine's own windows are known exactly (open is live,
+            // ended is closed); the others as the store says (v1.2), or
+            // by when they were last seen.
+            let state = super::delivery::state_of(ctx, s);
+            let active = state == "live";
             let unread = backend.unread_count(&s.session_id).ok().flatten();
             let mut v = serde_json::to_value(s).unwrap_or_default();
             v["active"] = active.into();
+            v["state"] = state.into();
             if let Some(n) = unread {
                 v["unread"] = n.into();
             }
@@ -54,7 +43,7 @@ pub fn run(ctx: &Ctx, all: bool) -> Result<()> {
                 crate::text::cell(s.project.as_deref().unwrap_or("-"), 30),
                 render::when(&s.last_seen, &now),
                 unread.map_or("-".into(), |n| n.to_string()),
-                if active { "yes".into() } else { "no".into() },
+                state.to_string(),
             ];
             (v, cells)
         })
@@ -71,7 +60,7 @@ pub fn run(ctx: &Ctx, all: bool) -> Result<()> {
             "PROJECT",
             "LAST SEEN",
             "UNREAD",
-            "ACTIVE",
+            "STATE",
         ]);
         for (_, cells) in &rows {
             t.row(cells.clone());

@@ -50,6 +50,13 @@ pub(crate) fn message_text(m: &Message, now: &Time, body_cap: usize) -> String {
             quoted(&crate::text::clip(s, 300))
         ));
     }
+    // v1.2: a reply carries the first line of what it answers.
+    if let (Some(r), Some(q)) = (m.in_reply_to, m.replies_to.as_deref()) {
+        out.push_str(&format!(
+            "answers #{r}: {}\n",
+            quoted(&crate::text::clip(q, 200))
+        ));
+    }
     let body = escape_controls(&m.body);
     let (shown, cut) = cut_to(&body, body_cap);
     for line in shown.split('\n') {
@@ -434,7 +441,9 @@ pub fn parse_messages(block: &str) -> Vec<Parsed> {
             if let Some(l) = lines.as_mut() {
                 l.push(body);
             }
-        } else if line.starts_with("subject: ") && lines.as_ref().is_some_and(Vec::is_empty) {
+        } else if (line.starts_with("subject: ") || line.starts_with("answers #"))
+            && lines.as_ref().is_some_and(Vec::is_empty)
+        {
         } else {
             if line.starts_with("[cut: ")
                 && let Some(last) = out.last_mut()

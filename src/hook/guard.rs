@@ -220,13 +220,20 @@ pub fn run(identity: Option<&Path>) {
     }
     let (p, r, m) = (project.clone(), rel.clone(), me.clone());
     let found = ask(&id, deadline, move |b| {
-        let locks = b.locks(&claims_query(&p))?;
+        // One round trip where the server can (v1.2), else two.
+        let (locks, touches) = match b.claims(&p, &r, TOUCH_WINDOW_SECS)? {
+            Some(c) => (c.locks, Some(c.touches)),
+            None => (b.locks(&claims_query(&p))?, None),
+        };
         let now = crate::clock::now();
         if let Some(reason) = denial(&locks, &m, &p, &r, &now) {
             return Ok(Some(answer("deny", &reason)));
         }
         // Awareness without claims: who else edited it lately.
-        let touches = b.touches(&p, &r, TOUCH_WINDOW_SECS).unwrap_or_default();
+        let touches = match touches {
+            Some(t) => t,
+            None => b.touches(&p, &r, TOUCH_WINDOW_SECS).unwrap_or_default(),
+        };
         Ok(touched_note(&touches, &m, &r, &now).map(|n| answer("note", &n)))
     });
     match found {

@@ -15,6 +15,10 @@ pub struct HookInput {
     pub session_id: Option<String>,
     #[serde(default)]
     pub hook_event_name: Option<String>,
+    /// SessionEnd: why (`clear`, `resume`, `logout`, `prompt_input_exit`,
+    /// `other`).
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 impl HookInput {

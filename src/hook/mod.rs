@@ -43,6 +43,7 @@ mod fetch;
 pub mod guard;
 mod input;
 pub mod prompt;
+pub mod report;
 mod start;
 pub mod wait;
 

@@ -93,6 +93,11 @@ pub fn output(
     let Some(text) = show_new(&registry, win, page, |n| head(id, n), MAX_OUTPUT - 300) else {
         return String::new();
     };
+    // No waiter to report what this showed (none installed, `claude -p`):
+    // reported here, after the answer is ready.
+    if !registry.has_waiter(win) {
+        super::report::shown(id, win, deadline);
+    }
     if json {
         format!(
             "{}\n",

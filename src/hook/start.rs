@@ -59,6 +59,13 @@ pub fn run(opts: HookOptions) {
         .hook_event_name
         .clone()
         .unwrap_or_else(|| "SessionStart".into());
+    if event == "SessionEnd" && !opts.preview {
+        // The window ends: the fleet knows it closed (v1.2).
+        if let (Ok(id), false) = (&identity, unnamed) {
+            report::session_end(id, &win, input.reason.as_deref());
+        }
+        return;
+    }
     if event == "UserPromptSubmit" && !opts.preview {
         // Only what this window has not been shown; nothing at all when
         // nothing is new (a broken identity is the session start's to say).

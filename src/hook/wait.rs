@@ -95,6 +95,9 @@ pub fn run(identity: Option<&std::path::Path>) -> u8 {
     if !matches!(registry.set_waiter(window, me), Ok(true)) {
         return QUIET;
     }
+    // What this machine's windows were shown, and which ended, reach the
+    // store from here (v1.2 delivery), off the hooks' hot path.
+    super::report::spawn_reporter(&id, window);
     let mut last_presence: Option<Instant> = None;
     let mut after = 0;
     let mut checked: Option<Instant> = None;
@@ -105,6 +108,10 @@ pub fn run(identity: Option<&std::path::Path>) -> u8 {
         // often on the embedded store).
         if checked.is_none_or(|t| t.elapsed() >= LOCAL_EVERY) {
             let Ok(Some(a)) = registry.waiting_after(window, me) else {
+                if !window::alive(pid) {
+                    // The window ended: the store hears of it now.
+                    super::report::closes(&id);
+                }
                 return QUIET;
             };
             after = a;
@@ -141,6 +148,7 @@ pub fn run(identity: Option<&std::path::Path>) -> u8 {
             };
             if let Some(text) = prompt::show_new(&registry, window, page, head, MAX_WAKE_TEXT) {
                 crate::out::note(text.trim_end());
+                super::report::wake_shown(&id, window);
                 return WAKE;
             }
         }

@@ -42,6 +42,11 @@ pub fn entries(program: &str, waiter: bool) -> Vec<(&'static str, Value)> {
     if waiter {
         out.push(("Stop", json!({ "hooks": [hook(&wait, Role::Waiter)] })));
     }
+    // The window ends: its session is known closed at once.
+    out.push((
+        "SessionEnd",
+        json!({ "hooks": [hook(&context, Role::Context)] }),
+    ));
     // The guard before an edit (claims), and after it (what was touched).
     let guard = json!({ "matcher": GUARD_MATCHER, "hooks": [hook(&format!("{program} guard"), Role::Guard)] });
     out.push(("PreToolUse", guard.clone()));

@@ -36,6 +36,16 @@ pub struct Message {
     /// v1.1: who has read it; only in answers about what a session sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_by: Option<Vec<String>>,
+    /// v1.2: the first line of the message this one answers (at most 200
+    /// characters), so a reply reaches the asker with its question.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replies_to: Option<String>,
+}
+
+/// The first line of `body`, at most 200 characters: what a reply quotes.
+pub fn first_line(body: &str) -> String {
+    let line = body.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    crate::text::clip(line.trim(), 200)
 }
 
 /// v1.1: a session the fleet has seen.
@@ -123,6 +133,16 @@ pub struct Touch {
     pub path: String,
     #[serde(with = "time_serde")]
     pub at: Time,
+}
+
+/// v1.2: `GET /claims`: what the guard asks before an edit, in one
+/// round trip — a project's live claims and who edited the file lately.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Claims {
+    #[serde(default)]
+    pub locks: Vec<Lock>,
+    #[serde(default)]
+    pub touches: Vec<Touch>,
 }
 
 /// v1.2: what happened to one message at one recipient.

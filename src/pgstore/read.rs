@@ -78,7 +78,7 @@ impl PgStore {
         let mut list_params = count_params.clone();
         list_params.push(&limit);
         let rows = c.query(&sql, &list_params).map_err(|e| self.db(e))?;
-        let total: i64 = rows.first().map_or(0, |r| r.get(10));
+        let total: i64 = rows.first().map_or(0, |r| r.get(11));
         let messages = rows.iter().map(message_row).collect();
         Ok(Page {
             messages,

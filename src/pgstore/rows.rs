@@ -7,7 +7,7 @@ use crate::model::*;
 
 /// A database row's columns into a message (`read_at` in column 9).
 pub(super) fn message_row(r: &Row) -> Message {
-    let read_at: Option<i64> = r.get(9);
+    let read_at: Option<i64> = r.get(10);
     let text = |b: Vec<u8>| {
         String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     };
@@ -24,11 +24,15 @@ pub(super) fn message_row(r: &Row) -> Message {
         read_at: read_at.map(from_millis),
         in_reply_to: r.get(8),
         read_by: None,
+        replies_to: r
+            .get::<_, Option<Vec<u8>>>(9)
+            .map(|b| first_line(&String::from_utf8_lossy(&b))),
     }
 }
 
 pub(super) const MESSAGE_COLS: &str = "m.id, m.from_session, m.to_session, m.subject, m.body, \
-     m.created_by_user, m.created_by_machine, m.created_at, m.in_reply_to";
+     m.created_by_user, m.created_by_machine, m.created_at, m.in_reply_to, \
+     (SELECT substring(p.body from 1 for 800) FROM messages p WHERE p.id = m.in_reply_to)";
 
 /// When session `$1` read message `m` (see the SQLite store's `READ_AT`).
 pub(super) const READ_AT: &str = "CASE WHEN m.from_session = $1 THEN m.created_at \

@@ -39,17 +39,16 @@ pub fn roots(ms: &[Message]) -> std::collections::HashMap<i64, i64> {
         .collect()
 }
 
-/// A session is live when seen in the last 15 minutes, idle within a day,
-/// else closed.
+/// A session's state as the store keeps it (v1.2): closed once its window
+/// ended, live when seen in the last 15 minutes, else idle.
 fn liveness(s: &Session, now: &Time) -> (&'static str, &'static str) {
-    let ago = (*now - s.last_seen).num_seconds();
-    if ago < 15 * 60 {
-        ("live", "live")
-    } else if ago < 24 * 3600 {
-        ("idle", "idle")
-    } else {
-        ("closed", "closed")
-    }
+    let state = match s.state.as_deref() {
+        Some("live") => "live",
+        Some("idle") => "idle",
+        Some(CLOSED) => CLOSED,
+        _ => session_state(&s.last_seen, s.closed_at.as_ref(), now),
+    };
+    (state, state)
 }
 
 /// "3m ago", with the absolute time on hover.

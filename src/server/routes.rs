@@ -18,6 +18,7 @@ pub(super) fn router(state: AppState) -> Router {
         .route(route::MESSAGES_SHOWN, post(mark_shown))
         .route(route::MESSAGE_DELIVERY, get(delivery))
         .route(route::TOUCHES, post(touch_files).get(list_touches))
+        .route(route::CLAIMS, get(list_claims))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth))
         .route(route::HEALTH, get(health));
     // The dashboard, beside the API (its own guard: `ui::refused`).
@@ -150,26 +151,47 @@ pub(super) async fn touch_files(State(st): State<AppState>, h: HeaderMap, body: 
 /// The longest look back `GET /touches` takes (`within`, seconds).
 const MAX_TOUCH_WITHIN: u64 = 24 * 3600;
 
-pub(super) async fn list_touches(State(st): State<AppState>, RawQuery(q): RawQuery) -> Response {
-    let q = tri!(Query::parse(q));
+/// `project`, `path` and `within` of a touches or claims query.
+fn touch_query(q: &Query) -> std::result::Result<(String, String, u64), Reject> {
     let (Some(project), Some(path)) = (q.get(query::PROJECT), q.get(query::PATH)) else {
-        return error(422, "query parameters project and path are required".into());
+        return Err(Reject(
+            422,
+            "query parameters project and path are required".into(),
+        ));
     };
     let within = match q.get(query::WITHIN) {
         None => 600,
         Some(w) => match w.trim().parse::<u64>() {
             Ok(n) if n <= MAX_TOUCH_WITHIN => n,
             _ => {
-                return error(
+                return Err(Reject(
                     422,
                     format!(
                         "within must be 0 to {MAX_TOUCH_WITHIN} seconds, not {:?}",
                         clip(&w)
                     ),
-                );
+                ));
             }
         },
     };
+    Ok((project, path, within))
+}
+
+pub(super) async fn list_claims(State(st): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    let q = tri!(Query::parse(q));
+    let (project, path, within) = tri!(touch_query(&q));
+    json_response(
+        with_reader(&st, move |s| {
+            s.claims(&project, &path, within)?
+                .ok_or_else(|| Error::Failed("this store cannot list claims".into()))
+        })
+        .await,
+    )
+}
+
+pub(super) async fn list_touches(State(st): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    let q = tri!(Query::parse(q));
+    let (project, path, within) = tri!(touch_query(&q));
     json_response(with_reader(&st, move |s| s.touches(&project, &path, within)).await)
 }
 

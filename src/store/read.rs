@@ -346,7 +346,8 @@ pub(super) fn messages_sql(unread_only: bool, newest_first: bool) -> (String, St
 }
 
 pub(super) const MESSAGE_COLS: &str = "m.id, m.from_session, m.to_session, m.subject, m.body, \
-     m.created_by_user, m.created_by_machine, m.created_at, m.in_reply_to";
+     m.created_by_user, m.created_by_machine, m.created_at, m.in_reply_to, \
+     (SELECT substr(p.body, 1, 400) FROM messages p WHERE p.id = m.in_reply_to)";
 
 /// When the session `?1` read message `m`, as one SQL expression over `m`,
 /// the broadcast exception `r` and the mark `b` (both joined on `?1`): an
@@ -363,7 +364,7 @@ pub(super) const READ_JOINS: &str = "LEFT JOIN message_reads r ON r.message_id =
      LEFT JOIN broadcast_marks b ON b.session = ?1";
 
 pub(super) fn message_row(r: &Row) -> rusqlite::Result<Message> {
-    let read_at: Option<i64> = r.get(9)?;
+    let read_at: Option<i64> = r.get(10)?;
     Ok(Message {
         id: r.get(0)?,
         from_session: r.get(1)?,
@@ -377,6 +378,7 @@ pub(super) fn message_row(r: &Row) -> rusqlite::Result<Message> {
         read_at: read_at.map(from_millis),
         in_reply_to: r.get(8)?,
         read_by: None,
+        replies_to: r.get::<_, Option<String>>(9)?.map(|b| first_line(&b)),
     })
 }
 

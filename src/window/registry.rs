@@ -18,6 +18,8 @@ use crate::model::DEFAULT_SESSION;
 pub use super::process::alive;
 use super::salvage::salvage;
 
+mod report;
+
 pub const REGISTRY_FILE: &str = "coord-windows.json";
 
 /// One window.
@@ -50,6 +52,10 @@ pub struct Window {
     /// known without a process id (no `CLAUDE_PID`) is judged alive.
     #[serde(default)]
     pub seen_ms: i64,
+    /// Of `shown`, what the store has not been told yet (v1.2 delivery):
+    /// the window's waiter reports it, off the hooks' hot path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreported: Vec<i64>,
 }
 
 /// A window whose process ended, kept for a while so that its
@@ -82,6 +88,10 @@ struct Registry {
     windows: Vec<Window>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     closed: Vec<Closed>,
+    /// Names of windows whose process ended, not yet reported closed to
+    /// the store.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    to_close: Vec<String>,
 }
 
 /// Which window a hook runs for: its Claude Code process (`CLAUDE_PID`),
@@ -287,6 +297,9 @@ impl Windows {
             .into_iter()
             .partition(|w| w.is_open(now));
         r.windows = open;
+        for w in &gone {
+            report::closing(&mut r, &w.name);
+        }
         for w in gone.into_iter().filter(|w| !w.conversations.is_empty()) {
             r.closed.push(Closed {
                 name: w.name,
@@ -400,6 +413,7 @@ impl Windows {
                 conversations: Vec::new(),
                 block_at_ms: 0,
                 seen_ms: 0,
+                unreported: Vec::new(),
             };
             w.remember(conversation);
             r.windows.push(w);
@@ -470,6 +484,7 @@ impl Windows {
                 if !keep {
                     w.shown.clear();
                 }
+                report::unreported(w, ids);
                 w.shown.extend_from_slice(ids);
                 w.shown.sort_unstable();
                 w.shown.dedup();
@@ -510,7 +525,9 @@ impl Windows {
             // (Not pruned by what is unread: `unread` may be only the part
             // above some id, as the waiter's long-poll asks. The newest
             // MAX_SHOWN are kept.)
-            w.shown.extend(chosen.iter().filter(|id| new.contains(id)));
+            let chosen: Vec<i64> = chosen.into_iter().filter(|id| new.contains(id)).collect();
+            report::unreported(w, &chosen);
+            w.shown.extend(chosen);
             w.shown.sort_unstable();
             w.shown.dedup();
             if w.shown.len() > MAX_SHOWN {

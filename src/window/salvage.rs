@@ -39,6 +39,7 @@ pub(super) fn salvage(bytes: &[u8]) -> Vec<Window> {
                 conversations: Vec::new(),
                 block_at_ms: 0,
                 seen_ms: crate::clock::now_ms(),
+                unreported: Vec::new(),
             });
         }
     }

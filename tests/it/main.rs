@@ -10,6 +10,7 @@ mod addresses;
 mod browser;
 mod cli_local;
 mod contract;
+mod delivery;
 mod fleet;
 mod guard;
 mod history;

@@ -54,8 +54,11 @@ fn block_for(specs: &[(String, Option<String>, bool, i64)]) -> Snapshot {
             created_at: now() - chrono::Duration::seconds(*age),
             read: false,
             read_at: None,
-            in_reply_to: None,
+            // Odd ids answer another message: its hostile first line is
+            // quoted too, and must not break the framing either.
+            in_reply_to: (i % 2 == 1).then_some(i as i64),
             read_by: None,
+            replies_to: (i % 2 == 1).then(|| subject.clone().unwrap_or_else(|| body.clone())),
         })
         .collect();
     Snapshot {

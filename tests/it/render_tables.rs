@@ -27,6 +27,7 @@ fn message(id: i64, to: &str, subject: Option<&str>, body: &str) -> Message {
         read_at: None,
         in_reply_to: None,
         read_by: None,
+        replies_to: None,
     }
 }
 

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 use crate::common::{Fake, Machine, Server, Window, http_answer, message, run_with_input, stderr};
 use serde_json::{Value, json};
 
-fn project(m: &Machine) -> std::path::PathBuf {
+pub(crate) fn project(m: &Machine) -> std::path::PathBuf {
     let p = m.root().join("proj");
     std::fs::create_dir_all(&p).unwrap();
     p
 }
 
 /// The prompt hook of `w`, as Claude Code runs it before a prompt.
-fn prompt(m: &Machine, w: &Window, claude_session: &str) -> String {
+pub(crate) fn prompt(m: &Machine, w: &Window, claude_session: &str) -> String {
     let mut c = m.std_bin("coord-hook", None, &["--format", "json"]);
     c.env("CLAUDE_PID", w.pid());
     let input = json!({"session_id": claude_session, "cwd": project(m),
@@ -26,7 +26,7 @@ fn prompt(m: &Machine, w: &Window, claude_session: &str) -> String {
 }
 
 /// `coord-hook wait` for window `w`, interactive unless `attended` is "0".
-fn waiter(m: &Machine, w: &Window, attended: &str) -> Child {
+pub(crate) fn waiter(m: &Machine, w: &Window, attended: &str) -> Child {
     m.std_bin("coord-hook", None, &["wait"])
         .env("CLAUDE_PID", w.pid())
         .env("CLAUDE_CODE_SESSION_ATTENDED", attended)
@@ -42,7 +42,7 @@ fn waiter(m: &Machine, w: &Window, attended: &str) -> Child {
 }
 
 /// Waits (bounded) for a child to end; its code and stderr.
-fn ends(mut c: Child, within: Duration) -> (Option<i32>, String) {
+pub(crate) fn ends(mut c: Child, within: Duration) -> (Option<i32>, String) {
     let until = Instant::now() + within;
     loop {
         if let Some(status) = c.try_wait().unwrap() {
