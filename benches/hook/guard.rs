@@ -14,7 +14,7 @@ use coord_hook::store::LocalStore;
 
 use crate::{home::*, measure::*};
 
-fn input(home: &Home) -> Vec<u8> {
+pub fn input(home: &Home) -> Vec<u8> {
     input_for(home, "PreToolUse")
 }
 
@@ -31,7 +31,7 @@ fn input_for(home: &Home, event: &str) -> Vec<u8> {
 }
 
 /// 100 claims of other sessions on project `shop`, none covering the file.
-fn claims(b: &dyn Coord) {
+pub fn claims(b: &dyn Coord) {
     for i in 0..100 {
         b.write(
             &Write::ClaimLock(NewLock {

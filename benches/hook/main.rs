@@ -7,6 +7,7 @@
 //! COORD_BENCH_LOAD_SECS (default 10), COORD_BENCH_CLIENTS (default 32).
 //! Everything talks to servers this program starts on 127.0.0.1.
 
+mod delivery;
 mod fixtures;
 mod guard;
 mod home;
@@ -40,6 +41,12 @@ fn main() {
     #[cfg(target_os = "linux")]
     if args.first().map(String::as_str) == Some("--measure-rss") {
         measure_rss_child(&args[1..]);
+        return;
+    }
+    if args.first().map(String::as_str) == Some("--sleep") {
+        // A stand-in for a Claude Code window (delivery states).
+        let secs = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(600);
+        std::thread::sleep(std::time::Duration::from_secs(secs));
         return;
     }
     if args.first().map(String::as_str) == Some("--long-polls") {
@@ -90,6 +97,13 @@ fn main() {
         let _ = std::fs::remove_dir_all(&tmp);
         return;
     }
+    if std::env::var("COORD_BENCH_DELIVERY").is_ok_and(|v| v == "only") {
+        let tmp = std::env::temp_dir().join(format!("coord-bench-d-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).expect("bench folder");
+        println!("{}", delivery::run(&tmp, runs.min(100)));
+        let _ = std::fs::remove_dir_all(&tmp);
+        return;
+    }
     if std::env::var("COORD_BENCH_PG").is_ok_and(|v| v == "only") {
         // The PostgreSQL section alone, printed, BENCHMARKS.md untouched.
         let tmp = std::env::temp_dir().join(format!("coord-bench-pg-{}", std::process::id()));
@@ -121,6 +135,8 @@ fn main() {
     };
     std::fs::create_dir_all(&tmp).expect("bench folder");
     append(&guard::run(&tmp, runs.min(100)));
+    std::fs::create_dir_all(&tmp).expect("bench folder");
+    append(&delivery::run(&tmp, runs.min(100)));
     // PostgreSQL (issue 22): on when the machine has it, COORD_BENCH_PG=0 off.
     if !std::env::var("COORD_BENCH_PG").is_ok_and(|v| v == "0") {
         std::fs::create_dir_all(&tmp).expect("bench folder");

@@ -246,6 +246,15 @@ pub fn run(tmp: &Path, runs: u64, clients: usize, secs: u64) -> String {
     let h_pg = Home::new(tmp, "pg-h-pg", api(&pg_a.url));
     let hook_lite = time_many(runs, || h_lite.hook(&[]), &h_lite.input());
     let hook_pg = time_many(runs, || h_pg.hook(&[]), &h_pg.input());
+    // The edit guard (issue 24) with 100 claims in the fleet, on both.
+    let bare_ms = time_many(runs, bare, b"").median;
+    let mut guard_ms = Vec::new();
+    for (srv, home) in [(&lite, &h_lite), (&pg_a, &h_pg)] {
+        let c = coord_hook::client::HttpCoord::new(&srv.url, None, Duration::from_secs(5));
+        crate::guard::claims(&c);
+        let inp = crate::guard::input(home);
+        guard_ms.push(time_many(runs, || home.command(&["guard"]), &inp).median);
+    }
     let l_lite = load_mix(&lite.url, clients, secs, Mix::Fleet);
     let l_pg = load_mix(&pg_a.url, clients, secs, Mix::Fleet);
     let (la, lb) = load_two(&pg_a.url, &pg_b.url, clients, secs);
@@ -270,6 +279,15 @@ pub fn run(tmp: &Path, runs: u64, clients: usize, secs: u64) -> String {
         hook_lite.median,
         hook_pg.median,
         hook_pg.median / hook_lite.median
+    );
+    let _ = writeln!(
+        md,
+        "| edit guard, 100 claims in the fleet (median ms; ÷ a bare `coord --version`, {bare_ms:.2} ms) | {:.2} ({:.2}×) | {:.2} ({:.2}×) | {:.2}× | ≤ 2.5× bare each |",
+        guard_ms[0],
+        guard_ms[0] / bare_ms,
+        guard_ms[1],
+        guard_ms[1] / bare_ms,
+        guard_ms[1] / guard_ms[0]
     );
     let _ = writeln!(
         md,

@@ -703,6 +703,81 @@ def check_guard():
         w.close(failed)
 
 
+def check_delivery():
+    """Issue 25: what a wake-up put into the model's context is recorded
+    shown (and how soon); a window that exits is closed (and how soon); the
+    same conversation resumed in a new process is live again."""
+    w = World("delivery")
+    failed = True
+    try:
+        win = w.start("d", "proj")
+        if not win.wait_idle(90):
+            result(False, "d delivery", "UI never idle:" + excerpt(win.pane()))
+            return
+
+        def sessions():
+            q = w.peer("sessions", "--all", "--json")
+            try:
+                return {x["session_id"]: x for x in json.loads(q.stdout or "[]")}
+            except ValueError:
+                return {}
+
+        wait_for(lambda: "TESTBOX/claude-main" in sessions(), 10, 0.2)
+        t0 = time.time()
+        r = w.peer("msg", "send", "TESTBOX", "status check @@say:SHOWN1@@")
+        mid = sent_id(r)
+        req = wait_for(lambda: next((q for q in main_requests(w.api_requests(t0))
+                                     if "status check" in context_text(q)), None), ARGS.wake_timeout + 5)
+        t_model = req["t"] if req else None
+
+        def shown_at():
+            q = w.peer("msg", "status", str(mid), "--json")
+            try:
+                rows = json.loads(q.stdout or "{}").get("recipients") or []
+            except ValueError:
+                return None
+            return next((x.get("shown_at") for x in rows if x.get("shown_at")), None)
+
+        at = wait_for(shown_at, 10, 0.1)
+        t_rec = time.time() if at else None
+        ok1 = bool(req and at)
+        result(ok1, "d a wake-up is recorded shown",
+               "model got message #%s: %s; shown_at %s, seen by the sender %.2fs after the model's request" % (
+                   mid, "yes" if req else "NO", at, (t_rec - t_model) if (t_rec and t_model) else -1))
+        wait_for(win.idle, 20)
+        ss = wait_for(lambda: win.session_start("startup"), 10)
+        sid = ss["stdin"].get("session_id") if ss else None
+        pid = win.pid
+        win.type("/exit")
+        seen = {}
+
+        def watch():
+            now = time.time()
+            if "dead" not in seen and pid and not alive(pid):
+                seen["dead"] = now
+            if "closed" not in seen and sessions().get("TESTBOX/claude-main", {}).get("state") == "closed":
+                seen["closed"] = now
+            return "dead" in seen and "closed" in seen
+
+        wait_for(watch, 20, 0.05)
+        closed = "closed" in seen
+        lag = seen["closed"] - seen["dead"] if closed and "dead" in seen else None
+        result(closed, "d an exited window is closed",
+               "state closed %s, %s the claude process ended (SessionEnd runs before it exits)" % (
+                   "yes" if closed else "NO",
+                   "%.2fs after" % lag if lag is not None and lag >= 0 else
+                   ("%.2fs before" % -lag if lag is not None else "-")))
+        b2 = w.start("d2", "proj", ["--resume", sid or "none"])
+        live = b2.wait_idle(90) and wait_for(
+            lambda: sessions().get("TESTBOX/claude-main", {}).get("state") == "live", 20, 0.2)
+        result(bool(live), "d resumed in a new process: live again under its old address",
+               "state %s" % sessions().get("TESTBOX/claude-main", {}).get("state"))
+        failed = not (ok1 and closed and live)
+        b2.exit()
+    finally:
+        w.close(failed)
+
+
 def hook_facts():
     """Run one short session and report what Claude Code passed to the hooks."""
     w = World("facts")
@@ -744,7 +819,8 @@ def main():
                    help="folder holding coord and coord-hook (default /tmp/cc-bin, or $COORD_BIN_DIR)")
     p.add_argument("--claude", default=os.environ.get("CLAUDE_BIN", "/tmp/cc-cli/node_modules/.bin/claude"),
                    help="the claude executable (default: npm install --prefix /tmp/cc-cli)")
-    p.add_argument("--only", default="1,2,3,g", help="which checks, e.g. 1,3 (g: the edit guard, f: hook facts)")
+    p.add_argument("--only", default="1,2,3,g,d",
+                   help="which checks, e.g. 1,3 (g: the edit guard, d: delivery states, f: hook facts)")
     p.add_argument("--runs", type=int, default=5, help="check 1 repetitions")
     p.add_argument("--wake-timeout", type=float, default=8.0, help="seconds a wake-up may take")
     p.add_argument("--reply-timeout", type=float, default=30.0)
@@ -773,6 +849,8 @@ def main():
         check_reply("c", ["--permission-mode", "default"], install_args=["--no-allow"], expect_prompt=True)
     if "g" in only:
         check_guard()
+    if "d" in only:
+        check_delivery()
     if "f" in only:
         hook_facts()
         for f in FACTS:

@@ -11,6 +11,8 @@ pub struct View {
     pub sessions: Vec<Session>,
     pub unread: Vec<(String, Option<u64>)>,
     pub messages: Vec<Message>,
+    /// v1.2: who each message was shown to (by id).
+    pub shown: std::collections::HashMap<i64, Vec<String>>,
     pub filter: Option<String>,
     /// Only this thread (the id of its first message).
     pub thread: Option<i64>,
@@ -180,6 +182,9 @@ pub fn main(v: &View, csrf: &str) -> Markup {
                             @match &m.read_by {
                                 Some(r) if !r.is_empty() => { "read by " (r.join(", ")) }
                                 _ => { "not read yet" }
+                            }
+                            @if let Some(sh) = v.shown.get(&m.id).filter(|sh| !sh.is_empty()) {
+                                " · shown to " (sh.join(", "))
                             }
                         }
                         details.reply {

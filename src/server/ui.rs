@@ -174,10 +174,25 @@ async fn view(st: &AppState, f: Filter) -> Result<page::View> {
             .take(20),
         );
         let status = s.status()?;
+        // Who each was put in front of (v1.2): one small read each.
+        let shown = messages
+            .iter()
+            .filter_map(|m| {
+                let d = s.delivery(m.id).ok().flatten()?;
+                let to = d
+                    .recipients
+                    .into_iter()
+                    .filter(|r| r.shown_at.is_some())
+                    .map(|r| r.session)
+                    .collect();
+                Some((m.id, to))
+            })
+            .collect();
         Ok(page::View {
             sessions,
             unread,
             messages,
+            shown,
             filter,
             thread,
             todos,
