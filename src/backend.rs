@@ -41,6 +41,11 @@ pub trait Coord {
     fn unread_count(&self, _session: &str) -> Result<Option<u64>> {
         Ok(None)
     }
+    /// The same for many sessions at once, in their order (the
+    /// dashboard's table).
+    fn unread_counts(&self, sessions: &[String]) -> Result<Vec<Option<u64>>> {
+        sessions.iter().map(|s| self.unread_count(s)).collect()
+    }
     /// The newest messages of the whole fleet (to or from `session` when
     /// given), newest first, each with who has read it: what `coord
     /// serve`'s dashboard shows. None where the engine cannot say (HTTP).

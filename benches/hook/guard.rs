@@ -121,7 +121,7 @@ pub fn run(tmp: &Path, runs: u64) -> String {
     }
     let _ = writeln!(
         md,
-        "\nBefore an edit the guard reads the project's claims and, when none denies, who else edited the file in the last 10 minutes (one more indexed read). After an edit it records the file at most once a minute per file; the column times the write itself."
+        "\nBefore an edit the guard asks for the project's claims and who else edited the file in the last 10 minutes, in one answer (`GET /claims` on coord serve; two indexed reads on the embedded store). After an edit it records the file at most once a minute per file; the column times the write itself."
     );
     let _ = writeln!(
         md,

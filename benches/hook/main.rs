@@ -7,6 +7,7 @@
 //! COORD_BENCH_LOAD_SECS (default 10), COORD_BENCH_CLIENTS (default 32).
 //! Everything talks to servers this program starts on 127.0.0.1.
 
+mod dashboard;
 mod delivery;
 mod fixtures;
 mod guard;
@@ -97,6 +98,13 @@ fn main() {
         let _ = std::fs::remove_dir_all(&tmp);
         return;
     }
+    if std::env::var("COORD_BENCH_DASHBOARD").is_ok_and(|v| v == "only") {
+        let tmp = std::env::temp_dir().join(format!("coord-bench-ui-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).expect("bench folder");
+        println!("{}", dashboard::run(&tmp, clients, load_secs));
+        let _ = std::fs::remove_dir_all(&tmp);
+        return;
+    }
     if std::env::var("COORD_BENCH_DELIVERY").is_ok_and(|v| v == "only") {
         let tmp = std::env::temp_dir().join(format!("coord-bench-d-{}", std::process::id()));
         std::fs::create_dir_all(&tmp).expect("bench folder");
@@ -137,6 +145,8 @@ fn main() {
     append(&guard::run(&tmp, runs.min(100)));
     std::fs::create_dir_all(&tmp).expect("bench folder");
     append(&delivery::run(&tmp, runs.min(100)));
+    std::fs::create_dir_all(&tmp).expect("bench folder");
+    append(&dashboard::run(&tmp, clients, load_secs));
     // PostgreSQL (issue 22): on when the machine has it, COORD_BENCH_PG=0 off.
     if !std::env::var("COORD_BENCH_PG").is_ok_and(|v| v == "0") {
         std::fs::create_dir_all(&tmp).expect("bench folder");

@@ -20,10 +20,11 @@ pub const REPORT_EVERY: Duration = Duration::from_millis(400);
 const REPORT_DEADLINE: Duration = Duration::from_secs(3);
 
 /// Whether a write's failure means the server will never take it (a
-/// server before v1.2, a session it never saw): then it is dropped, not
-/// retried.
+/// server before v1.2 — a 4xx, or an answer that is not v1.2's — or a
+/// session it never saw): then it is dropped, not retried.
 fn never(e: &Error) -> bool {
     matches!(e, Error::Rejected { status, .. } if (400..500).contains(status))
+        || matches!(e, Error::Protocol { .. })
 }
 
 /// Runs `w` on the store within `deadline`: Ok(true) done, Ok(false) to

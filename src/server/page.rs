@@ -19,6 +19,24 @@ pub struct View {
     pub todos: Vec<Todo>,
     pub status: Status,
     pub now: Time,
+    /// The main part as last rendered, and for which CSRF token: every
+    /// open page refreshes at the same change.
+    pub rendered: std::sync::Mutex<Option<(String, String)>>,
+}
+
+impl View {
+    /// The main part for a page signed in with `csrf`, rendered once.
+    pub fn main_html(&self, csrf: &str) -> Markup {
+        let mut r = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((c, html)) = r.as_ref()
+            && c == csrf
+        {
+            return maud::PreEscaped(html.clone());
+        }
+        let html = main(self, csrf).into_string();
+        *r = Some((csrf.to_string(), html.clone()));
+        maud::PreEscaped(html)
+    }
 }
 
 /// Each message's thread: the first message its `in_reply_to` chain
@@ -125,9 +143,17 @@ pub fn page(v: &View, csrf: &str, who: &str) -> Markup {
 }
 
 /// The part that is replaced when the fleet writes.
+/// The most rows the sessions and locks tables show (the most recently
+/// seen sessions, the locks as the store lists them); the rest are counted.
+pub const MAX_ROWS: usize = 200;
+
 pub fn main(v: &View, csrf: &str) -> Markup {
     let now = &v.now;
     let roots = roots(&v.messages);
+    let unread: std::collections::HashMap<&str, Option<u64>> =
+        v.unread.iter().map(|(id, n)| (id.as_str(), *n)).collect();
+    let more_sessions = v.sessions.len().saturating_sub(MAX_ROWS);
+    let more_locks = v.status.locks.len().saturating_sub(MAX_ROWS);
     html! {
         section #compose {
             h2 { "Send" }
@@ -143,9 +169,9 @@ pub fn main(v: &View, csrf: &str) -> Markup {
             table {
                 thead { tr { th { "session" } th { "user" } th { "project" } th { "state" } th { "last seen" } th { "unread" } } }
                 tbody {
-                    @for s in &v.sessions {
+                    @for s in v.sessions.iter().take(MAX_ROWS) {
                         @let (state, class) = liveness(s, now);
-                        @let unread = v.unread.iter().find(|(id, _)| *id == s.session_id).and_then(|(_, n)| *n);
+                        @let unread = unread.get(s.session_id.as_str()).copied().flatten();
                         tr {
                             td { a href={ "/?session=" (urlencode(&s.session_id)) } { code { (s.session_id) } } }
                             td { (s.user) }
@@ -157,6 +183,7 @@ pub fn main(v: &View, csrf: &str) -> Markup {
                     }
                 }
             }
+            @if more_sessions > 0 { p.empty { "… and " (more_sessions) " more seen earlier (" code { "coord sessions --all" } ")" } }
         }
         section #messages {
             h2 {
@@ -206,7 +233,7 @@ pub fn main(v: &View, csrf: &str) -> Markup {
             @if v.status.locks.is_empty() { p.empty { "Nothing is held." } }
             table {
                 tbody {
-                    @for l in &v.status.locks {
+                    @for l in v.status.locks.iter().take(MAX_ROWS) {
                         tr {
                             td { code { (l.project) "/" (l.resource) } }
                             td { code { (l.session_id) } }
@@ -226,6 +253,7 @@ pub fn main(v: &View, csrf: &str) -> Markup {
                     }
                 }
             }
+            @if more_locks > 0 { p.empty { "… and " (more_locks) " more locks (" code { "coord lock list" } ")" } }
         }
         section #todos {
             h2 { "To do" }
@@ -305,13 +333,13 @@ li.done .text { text-decoration: line-through; color: var(--muted); }
 main.login { max-width: 24rem; margin: 4rem auto; } .error { color: #cf222e; }
 "#;
 
-/// Live updates: the server says "changed" over server-sent events; the
-/// page fetches its main part again and swaps it in (while a form is being
+/// Live updates: the server says which change happened over server-sent
+/// events; the page fetches its main part as of that change and swaps it in (while a form is being
 /// filled in, or a field has the focus, it waits).
 pub const JS: &str = r#"
 (function () {
   var live = document.getElementById('live');
-  var busy = false, again = false;
+  var busy = false, again = false, seen = 0;
   // A form being filled in is not replaced under the person's hands.
   function typing() {
     var fields = document.querySelectorAll('#main textarea, #main input:not([type=hidden])');
@@ -319,11 +347,14 @@ pub const JS: &str = r#"
     var a = document.activeElement;
     return a && (a.tagName === 'TEXTAREA' || a.tagName === 'INPUT');
   }
-  function refresh() {
+  function refresh(e) {
+    // The change the server told of: the part asked for includes it.
+    if (e && e.data && /^[0-9]+$/.test(e.data)) { seen = Math.max(seen, Number(e.data)); }
     if (busy) { again = true; return; }
     if (typing()) { setTimeout(refresh, 1000); return; }
     busy = true;
-    fetch('/ui/main' + location.search, { credentials: 'same-origin' })
+    var q = location.search ? location.search + '&' : '?';
+    fetch('/ui/main' + q + 'after=' + seen, { credentials: 'same-origin' })
       .then(function (r) { return r.ok ? r.text() : null; })
       .then(function (html) {
         if (html === null) return;

@@ -36,7 +36,26 @@ pub(super) struct Ui {
     user: String,
     /// Bumped on every write this process applies or hears of.
     pub(super) changes: tokio::sync::watch::Sender<u64>,
+    /// The last view read, for which filter and change: every open page
+    /// refreshes at the same change, and one read serves them all.
+    cache: tokio::sync::Mutex<Option<Cached>>,
 }
+
+/// A view read for a filter (session, thread), after change `change`.
+struct Cached {
+    key: (Option<String>, Option<i64>),
+    change: u64,
+    at: Instant,
+    view: Arc<page::View>,
+}
+
+/// The least time between two events to one page: a write shows within
+/// it (the first at once), and a busy fleet costs each open page one
+/// refresh a second.
+const EVENT_PACE: Duration = Duration::from_secs(1);
+
+/// The most a cached view is served (times and liveness move on).
+const VIEW_FRESH: Duration = Duration::from_secs(2);
 
 impl Ui {
     pub(super) fn new(user: &str) -> Ui {
@@ -56,6 +75,7 @@ impl Ui {
             author: format!("WEB/{user}"),
             user,
             changes: tokio::sync::watch::Sender::new(0),
+            cache: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -141,18 +161,54 @@ pub(super) struct Filter {
     session: Option<String>,
     /// A thread: the id of its first message.
     thread: Option<i64>,
+    /// The change the page was told of (its events): the part it gets
+    /// includes it.
+    after: Option<u64>,
+}
+
+/// Everything the dashboard shows: read once per change and filter, and
+/// shared by every page that asks meanwhile (one read at a time; the
+/// others wait for it and take it).
+/// A page asking after change `c` gets a view read after it: never one
+/// that misses a write it was told of.
+async fn view(st: &AppState, f: Filter) -> Result<Arc<page::View>> {
+    let now = *st.ui.changes.borrow();
+    let asked = f.after.map_or(now, |a| a.min(now));
+    let key = (f.session.clone(), f.thread);
+    let mut cache = st.ui.cache.lock().await;
+    if let Some(c) = cache.as_ref()
+        && c.key == key
+        && c.change >= asked
+        && c.at.elapsed() < VIEW_FRESH
+    {
+        return Ok(c.view.clone());
+    }
+    let change = *st.ui.changes.borrow();
+    let view = Arc::new(read_view(st, f).await?);
+    *cache = Some(Cached {
+        key,
+        change,
+        at: Instant::now(),
+        view: view.clone(),
+    });
+    Ok(view)
 }
 
 /// Reads everything the dashboard shows.
-async fn view(st: &AppState, f: Filter) -> Result<page::View> {
+async fn read_view(st: &AppState, f: Filter) -> Result<page::View> {
     let (filter, thread) = (f.session, f.thread);
     with_reader(st, move |s| {
         let sessions = s.sessions(None)?.unwrap_or_default();
-        let unread = sessions
+        let shown_ids: Vec<String> = sessions
             .iter()
             .take(200)
-            .map(|x| Ok((x.session_id.clone(), s.unread_count(&x.session_id)?)))
-            .collect::<Result<Vec<_>>>()?;
+            .map(|x| x.session_id.clone())
+            .collect();
+        let unread = shown_ids
+            .iter()
+            .cloned()
+            .zip(s.unread_counts(&shown_ids)?)
+            .collect();
         let mut messages = s.timeline(filter.as_deref(), TIMELINE)?.unwrap_or_default();
         if let Some(root) = thread {
             let roots = page::roots(&messages);
@@ -198,6 +254,7 @@ async fn view(st: &AppState, f: Filter) -> Result<page::View> {
             todos,
             status,
             now: chrono::Utc::now(),
+            rendered: std::sync::Mutex::new(None),
         })
     })
     .await
@@ -227,13 +284,13 @@ pub(super) async fn main_part(
         return forbidden("sign in first");
     };
     match view(&st, f).await {
-        Ok(v) => html(200, page::main(&v, &csrf)),
+        Ok(v) => html(200, v.main_html(&csrf)),
         Err(e) => error_response(&e),
     }
 }
 
-/// Server-sent events: `data: changed` after each write (at most a few a
-/// second), a comment every 15 s to keep proxies from closing it.
+/// Server-sent events: `data: N` (the change counter) after writes (the
+/// first at once, then at most one per `EVENT_PACE`), a comment every 15 s to keep proxies from closing it.
 pub(super) async fn events(State(st): State<AppState>, h: HeaderMap) -> Response {
     if signed_in(&st, &h).is_none() {
         return forbidden("sign in first");
@@ -245,8 +302,9 @@ pub(super) async fn events(State(st): State<AppState>, h: HeaderMap) -> Response
             tokio::select! {
                 r = rx.changed() => {
                     if r.is_err() { break; }
-                    if tx.send("data: changed\n\n".to_string()).await.is_err() { break; }
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    let n = *rx.borrow_and_update();
+                    if tx.send(format!("data: {n}\n\n")).await.is_err() { break; }
+                    tokio::time::sleep(EVENT_PACE).await;
                 }
                 _ = tokio::time::sleep(Duration::from_secs(15)) => {
                     if tx.send(": keep-alive\n\n".to_string()).await.is_err() { break; }

@@ -13,6 +13,7 @@ use rusqlite::{
 use crate::backend::{Applied, Coord, Page};
 use crate::error::{Error, Result};
 use crate::model::*;
+mod counts;
 mod delivery;
 mod idempotency;
 mod read;
@@ -356,6 +357,10 @@ impl Coord for LocalStore {
             ..Default::default()
         })?;
         Ok(page.total)
+    }
+
+    fn unread_counts(&self, sessions: &[String]) -> Result<Vec<Option<u64>>> {
+        self.unread_counts_of(sessions)
     }
 
     fn timeline(&self, session: Option<&str>, limit: u32) -> Result<Option<Vec<Message>>> {

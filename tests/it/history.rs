@@ -518,3 +518,76 @@ fn a_blocked_store_makes_writes_wait_not_reads_or_health() {
     writer.join().unwrap().unwrap();
     assert_eq!(c.messages(&q(B, true)).unwrap().len(), 2);
 }
+
+#[test]
+fn unread_counts_for_many_sessions_are_each_sessions_own_count() {
+    use coord_hook::backend::Coord;
+    use coord_hook::model::*;
+    let dir = tempfile::tempdir().unwrap();
+    let s = coord_hook::store::LocalStore::open(&dir.path().join("c.db")).unwrap();
+    let who = ["A/one", "B/two", "C/three", "D/never"];
+    let send = |from: &str, to: &str| {
+        let mut w = crate::common::message(to, "x");
+        if let Write::SendMessage(m) = &mut w {
+            m.from_session = from.into();
+        }
+        match s.write(&w, None).unwrap() {
+            Written::Message(m) => m.id,
+            _ => unreachable!(),
+        }
+    };
+    let mut broadcasts = Vec::new();
+    for i in 0..30 {
+        let from = who[i % 3];
+        let to = if i % 3 == 0 {
+            ALL_SESSIONS
+        } else {
+            who[(i + 1) % 4]
+        };
+        let id = send(from, to);
+        if to == ALL_SESSIONS {
+            broadcasts.push(id);
+        }
+    }
+    // Reads of every kind: direct, a broadcast below and above a mark, an
+    // own broadcast.
+    for (reader, id) in [
+        ("B/two", broadcasts[0]),
+        ("B/two", broadcasts[3]),
+        ("C/three", broadcasts[5]),
+        ("A/one", broadcasts[1]),
+    ] {
+        s.write(
+            &Write::MarkRead {
+                id,
+                session: reader.into(),
+            },
+            None,
+        )
+        .unwrap();
+    }
+    let direct = s
+        .messages(&MessageQuery {
+            session: "B/two".into(),
+            unread_only: true,
+            ..Default::default()
+        })
+        .unwrap();
+    for m in direct.iter().filter(|m| m.to_session == "B/two").take(3) {
+        s.write(
+            &Write::MarkRead {
+                id: m.id,
+                session: "B/two".into(),
+            },
+            None,
+        )
+        .unwrap();
+    }
+    let sessions: Vec<String> = who.iter().map(|w| w.to_string()).collect();
+    let many = s.unread_counts(&sessions).unwrap();
+    assert!(many.iter().all(|n| n.is_some_and(|n| n > 0)), "{many:?}");
+    assert_ne!(many[0], many[1]);
+    for (w, n) in who.iter().zip(many) {
+        assert_eq!(n, s.unread_count(w).unwrap(), "{w}");
+    }
+}

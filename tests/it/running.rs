@@ -215,6 +215,16 @@ fn against_a_v1_server_without_wait_the_waiter_polls() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("| polled in"), "{err}");
     assert_eq!(prompt(&m, &w, "v"), "", "shown once");
+    // What it showed was offered to the server once (v1.2), and, not
+    // understood there, dropped: nothing is retried forever.
+    let offered = fake
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("POST /api/coord/messages/shown"))
+        .count();
+    assert!(offered >= 1, "the wake-up's shown report");
+    let registry = std::fs::read_to_string(m.claude_dir().join("coord-windows.json")).unwrap();
+    assert!(!registry.contains("\"unreported\""), "{registry}");
     w.close();
 }
 
