@@ -76,6 +76,12 @@ pub trait Coord {
             touches: self.touches(project, path, within_s)?,
         }))
     }
+    /// Locks that expired in the last `within_s` seconds and are still
+    /// kept (the dashboard flags them), the most recent first; empty where
+    /// the engine cannot say (HTTP).
+    fn expired_locks(&self, _within_s: u64, _limit: u32) -> Result<Vec<Lock>> {
+        Ok(Vec::new())
+    }
     /// Where the data lives, for people: a file path or a URL.
     fn location(&self) -> String;
     /// True when writes go over the network and may need the queue.

@@ -33,6 +33,26 @@ impl PgStore {
         Ok(Delivery { id, recipients })
     }
 
+    pub(super) fn expired_locks_in(
+        &self,
+        c: &mut Conn,
+        within_s: u64,
+        limit: u32,
+    ) -> Result<Vec<Lock>> {
+        let now = now_ms();
+        let since = now - i64::try_from(within_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT {LOCK_COLS} FROM locks WHERE expires_at <= $1 AND expires_at > $2 \
+                     ORDER BY expires_at DESC LIMIT $3"
+                ),
+                &[&now, &since, &i64::from(limit)],
+            )
+            .map_err(|e| self.db(e))?;
+        Ok(rows.iter().map(lock_row).collect())
+    }
+
     pub(super) fn touches_in(
         &self,
         c: &mut Conn,

@@ -519,6 +519,10 @@ impl Coord for PgStore {
         self.read(|c| self.timeline_in(c, session, limit)).map(Some)
     }
 
+    fn expired_locks(&self, within_s: u64, limit: u32) -> Result<Vec<Lock>> {
+        self.read(|c| self.expired_locks_in(c, within_s, limit))
+    }
+
     fn delivery(&self, id: i64) -> Result<Option<Delivery>> {
         self.read(|c| self.delivery_in(c, id)).map(Some)
     }

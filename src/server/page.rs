@@ -18,6 +18,8 @@ pub struct View {
     pub thread: Option<i64>,
     pub todos: Vec<Todo>,
     pub status: Status,
+    /// Locks that expired in the last day and are still kept: flagged.
+    pub expired: Vec<Lock>,
     pub now: Time,
     /// The main part as last rendered, and for which CSRF token: every
     /// open page refreshes at the same change.
@@ -254,6 +256,20 @@ pub fn main(v: &View, csrf: &str) -> Markup {
                 }
             }
             @if more_locks > 0 { p.empty { "… and " (more_locks) " more locks (" code { "coord lock list" } ")" } }
+            @if !v.expired.is_empty() {
+                table.expired {
+                    tbody {
+                        @for l in &v.expired {
+                            tr {
+                                td { code { (l.project) "/" (l.resource) } }
+                                td { code { (l.session_id) } }
+                                td { (l.note.as_deref().unwrap_or("")) }
+                                td { span.expired { "expired " } (when(&l.expires_at, now)) }
+                            }
+                        }
+                    }
+                }
+            }
         }
         section #todos {
             h2 { "To do" }
@@ -322,6 +338,7 @@ code { font-size: 0.9em; } a { color: var(--accent); }
 table { border-collapse: collapse; width: 100%; display: block; overflow-x: auto; }
 td, th { padding: 0.2rem 0.5rem; border-bottom: 1px solid var(--line); text-align: left; white-space: nowrap; }
 .live { color: #2da44e; } .idle { color: #bf8700; } .closed { color: var(--muted); }
+.expired { color: #cf222e; } table.expired td { color: var(--muted); }
 #live.live-on { color: #2da44e; } #live.live-off { color: var(--muted); }
 ol.timeline { list-style: none; padding: 0; } li.message { border-bottom: 1px solid var(--line); padding: 0.4rem 0; }
 .meta, .read, .who, .empty { color: var(--muted); font-size: 0.88em; } .subject { font-weight: 600; }

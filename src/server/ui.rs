@@ -230,6 +230,7 @@ async fn read_view(st: &AppState, f: Filter) -> Result<page::View> {
             .take(20),
         );
         let status = s.status()?;
+        let expired = s.expired_locks(24 * 3600, 50)?;
         // Who each was put in front of (v1.2): one small read each.
         let shown = messages
             .iter()
@@ -253,6 +254,7 @@ async fn read_view(st: &AppState, f: Filter) -> Result<page::View> {
             thread,
             todos,
             status,
+            expired,
             now: chrono::Utc::now(),
             rendered: std::sync::Mutex::new(None),
         })

@@ -1,5 +1,6 @@
 //! v1.2 reads: what happened to a message at each recipient (shown, read,
-//! replied), and which sessions recently edited a file.
+//! replied), which sessions recently edited a file, and the locks that
+//! expired lately.
 
 use super::*;
 
@@ -42,6 +43,19 @@ impl LocalStore {
             }]
         };
         Ok(Delivery { id, recipients })
+    }
+
+    pub(super) fn expired_locks_of(&self, within_s: u64, limit: u32) -> Result<Vec<Lock>> {
+        let now = now_ms();
+        let since = now - i64::try_from(within_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        self.collect(
+            &format!(
+                "SELECT {LOCK_COLS} FROM locks WHERE expires_at <= ?1 AND expires_at > ?2 \
+                 ORDER BY expires_at DESC LIMIT ?3"
+            ),
+            &[&now, &since, &limit],
+            lock_row,
+        )
     }
 
     pub(super) fn touches_of(

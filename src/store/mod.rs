@@ -367,6 +367,10 @@ impl Coord for LocalStore {
         self.timeline_of(session, limit).map(Some)
     }
 
+    fn expired_locks(&self, within_s: u64, limit: u32) -> Result<Vec<Lock>> {
+        self.expired_locks_of(within_s, limit)
+    }
+
     fn delivery(&self, id: i64) -> Result<Option<Delivery>> {
         self.delivery_of(id).map(Some)
     }

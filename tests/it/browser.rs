@@ -258,6 +258,20 @@ fn small_fleet(s: &Server) -> (Machine, Machine) {
             &a,
             vec!["todo", "add", "rotate the API token", "--project", "web"],
         ),
+        // Expires in about a second: flagged as expired on the page.
+        (
+            &b,
+            vec![
+                "lock",
+                "claim",
+                "web",
+                "hotfix",
+                "--ttl",
+                "0.0003",
+                "--note",
+                "quick fix",
+            ],
+        ),
         (
             &b,
             vec![
@@ -286,11 +300,18 @@ fn the_dashboard_shows_the_fleet_updates_live_and_its_form_reaches_a_hook() {
     };
     let s = Server::start(&[]);
     let (a, b) = small_fleet(&s);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     br.go(&format!("{}/", s.url));
     assert!(
         br.wait_for("#sessions", "ALPHA/claude-main"),
         "{}",
         br.text("body")
+    );
+    // The lock that ran out is still listed, flagged.
+    let expired = br.text("#locks table.expired");
+    assert!(
+        expired.contains("web/hotfix") && expired.contains("expired"),
+        "{expired}"
     );
     assert!(br.text("#sessions").contains("BRAVO/claude-main"));
     assert!(br.text("#messages").contains("migration 42 is done"));
@@ -338,6 +359,25 @@ fn the_dashboard_shows_the_fleet_updates_live_and_its_form_reaches_a_hook() {
     assert!(br.wait_for("#todos", "write the release notes"));
     let todos = a.json(None, &["todo", "list", "--status", "all"]);
     assert!(todos.to_string().contains("write the release notes"));
+
+    // A phone-sized screen: nothing wider than the screen but the tables,
+    // which scroll inside themselves.
+    call(
+        "POST",
+        &br.url("/window/rect"),
+        Some(json!({"width": 390, "height": 844})),
+    );
+    br.go(&format!("{}/", s.url));
+    assert!(br.wait_for("#sessions", "ALPHA/claude-main"));
+    let (page, screen) = (
+        br.run("return document.documentElement.scrollWidth"),
+        br.run("return window.innerWidth"),
+    );
+    assert!(screen.as_i64().unwrap() <= 400, "a phone: {screen} px");
+    assert!(
+        page.as_i64().unwrap() <= screen.as_i64().unwrap(),
+        "the page is {page} px wide on a {screen} px screen"
+    );
 }
 
 /// A page of another origin whose form posts to the dashboard on load.
