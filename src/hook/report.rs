@@ -63,6 +63,11 @@ pub fn shown(id: &Identity, win: &WindowId, deadline: Instant) {
 
 /// Reports the windows of this machine that ended as closed sessions.
 pub fn closes(id: &Identity) {
+    closes_within(id, Instant::now() + REPORT_DEADLINE);
+}
+
+/// The same within `deadline`.
+pub fn closes_within(id: &Identity, deadline: Instant) {
     let reg = registry(&id.state_dir);
     let Ok(names) = reg.to_close() else {
         return;
@@ -70,7 +75,7 @@ pub fn closes(id: &Identity) {
     let mut done = Vec::new();
     for name in names {
         let session = format!("{}/{name}", id.machine);
-        match close(id, &session) {
+        match close_by(id, &session, deadline) {
             Ok(()) => done.push(name),
             Err(_) => break, // the store is away: all of them later
         }
@@ -83,6 +88,10 @@ pub fn closes(id: &Identity) {
 /// Marks `session` closed in the store, and forgets that its presence is
 /// fresh (a conversation resumed at once must be seen live again).
 pub fn close(id: &Identity, session: &str) -> Result<(), Error> {
+    close_by(id, session, Instant::now() + REPORT_DEADLINE)
+}
+
+fn close_by(id: &Identity, session: &str, deadline: Instant) -> Result<(), Error> {
     let w = Write::TouchSession {
         session_id: session.to_string(),
         update: SessionUpdate {
@@ -92,7 +101,7 @@ pub fn close(id: &Identity, session: &str) -> Result<(), Error> {
             state: Some(CLOSED.into()),
         },
     };
-    send(id, &w, Instant::now() + REPORT_DEADLINE)?;
+    send(id, &w, deadline)?;
     crate::presence::forget(id, session);
     Ok(())
 }

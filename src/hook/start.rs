@@ -170,6 +170,14 @@ pub fn run(opts: HookOptions) {
         crate::out::out(&colourise(&text, &style));
     } else {
         crate::out::out(&text);
+        // Windows of this machine that ended without a word (killed, no
+        // waiter): the session start that noticed tells the fleet, after
+        // its answer, within what is left of its deadline.
+        if let Ok(id) = &identity
+            && crate::window::registry::closes_pending()
+        {
+            report::closes_within(id, started + limit);
+        }
     }
 }
 

@@ -19,6 +19,7 @@ pub use super::process::alive;
 use super::salvage::salvage;
 
 mod report;
+pub use report::closes_pending;
 
 pub const REGISTRY_FILE: &str = "coord-windows.json";
 
@@ -300,6 +301,7 @@ impl Windows {
         for w in &gone {
             report::closing(&mut r, &w.name);
         }
+        report::note_pending(&r);
         for w in gone.into_iter().filter(|w| !w.conversations.is_empty()) {
             r.closed.push(Closed {
                 name: w.name,

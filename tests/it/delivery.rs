@@ -272,3 +272,30 @@ fn a_server_before_v1_2_gets_one_clear_note() {
     assert!(err.contains("cannot tell what was delivered"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+#[test]
+fn a_window_killed_without_a_waiter_is_closed_by_the_next_session_start() {
+    let s = Server::start(&[]);
+    let a = Machine::remote("ALPHA", &s.url);
+    let b = Machine::remote("BOX", &s.url);
+    let dir = |name: &str| {
+        let d = b.root().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let main = Window::open();
+    main.start(&b, &dir("main"), "startup", "c-main");
+    let api = Window::open();
+    api.start(&b, &dir("api"), "startup", "c-api");
+    assert_eq!(state(&a, "BOX/api"), "live");
+    // Killed: no SessionEnd, no waiter to notice.
+    api.close();
+    assert_eq!(state(&a, "BOX/api"), "live");
+    // The machine's next session start does.
+    let web = Window::open();
+    web.start(&b, &dir("web"), "startup", "c-web");
+    assert_eq!(state(&a, "BOX/api"), "closed");
+    assert_eq!(state(&a, "BOX/claude-main"), "live");
+    main.close();
+    web.close();
+}

@@ -21,6 +21,20 @@ pub(super) fn unreported(w: &mut Window, ids: &[i64]) {
     }
 }
 
+/// Whether this process saw windows of the machine that ended and are not
+/// yet reported closed (set whenever the registry is read under its lock):
+/// a hook that sees it reports them after its answer, at no cost otherwise.
+static PENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub(super) fn note_pending(r: &Registry) {
+    PENDING.store(!r.to_close.is_empty(), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether closes wait to be reported (as this process last saw).
+pub fn closes_pending() -> bool {
+    PENDING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Notes that a window named `name` ended.
 pub(super) fn closing(r: &mut Registry, name: &str) {
     if !r.to_close.iter().any(|n| n == name) {
