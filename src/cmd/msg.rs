@@ -246,7 +246,7 @@ fn sent(ctx: &Ctx, limit: u32) -> Result<()> {
     // server that cannot say).
     let backend = ctx.backend()?;
     let mut states: Vec<Option<String>> = Vec::new();
-    for m in &msgs {
+    for m in msgs.iter().filter(|_| !ctx.json) {
         match backend.delivery(m.id) {
             Ok(Some(d)) => states.push(Some(super::delivery::summary(&d))),
             _ => break,
