@@ -66,6 +66,17 @@ const TABLES: &[Table] = &[
             ("created_at", Int),
             ("read_at", Int),
             ("in_reply_to", Int),
+            ("shown_at", Int),
+        ],
+    ),
+    (
+        "deliveries",
+        "message_id, session",
+        &[
+            ("message_id", Int),
+            ("session", Text),
+            ("shown_at", Int),
+            ("read_at", Int),
         ],
     ),
     (
@@ -90,6 +101,17 @@ const TABLES: &[Table] = &[
             ("client", Text),
             ("first_seen", Int),
             ("last_seen", Int),
+            ("closed_at", Int),
+        ],
+    ),
+    (
+        "touches",
+        "project, path, session",
+        &[
+            ("project", Text),
+            ("path", Text),
+            ("session", Text),
+            ("at", Int),
         ],
     ),
     (

@@ -109,7 +109,7 @@ pub fn not_live(ctx: &Ctx, to: &str, seen: Option<&Session>, live: bool) -> Resu
         },
         None if live => {
             return Err(Error::Usage(format!(
-                "{} is not a session the fleet lists now, so it is not live; not sent (without --live it would wait for that session)",
+                "whether {} is live cannot be checked now (the fleet's sessions could not be listed); not sent: --live sends only to a session known to have a window open",
                 crate::text::cell(to, 80)
             )));
         }

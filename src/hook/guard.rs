@@ -82,7 +82,7 @@ pub fn denial(locks: &[Lock], me: &str, project: &str, rel: &str, now: &Time) ->
         escape_controls(&crate::text::cell(&lock.resource, 80)),
         quoted(&crate::text::clip(glob, 120)),
         shell_word(&lock.session_id),
-        crate::text::clip(rel, 120).replace(['"', '`', '$', '\\'], "_"),
+        crate::text::cell(rel, 120).replace(['"', '`', '$', '\\'], "_"),
     ))
 }
 
@@ -161,7 +161,7 @@ pub fn touched_note(touches: &[Touch], me: &str, rel: &str, now: &Time) -> Optio
         quoted(&crate::text::clip(rel, 200)),
         escape_controls(&crate::text::cell(&t.session_id, 80)),
         shell_word(&t.session_id),
-        crate::text::clip(rel, 120).replace(['"', '`', '$', '\\'], "_"),
+        crate::text::cell(rel, 120).replace(['"', '`', '$', '\\'], "_"),
     ))
 }
 

@@ -90,14 +90,15 @@ pub fn output(
         return String::new();
     };
     let registry = crate::window::registry(&id.state_dir).until(deadline);
-    let Some(text) = show_new(&registry, win, page, |n| head(id, n), MAX_OUTPUT - 300) else {
-        return String::new();
-    };
-    // No waiter to report what this showed (none installed, `claude -p`):
-    // reported here, after the answer is ready.
-    if !registry.has_waiter(win) {
+    let text = show_new(&registry, win, page, |n| head(id, n), MAX_OUTPUT - 300);
+    // No waiter to report what this window was shown (none installed,
+    // `claude -p`): reported here (free when nothing waits).
+    if crate::window::registry::unreported_pending() {
         super::report::shown(id, win, deadline);
     }
+    let Some(text) = text else {
+        return String::new();
+    };
     if json {
         format!(
             "{}\n",

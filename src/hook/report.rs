@@ -3,7 +3,8 @@
 //! /sessions/{id}` with `state: closed`). The hooks only note these in the
 //! window registry they already write; the waiter reports them every
 //! `REPORT_EVERY`, off their hot path. Without a waiter (none installed,
-//! `claude -p`) the prompt hook reports what it showed itself.
+//! `claude -p`) the prompt hook reports what is pending itself, and a
+//! window's SessionEnd reports what it was shown before it closes.
 
 use std::time::{Duration, Instant};
 
@@ -20,11 +21,11 @@ pub const REPORT_EVERY: Duration = Duration::from_millis(400);
 const REPORT_DEADLINE: Duration = Duration::from_secs(3);
 
 /// Whether a write's failure means the server will never take it (a
-/// server before v1.2 — a 4xx, or an answer that is not v1.2's — or a
-/// session it never saw): then it is dropped, not retried.
+/// server before v1.2 — a refusal, or an answer that is not v1.2's — or a
+/// session it never saw): then it is dropped. A busy or away server (408,
+/// 429, 5xx, unreachable) or a token to fix: tried again.
 fn never(e: &Error) -> bool {
-    matches!(e, Error::Rejected { status, .. } if (400..500).contains(status))
-        || matches!(e, Error::Protocol { .. })
+    e.retry() == crate::delivery::Retry::Never
 }
 
 /// Runs `w` on the store within `deadline`: Ok(true) done, Ok(false) to
@@ -45,7 +46,7 @@ fn send(id: &Identity, w: &Write, deadline: Instant) -> Result<bool, Error> {
 /// not been told, within `deadline`. Quiet: a failure is tried again next
 /// time.
 pub fn shown(id: &Identity, win: &WindowId, deadline: Instant) {
-    let reg = registry(&id.state_dir);
+    let reg = registry(&id.state_dir).until(deadline);
     let Ok(ids) = reg.unreported(win) else {
         return;
     };
@@ -57,7 +58,7 @@ pub fn shown(id: &Identity, win: &WindowId, deadline: Instant) {
         ids: ids.clone(),
     };
     if send(id, &w, deadline).is_ok() {
-        let _ = reg.reported(win, &ids);
+        let _ = registry(&id.state_dir).until(deadline).reported(win, &ids);
     }
 }
 
@@ -66,22 +67,33 @@ pub fn closes(id: &Identity) {
     closes_within(id, Instant::now() + REPORT_DEADLINE);
 }
 
-/// The same within `deadline`.
+/// The same within `deadline`: what each ended window was shown, then
+/// its close (unless an open window has its name again).
 pub fn closes_within(id: &Identity, deadline: Instant) {
-    let reg = registry(&id.state_dir);
-    let Ok(names) = reg.to_close() else {
+    let Ok(ended) = registry(&id.state_dir).until(deadline).to_close() else {
         return;
     };
     let mut done = Vec::new();
-    for name in names {
-        let session = format!("{}/{name}", id.machine);
-        match close_by(id, &session, deadline) {
-            Ok(()) => done.push(name),
-            Err(_) => break, // the store is away: all of them later
+    for e in ended {
+        let session = format!("{}/{}", id.machine, e.name);
+        if !e.unreported.is_empty() {
+            let w = Write::MarkShown {
+                session: session.clone(),
+                ids: e.unreported.clone(),
+            };
+            if send(id, &w, deadline).is_err() {
+                break; // the store is away: all of it later
+            }
         }
+        if e.close && close_by(id, &session, deadline).is_err() {
+            break;
+        }
+        done.push(e.name);
     }
     if !done.is_empty() {
-        let _ = reg.closed_reported(&done);
+        let _ = registry(&id.state_dir)
+            .until(deadline)
+            .closed_reported(&done);
     }
 }
 
@@ -94,8 +106,10 @@ pub fn close(id: &Identity, session: &str) -> Result<(), Error> {
 fn close_by(id: &Identity, session: &str, deadline: Instant) -> Result<(), Error> {
     let w = Write::TouchSession {
         session_id: session.to_string(),
+        // `{"state": "closed"}` alone: a server before v1.2 refuses it
+        // (no `user`) instead of taking it for presence.
         update: SessionUpdate {
-            user: id.user.clone(),
+            user: String::new(),
             project: None,
             client: None,
             state: Some(CLOSED.into()),
@@ -113,6 +127,8 @@ pub fn session_end(id: &Identity, win: &WindowId, reason: Option<&str>) {
     if matches!(reason, Some("clear" | "resume")) || !win.is_known() {
         return;
     }
+    // What it was shown goes first (no waiter may be left to say it).
+    shown(id, win, Instant::now() + REPORT_DEADLINE);
     if registry(&id.state_dir).name_open_elsewhere(&id.session, win) {
         return;
     }
@@ -130,8 +146,11 @@ pub fn spawn_reporter(id: &Identity, win: &WindowId) {
     let (id, win) = (id.clone(), win.clone());
     std::thread::spawn(move || {
         loop {
-            shown(&id, &win, Instant::now() + REPORT_DEADLINE);
-            closes(&id);
+            // A look without the lock first: most looks find nothing.
+            if registry(&id.state_dir).pending(&win) {
+                shown(&id, &win, Instant::now() + REPORT_DEADLINE);
+                closes(&id);
+            }
             std::thread::sleep(REPORT_EVERY);
         }
     });

@@ -67,7 +67,14 @@ pub fn install() -> Result<()> {
             "is a pre-commit hook that is not coord-hook's; it is left as it is: add the line `coord-hook guard --staged || exit 1` to it yourself",
         ));
     }
-    let program = super::hook_program()?.replace('\\', "/");
+    // Git for Windows' sh reads `\` as an escape: the path goes in with
+    // `/` there (a POSIX path is quoted as it is).
+    let program = super::hook_program()?;
+    let program = if cfg!(windows) {
+        program.replace('\\', "/")
+    } else {
+        program
+    };
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::bad_input(&dir, format!("cannot create: {e}")))?;
     // A fresh file renamed into place: a link planted at the name is

@@ -108,7 +108,9 @@ impl Session {
 /// alone says its window ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionUpdate {
-    #[serde(default)]
+    /// Required for presence; left out of a close, which a server before
+    /// v1.2 then refuses (422) rather than taking for presence.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub user: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,

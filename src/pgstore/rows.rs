@@ -5,7 +5,7 @@ use postgres::Row;
 
 use crate::model::*;
 
-/// A database row's columns into a message (`read_at` in column 9).
+/// A database row's columns into a message (`replies_to`'s text in column 9, `read_at` in 10).
 pub(super) fn message_row(r: &Row) -> Message {
     let read_at: Option<i64> = r.get(10);
     let text = |b: Vec<u8>| {

@@ -19,7 +19,7 @@ pub use super::process::alive;
 use super::salvage::salvage;
 
 mod report;
-pub use report::closes_pending;
+pub use report::{Ended, closes_pending, unreported_pending};
 
 pub const REGISTRY_FILE: &str = "coord-windows.json";
 
@@ -89,10 +89,10 @@ struct Registry {
     windows: Vec<Window>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     closed: Vec<Closed>,
-    /// Names of windows whose process ended, not yet reported closed to
-    /// the store.
+    /// Windows whose process ended, not yet reported closed to the store
+    /// (with what they were shown that it was not told).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    to_close: Vec<String>,
+    to_close: Vec<report::Ended>,
 }
 
 /// Which window a hook runs for: its Claude Code process (`CLAUDE_PID`),
@@ -298,10 +298,7 @@ impl Windows {
             .into_iter()
             .partition(|w| w.is_open(now));
         r.windows = open;
-        for w in &gone {
-            report::closing(&mut r, &w.name);
-        }
-        report::note_pending(&r);
+        report::ended(&mut r, &gone);
         for w in gone.into_iter().filter(|w| !w.conversations.is_empty()) {
             r.closed.push(Closed {
                 name: w.name,
@@ -515,6 +512,7 @@ impl Windows {
             if win.pid.is_none() {
                 w.remember(None);
             }
+            report::note_unreported(w);
             let new: Vec<i64> = unread
                 .iter()
                 .copied()
@@ -529,6 +527,7 @@ impl Windows {
             // MAX_SHOWN are kept.)
             let chosen: Vec<i64> = chosen.into_iter().filter(|id| new.contains(id)).collect();
             report::unreported(w, &chosen);
+            report::note_unreported(w);
             w.shown.extend(chosen);
             w.shown.sort_unstable();
             w.shown.dedup();

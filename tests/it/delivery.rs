@@ -299,3 +299,23 @@ fn a_window_killed_without_a_waiter_is_closed_by_the_next_session_start() {
     main.close();
     web.close();
 }
+
+#[test]
+fn without_a_waiter_what_the_block_showed_is_reported_at_the_next_prompt() {
+    // `claude -p` or `install --no-wait`: nobody else reports it.
+    let s = Server::start(&[]);
+    let a = Machine::remote("ALPHA", &s.url);
+    let b = Machine::remote("BOX", &s.url);
+    let w = Window::open();
+    w.start(&b, &project(&b), "startup", "c1");
+    let id = a.json(None, &["msg", "send", "BOX", "in the block"])["id"]
+        .as_i64()
+        .unwrap();
+    let ctx = w.start(&b, &project(&b), "clear", "c2");
+    assert!(ctx.to_string().contains("in the block"));
+    assert!(row(&status(&a, None, id), "BOX/claude-main")["shown_at"].is_null());
+    // A prompt with nothing new prints nothing, and reports the block's.
+    assert_eq!(prompt(&b, &w, "c2"), "");
+    assert!(row(&status(&a, None, id), "BOX/claude-main")["shown_at"].is_string());
+    w.close();
+}

@@ -26,7 +26,7 @@ pub(super) fn unreported(w: &mut Window, ids: &[i64]) {
 /// a hook that sees it reports them after its answer, at no cost otherwise.
 static PENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-pub(super) fn note_pending(r: &Registry) {
+fn note_pending(r: &Registry) {
     PENDING.store(!r.to_close.is_empty(), std::sync::atomic::Ordering::Relaxed);
 }
 
@@ -35,15 +35,64 @@ pub fn closes_pending() -> bool {
     PENDING.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// Notes that a window named `name` ended.
-pub(super) fn closing(r: &mut Registry, name: &str) {
-    if !r.to_close.iter().any(|n| n == name) {
-        r.to_close.push(name.to_string());
+/// A window that ended: its name, and what it was shown that the store
+/// was not told yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ended {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreported: Vec<i64>,
+    /// False when an open window has the name again (resumed, or shared):
+    /// then only what it was shown is reported, never a close.
+    #[serde(default = "yes", skip_serializing)]
+    pub close: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Notes that windows `gone` ended, and whether any wait to be reported.
+pub(super) fn ended(r: &mut Registry, gone: &[Window]) {
+    for w in gone {
+        closing(r, w);
+    }
+    note_pending(r);
+}
+
+/// Notes that window `w` ended.
+fn closing(r: &mut Registry, w: &Window) {
+    match r.to_close.iter_mut().find(|e| e.name == w.name) {
+        Some(e) => {
+            e.unreported.extend_from_slice(&w.unreported);
+            e.unreported.sort_unstable();
+            e.unreported.dedup();
+        }
+        None => r.to_close.push(Ended {
+            name: w.name.clone(),
+            unreported: w.unreported.clone(),
+            close: true,
+        }),
     }
     if r.to_close.len() > MAX_TO_CLOSE {
         let cut = r.to_close.len() - MAX_TO_CLOSE;
         r.to_close.drain(..cut);
     }
+}
+
+/// Whether this process saw its window with shown ids the store was not
+/// told and no waiter alive to tell it (set under the registry's lock).
+static UNREPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub(super) fn note_unreported(w: &Window) {
+    let pending = !w.unreported.is_empty() && !w.waiter.is_some_and(alive);
+    UNREPORTED.store(pending, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether this window has shown ids to report and no waiter to do it (as
+/// this process last saw).
+pub fn unreported_pending() -> bool {
+    UNREPORTED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Windows {
@@ -68,36 +117,43 @@ impl Windows {
         })
     }
 
-    /// The names of windows that ended and are not yet reported closed,
-    /// leaving out (and forgetting) any name an open window has again: a
-    /// conversation resumed in a new process, or another window of an
-    /// explicitly shared name.
-    pub fn to_close(&self) -> Result<Vec<String>> {
+    /// The windows that ended and are not yet reported; one whose name an
+    /// open window has again (a conversation resumed in a new process,
+    /// another window of an explicitly shared name) is not to be closed,
+    /// only what it was shown reported.
+    pub fn to_close(&self) -> Result<Vec<Ended>> {
         self.with(|r| {
             let open: Vec<String> = r
                 .windows
                 .iter()
                 .map(|w| w.name.to_ascii_lowercase())
                 .collect();
+            let is_open = |e: &Ended| open.contains(&e.name.to_ascii_lowercase());
             r.to_close
-                .retain(|n| !open.contains(&n.to_ascii_lowercase()));
-            r.to_close.clone()
+                .retain(|e| !e.unreported.is_empty() || !is_open(e));
+            r.to_close
+                .iter()
+                .map(|e| Ended {
+                    close: !is_open(e),
+                    ..e.clone()
+                })
+                .collect()
         })
     }
 
-    /// `names` are reported closed.
+    /// The windows named `names` are reported.
     pub fn closed_reported(&self, names: &[String]) -> Result<()> {
-        self.with(|r| r.to_close.retain(|n| !names.contains(n)))
+        self.with(|r| r.to_close.retain(|e| !names.contains(&e.name)))
     }
 
-    /// Whether window `win` has a waiter running now.
-    pub fn has_waiter(&self, win: &WindowId) -> bool {
-        self.peek().is_some_and(|r| {
-            r.windows
-                .iter()
-                .find(|w| win.matches(w))
-                .and_then(|w| w.waiter)
-                .is_some_and(alive)
+    /// Whether anything waits to be reported: window `win`'s shown ids, or
+    /// ended windows (read without the lock: the reporter's every look).
+    pub fn pending(&self, win: &WindowId) -> bool {
+        self.peek().is_none_or(|r| {
+            !r.to_close.is_empty()
+                || r.windows
+                    .iter()
+                    .any(|w| win.matches(w) && !w.unreported.is_empty())
         })
     }
 
