@@ -148,12 +148,15 @@ impl Windows {
 
     /// Whether anything waits to be reported: window `win`'s shown ids, or
     /// ended windows (read without the lock: the reporter's every look).
+    /// A window whose process is gone counts: reading under the lock is
+    /// what moves it to the ended ones.
     pub fn pending(&self, win: &WindowId) -> bool {
+        let now = now_ms();
         self.peek().is_none_or(|r| {
             !r.to_close.is_empty()
                 || r.windows
                     .iter()
-                    .any(|w| win.matches(w) && !w.unreported.is_empty())
+                    .any(|w| (win.matches(w) && !w.unreported.is_empty()) || !w.is_open(now))
         })
     }
 
