@@ -66,13 +66,8 @@ pub trait Coord {
     /// `path` in the last `within_s` seconds, in one answer. None where the
     /// server cannot answer both at once (then ask `locks` and `touches`).
     fn claims(&self, project: &str, path: &str, within_s: u64) -> Result<Option<Claims>> {
-        let q = LockQuery {
-            project: Some(project.to_string()),
-            limit: Some(MAX_LIST_LIMIT),
-            ..Default::default()
-        };
         Ok(Some(Claims {
-            locks: self.locks(&q)?,
+            locks: self.locks(&LockQuery::claims_of(project))?,
             touches: self.touches(project, path, within_s)?,
         }))
     }

@@ -75,12 +75,7 @@ pub fn state_of(ctx: &Ctx, s: &Session) -> &'static str {
             return CLOSED;
         }
     }
-    match s.state.as_deref() {
-        Some("live") => "live",
-        Some("idle") => "idle",
-        Some(CLOSED) => CLOSED,
-        _ => session_state(&s.last_seen, s.closed_at.as_ref(), &crate::clock::now()),
-    }
+    s.state_now(&crate::clock::now())
 }
 
 /// What `msg send` says of a recipient that is not live, or refuses with

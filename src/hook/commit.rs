@@ -31,12 +31,17 @@ fn git(cwd: &Path, args: &[&str]) -> Option<Vec<u8>> {
     out.status.success().then_some(out.stdout)
 }
 
-/// The repository's top folder, by git.
-pub(crate) fn toplevel(cwd: &Path) -> Option<PathBuf> {
-    let out = git(cwd, &["rev-parse", "--show-toplevel"])?;
-    let s = String::from_utf8(out).ok()?;
+/// A path git answers on one line, as it says it (relative to `cwd`
+/// when it is).
+pub(crate) fn git_path(cwd: &Path, args: &[&str]) -> Option<PathBuf> {
+    let s = String::from_utf8(git(cwd, args)?).ok()?;
     let s = s.trim_end_matches(['\n', '\r']);
     (!s.is_empty()).then(|| PathBuf::from(s))
+}
+
+/// The repository's top folder, by git.
+pub(crate) fn toplevel(cwd: &Path) -> Option<PathBuf> {
+    git_path(cwd, &["rev-parse", "--show-toplevel"])
 }
 
 /// The paths the commit being made touches, `/`-separated and relative to

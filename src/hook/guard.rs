@@ -126,16 +126,8 @@ fn ask<T: Send + 'static>(
 /// `deadline`; None when they cannot be had in time (then nothing is
 /// refused).
 pub(crate) fn claims(id: &Identity, project: &str, deadline: Instant) -> Option<Vec<Lock>> {
-    let q = claims_query(project);
+    let q = LockQuery::claims_of(project);
     ask(id, deadline, move |b| b.locks(&q)).map(Option::unwrap_or_default)
-}
-
-fn claims_query(project: &str) -> LockQuery {
-    LockQuery {
-        project: Some(project.to_string()),
-        limit: Some(MAX_LIST_LIMIT),
-        ..Default::default()
-    }
 }
 
 /// How recent another session's edit must be for the guard to name it.
@@ -223,7 +215,7 @@ pub fn run(identity: Option<&Path>) {
         // One round trip where the server can (v1.2), else two.
         let (locks, touches) = match b.claims(&p, &r, TOUCH_WINDOW_SECS)? {
             Some(c) => (c.locks, Some(c.touches)),
-            None => (b.locks(&claims_query(&p))?, None),
+            None => (b.locks(&LockQuery::claims_of(&p))?, None),
         };
         let now = crate::clock::now();
         if let Some(reason) = denial(&locks, &m, &p, &r, &now) {

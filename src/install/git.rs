@@ -4,7 +4,6 @@
 //! path claims too. A hook that is not ours is never overwritten.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::error::{Error, Result};
 use crate::hook::commit::OVERRIDE;
@@ -24,17 +23,8 @@ fn hooks_dir() -> Result<(PathBuf, PathBuf)> {
         ))
     };
     let top = crate::hook::commit::toplevel(&cwd).ok_or_else(not_a_repo)?;
-    let out = Command::new("git")
-        .args(["rev-parse", "--git-path", "hooks"])
-        .current_dir(&cwd)
-        .output()
-        .map_err(|_| not_a_repo())?;
-    let rel = String::from_utf8_lossy(&out.stdout)
-        .trim_end_matches(['\n', '\r'])
-        .to_string();
-    if !out.status.success() || rel.is_empty() {
-        return Err(not_a_repo());
-    }
+    let rel = crate::hook::commit::git_path(&cwd, &["rev-parse", "--git-path", "hooks"])
+        .ok_or_else(not_a_repo)?;
     Ok((cwd.join(rel), top))
 }
 

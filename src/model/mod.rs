@@ -94,6 +94,17 @@ pub fn session_state(last_seen: &Time, closed_at: Option<&Time>, now: &Time) -> 
 }
 
 impl Session {
+    /// Its state now: as the store said (v1.2), or, from a server before
+    /// it, by when it was last seen.
+    pub fn state_now(&self, now: &Time) -> &'static str {
+        match self.state.as_deref() {
+            Some("live") => "live",
+            Some("idle") => "idle",
+            Some(CLOSED) => CLOSED,
+            _ => session_state(&self.last_seen, self.closed_at.as_ref(), now),
+        }
+    }
+
     /// Fills the v1.2 state fields from `closed_at`, as of `now`.
     pub fn with_state(mut self, closed_at: Option<Time>, now: &Time) -> Session {
         let state = session_state(&self.last_seen, closed_at.as_ref(), now);

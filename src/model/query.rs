@@ -69,6 +69,17 @@ pub struct LockQuery {
     pub after_id: Option<i64>,
 }
 
+impl LockQuery {
+    /// The live claims of `project`, all of them (what the guard asks).
+    pub fn claims_of(project: &str) -> LockQuery {
+        LockQuery {
+            project: Some(project.to_string()),
+            limit: Some(MAX_LIST_LIMIT),
+            ..Default::default()
+        }
+    }
+}
+
 /// v1.2: what a list endpoint answers when no `limit` is given, and the
 /// most it answers at all.
 pub const DEFAULT_LIST_LIMIT: u32 = 100;

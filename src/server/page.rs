@@ -61,18 +61,6 @@ pub fn roots(ms: &[Message]) -> std::collections::HashMap<i64, i64> {
         .collect()
 }
 
-/// A session's state as the store keeps it (v1.2): closed once its window
-/// ended, live when seen in the last 15 minutes, else idle.
-fn liveness(s: &Session, now: &Time) -> (&'static str, &'static str) {
-    let state = match s.state.as_deref() {
-        Some("live") => "live",
-        Some("idle") => "idle",
-        Some(CLOSED) => CLOSED,
-        _ => session_state(&s.last_seen, s.closed_at.as_ref(), now),
-    };
-    (state, state)
-}
-
 /// "3m ago", with the absolute time on hover.
 fn when(t: &Time, now: &Time) -> Markup {
     let secs = (*now - *t).num_seconds();
@@ -172,13 +160,13 @@ pub fn main(v: &View, csrf: &str) -> Markup {
                 thead { tr { th { "session" } th { "user" } th { "project" } th { "state" } th { "last seen" } th { "unread" } } }
                 tbody {
                     @for s in v.sessions.iter().take(MAX_ROWS) {
-                        @let (state, class) = liveness(s, now);
+                        @let state = s.state_now(now);
                         @let unread = unread.get(s.session_id.as_str()).copied().flatten();
                         tr {
                             td { a href={ "/?session=" (urlencode(&s.session_id)) } { code { (s.session_id) } } }
                             td { (s.user) }
                             td { (s.project.as_deref().unwrap_or("")) }
-                            td { span class=(class) { (state) } }
+                            td { span class=(state) { (state) } }
                             td { (when(&s.last_seen, now)) }
                             td { @if let Some(n) = unread { (n) } }
                         }
