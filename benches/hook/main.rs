@@ -33,7 +33,7 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-use load::{load, long_polls};
+use load::long_polls;
 #[cfg(target_os = "linux")]
 use measure::measure_rss_child;
 
@@ -59,15 +59,21 @@ fn main() {
     }
     if args.first().map(String::as_str) == Some("--load") {
         let Some(url) = args.get(1).filter(|u| u.starts_with("http")) else {
-            eprintln!("usage: cargo bench --bench hook -- --load http://HOST:PORT [SECS]");
+            eprintln!("usage: cargo bench --bench hook -- --load http://HOST:PORT [SECS] [fleet]");
             std::process::exit(2);
         };
         #[cfg(unix)]
         coord_hook::server::raise_fd_limit();
-        let l = load(
+        let mix = if args.get(3).is_some_and(|m| m == "fleet") {
+            load::Mix::Fleet
+        } else {
+            load::Mix::Inbox
+        };
+        let l = load::load_mix(
             url,
             32,
             args.get(2).and_then(|n| n.parse().ok()).unwrap_or(5),
+            mix,
         );
         println!(
             "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors; sends p50 {:.2} ms, p99 {:.2} ms",

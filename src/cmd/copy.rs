@@ -394,6 +394,10 @@ impl Conn {
                     .map_err(pg_err(table))?;
                 }
                 tx.commit().map_err(pg_err(table))?;
+                // Statistics for the rows just loaded: the servers plan
+                // their statements once per connection, from these.
+                c.batch_execute(&format!("ANALYZE {table}"))
+                    .map_err(pg_err(table))?;
                 Ok(n)
             }
         }

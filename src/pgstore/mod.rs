@@ -13,19 +13,23 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use postgres::{Client, Config, NoTls, Row, Transaction};
+use postgres::{Client, Config, NoTls, Row};
 
 use crate::backend::{Applied, Coord, Page};
 use crate::error::{Error, Result};
 use crate::model::*;
 
+mod conn;
 mod delivery;
+#[cfg(test)]
+mod plan_tests;
 mod read;
 mod rows;
 mod schema;
 mod tls;
 mod write;
 
+pub use conn::{Conn, Run, Tx};
 use rows::*;
 use schema::RETENTION_LOCK;
 
@@ -56,75 +60,6 @@ impl Target {
             Some(t) => self.config.connect(t.clone()),
             None => self.config.connect(NoTls),
         }
-    }
-}
-
-/// A connection and the statements prepared on it: a read is then one
-/// round trip, its SQL parsed once per connection rather than per call.
-pub struct Conn {
-    pub(super) client: Client,
-    cache: std::collections::HashMap<String, postgres::Statement>,
-}
-
-type Params<'a> = &'a [&'a (dyn postgres::types::ToSql + Sync)];
-
-impl Conn {
-    fn new(client: Client) -> Conn {
-        Conn {
-            client,
-            cache: std::collections::HashMap::new(),
-        }
-    }
-
-    fn statement(
-        &mut self,
-        sql: &str,
-    ) -> std::result::Result<postgres::Statement, postgres::Error> {
-        if let Some(s) = self.cache.get(sql) {
-            return Ok(s.clone());
-        }
-        let s = self.client.prepare(sql)?;
-        if self.cache.len() >= 256 {
-            self.cache.clear();
-        }
-        self.cache.insert(sql.to_string(), s.clone());
-        Ok(s)
-    }
-
-    pub fn query(
-        &mut self,
-        sql: &str,
-        p: Params<'_>,
-    ) -> std::result::Result<Vec<Row>, postgres::Error> {
-        let s = self.statement(sql)?;
-        self.client.query(&s, p)
-    }
-
-    pub fn query_one(
-        &mut self,
-        sql: &str,
-        p: Params<'_>,
-    ) -> std::result::Result<Row, postgres::Error> {
-        let s = self.statement(sql)?;
-        self.client.query_one(&s, p)
-    }
-
-    pub fn query_opt(
-        &mut self,
-        sql: &str,
-        p: Params<'_>,
-    ) -> std::result::Result<Option<Row>, postgres::Error> {
-        let s = self.statement(sql)?;
-        self.client.query_opt(&s, p)
-    }
-
-    pub fn execute(
-        &mut self,
-        sql: &str,
-        p: Params<'_>,
-    ) -> std::result::Result<u64, postgres::Error> {
-        let s = self.statement(sql)?;
-        self.client.execute(&s, p)
     }
 }
 
@@ -224,6 +159,17 @@ pub fn target(url: &str) -> Result<Target> {
     };
     c.connect_timeout(CONNECT_TIMEOUT);
     c.application_name("coord serve");
+    // Every statement is prepared once per connection and written as index
+    // ranges, so its one generic plan serves every call: planning the
+    // inbox read afresh for its values cost more than running it. That
+    // plan is made once, maybe while the tables are still small, so it
+    // must not be a scan of a whole table that later grows: scans are
+    // priced out (every read here has its index), and migration 4 keeps
+    // the estimates from taking one session's rows for most of a table.
+    let given = c.get_options().map(|o| format!("{o} ")).unwrap_or_default();
+    c.options(&format!(
+        "{given}-c plan_cache_mode=force_generic_plan -c enable_seqscan=off"
+    ));
     Ok(Target { config: c, tls })
 }
 
@@ -281,11 +227,15 @@ impl PgStore {
     }
 
     /// A transaction on the connection.
-    fn tx<T>(&self, f: impl FnOnce(&mut Transaction<'_>) -> Result<T>) -> Result<T> {
+    fn tx<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
         self.with(|c| {
-            let mut tx = c.client.transaction().map_err(|e| self.db(e))?;
+            let tx = c.client.transaction().map_err(|e| self.db(e))?;
+            let mut tx = Tx {
+                tx,
+                cache: &mut c.cache,
+            };
             let out = f(&mut tx)?;
-            tx.commit().map_err(|e| self.db(e))?;
+            tx.tx.commit().map_err(|e| self.db(e))?;
             Ok(out)
         })
     }
@@ -389,6 +339,36 @@ impl PgStore {
 impl Coord for PgStore {
     fn apply(&self, w: &Write, key: Option<&str>) -> Result<Applied> {
         let now = now_ms();
+        // A keyed send claims its key in its own statement: one round trip.
+        if let (Write::SendMessage(m), Some(key)) = (w, key) {
+            if let Err((field, why)) = w.check_addresses() {
+                return Err(Error::invalid(format!("{field}: {why}")));
+            }
+            let lapsed = now - IDEMPOTENCY_WINDOW_MS;
+            if let Some(m) = self.with(|c| self.send(c, m, Some((key, lapsed)), now))? {
+                return Ok(Applied {
+                    written: Written::Message(m),
+                    replayed: false,
+                });
+            }
+            return self.tx(|tx| {
+                Ok(Applied {
+                    written: self.replay(tx, w, key)?,
+                    replayed: true,
+                })
+            });
+        }
+        // Without a key, a write whose statements each stand on their own
+        // (one statement, or a claim whose every step a unique index
+        // decides) runs without BEGIN and COMMIT: two round trips fewer.
+        if key.is_none() && !matches!(w, Write::MarkRead { .. } | Write::AddTodo(_)) {
+            return self.with(|c| {
+                Ok(Applied {
+                    written: self.apply_in(c, w, now)?,
+                    replayed: false,
+                })
+            });
+        }
         self.tx(|tx| {
             if let Some(key) = key {
                 // The key is claimed first: a unique index decides, across

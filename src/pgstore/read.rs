@@ -65,13 +65,16 @@ impl PgStore {
         };
         // The page and its count in one statement (one round trip): the
         // count is uncorrelated, computed once; no row means none at all
-        // (the page takes at least one of what the count counts).
+        // (the page takes at least one of what the count counts). The
+        // page's ids are gathered first (two index ranges) and its rows
+        // fetched by id: a plan of that shape whatever the table's size
+        // when the connection planned it.
         let sql = format!(
             "SELECT {MESSAGE_COLS}, {READ_AT}, \
              (SELECT count(*) FROM messages m WHERE {direct}) \
              + (SELECT count(*) FROM messages m WHERE {broadcast}) \
              FROM messages m {READ_JOINS} \
-             WHERE m.id IN ({} UNION ALL {}) ORDER BY m.id {dir} LIMIT {lim}",
+             WHERE m.id = ANY(ARRAY({} UNION ALL {})) ORDER BY m.id {dir} LIMIT {lim}",
             part(&direct),
             part(&broadcast)
         );

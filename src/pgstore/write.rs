@@ -12,60 +12,16 @@ fn required(field: &str, v: &str) -> Result<()> {
 }
 
 impl PgStore {
-    pub(super) fn apply_in(
-        &self,
-        tx: &mut Transaction<'_>,
-        w: &Write,
-        now: i64,
-    ) -> Result<Written> {
+    pub(super) fn apply_in(&self, tx: &mut impl Run, w: &Write, now: i64) -> Result<Written> {
         if let Err((field, why)) = w.check_addresses() {
             return Err(Error::invalid(format!("{field}: {why}")));
         }
         let db = |e| self.db(e);
         match w {
-            Write::SendMessage(m) => {
-                required("to_session", &m.to_session)?;
-                required("body", &m.body)?;
-                required("from_session", &m.from_session)?;
-                let (from, to) = (
-                    canonical_session(&m.from_session),
-                    canonical_session(&m.to_session),
-                );
-                let id: i64 = tx
-                    .query_one(
-                        "INSERT INTO messages (from_session, to_session, subject, body, \
-                         created_by_user, created_by_machine, created_at, in_reply_to) \
-                         VALUES ($1,$2,$3,$4,$5,$6,$7,$8) RETURNING id",
-                        &[
-                            &from,
-                            &to,
-                            &m.subject.as_deref().map(str::as_bytes),
-                            &m.body.as_bytes(),
-                            &m.created_by_user,
-                            &m.created_by_machine,
-                            &now,
-                            &m.in_reply_to,
-                        ],
-                    )
-                    .map_err(db)?
-                    .get(0);
-                if to == ALL_SESSIONS {
-                    // Its recipients: the sessions live now (v1.2 delivery).
-                    tx.execute(
-                        "INSERT INTO deliveries (message_id, session) SELECT $1, session_id FROM sessions \
-                         WHERE last_seen >= $2 AND closed_at IS NULL AND session_id <> $3",
-                        &[&id, &(now - ACTIVE_SECS * 1000), &from],
-                    )
-                    .map_err(db)?;
-                }
-                // Every replica's long-polls hear of it at commit.
-                tx.execute(
-                    "SELECT pg_notify($1, $2)",
-                    &[&CHANNEL, &format!("{id} {to}")],
-                )
-                .map_err(db)?;
-                self.message(tx, id, &from).map(Written::Message)
-            }
+            Write::SendMessage(m) => self
+                .send(tx, m, None, now)?
+                .map(Written::Message)
+                .ok_or_else(|| Error::Failed("the message was not written".into())),
             Write::TouchSession { session_id, update }
                 if update.state.as_deref() == Some(CLOSED) =>
             {
@@ -213,29 +169,37 @@ impl PgStore {
                 session_id,
                 force,
             } => {
-                let lock = tx
+                let session_id = &canonical_session(session_id);
+                // One statement decides: a live lock of this holder (or
+                // any, forced) is gone, or nothing is.
+                if let Some(row) = tx
                     .query_opt(
                         &format!(
-                            "SELECT {LOCK_COLS} FROM locks WHERE id = $1 AND expires_at > $2 FOR UPDATE"
+                            "DELETE FROM locks WHERE id = $1 AND expires_at > $2 \
+                             AND (session_id = $3 OR $4) RETURNING {LOCK_COLS}"
                         ),
+                        &[id, &now, session_id, force],
+                    )
+                    .map_err(db)?
+                {
+                    return Ok(Written::Lock {
+                        lock: lock_row(&row),
+                        created: false,
+                    });
+                }
+                // Why not: no such live lock, or another's.
+                let lock = tx
+                    .query_opt(
+                        &format!("SELECT {LOCK_COLS} FROM locks WHERE id = $1 AND expires_at > $2"),
                         &[id, &now],
                     )
                     .map_err(db)?
                     .map(|r| lock_row(&r))
                     .ok_or_else(|| Error::not_found(format!("lock {id} (or it expired)")))?;
-                let session_id = &canonical_session(session_id);
-                if lock.session_id != *session_id && !force {
-                    return Err(Error::forbidden(format!(
-                        "lock {id} is held by {}, not {session_id} (use --force to break it)",
-                        lock.session_id
-                    )));
-                }
-                tx.execute("DELETE FROM locks WHERE id = $1", &[id])
-                    .map_err(db)?;
-                Ok(Written::Lock {
-                    lock,
-                    created: false,
-                })
+                Err(Error::forbidden(format!(
+                    "lock {id} is held by {}, not {session_id} (use --force to break it)",
+                    lock.session_id
+                )))
             }
             Write::SetComponent {
                 project,
@@ -291,9 +255,76 @@ impl PgStore {
         }
     }
 
+    /// A message sent, in one statement (one round trip): the message, its
+    /// recipients when it is a broadcast (the sessions live now, v1.2
+    /// delivery), the announcement every replica's long-polls hear at
+    /// commit, and the row as its sender sees it (read when sent). With
+    /// `key` (the key, and the time at or before which an old claim of it
+    /// has lapsed) the key is claimed in the same statement, holding the
+    /// message's id drawn beforehand: None when another request holds the
+    /// key (its answer is the replay).
+    pub(super) fn send(
+        &self,
+        c: &mut impl Run,
+        m: &NewMessage,
+        key: Option<(&str, i64)>,
+        now: i64,
+    ) -> Result<Option<Message>> {
+        required("to_session", &m.to_session)?;
+        required("body", &m.body)?;
+        required("from_session", &m.from_session)?;
+        let (from, to) = (
+            canonical_session(&m.from_session),
+            canonical_session(&m.to_session),
+        );
+        let (claim, source) = match key {
+            Some(_) => (
+                "k AS (INSERT INTO idempotency (key, status, body, created_at, op, ref) \
+                 VALUES ($11, 201, '', $7, 'send_message', nextval(pg_get_serial_sequence('messages', 'id'))) \
+                 ON CONFLICT (key) DO UPDATE SET status = 201, body = '', created_at = excluded.created_at, \
+                 op = excluded.op, ref = excluded.ref WHERE idempotency.created_at <= $12 RETURNING ref), ",
+                "SELECT k.ref, $1,$2,$3,$4,$5,$6,$7,$8 FROM k",
+            ),
+            None => ("", "VALUES (DEFAULT, $1,$2,$3,$4,$5,$6,$7,$8)"),
+        };
+        let sql = format!(
+            "WITH {claim}m AS (INSERT INTO messages (id, from_session, to_session, subject, body, \
+             created_by_user, created_by_machine, created_at, in_reply_to) {source} RETURNING *), \
+             d AS (INSERT INTO deliveries (message_id, session) \
+             SELECT m.id, s.session_id FROM m, sessions s \
+             WHERE m.to_session = 'ALL_SESSIONS' AND s.last_seen >= $9 \
+             AND s.closed_at IS NULL AND s.session_id <> m.from_session) \
+             SELECT {MESSAGE_COLS}, m.created_at, \
+             pg_notify($10, m.id::text || ' ' || m.to_session)::text FROM m"
+        );
+        let (subject, body) = (m.subject.as_deref().map(str::as_bytes), m.body.as_bytes());
+        let live = now - ACTIVE_SECS * 1000;
+        let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![
+            &from,
+            &to,
+            &subject,
+            &body,
+            &m.created_by_user,
+            &m.created_by_machine,
+            &now,
+            &m.in_reply_to,
+            &live,
+            &CHANNEL,
+        ];
+        let (key_text, lapsed);
+        if let Some((k, l)) = key {
+            (key_text, lapsed) = (k, l);
+            params.push(&key_text);
+            params.push(&lapsed);
+        }
+        Ok(c.query_opt(&sql, &params)
+            .map_err(|e| self.db(e))?
+            .map(|r| message_row(&r)))
+    }
+
     /// A claim: the unique index on (project, resource) decides between
     /// replicas claiming at once; the loser sees the winner's row.
-    fn claim(&self, tx: &mut Transaction<'_>, l: &NewLock, now: i64) -> Result<Written> {
+    fn claim(&self, tx: &mut impl Run, l: &NewLock, now: i64) -> Result<Written> {
         required("project", &l.project)?;
         required("resource", &l.resource)?;
         required("session_id", &l.session_id)?;
@@ -302,13 +333,10 @@ impl PgStore {
         check_paths(&l.paths).map_err(Error::invalid)?;
         let paths = paths_column(&l.paths);
         let expires = crate::store::lock_expiry(l.ttl_hours, now)?;
-        tx.execute(
-            "DELETE FROM locks WHERE project = $1 AND resource = $2 AND expires_at <= $3",
-            &[&l.project, &l.resource, &now],
-        )
-        .map_err(db)?;
-        // Twice at most: a holder that let go between the two statements.
-        for _ in 0..2 {
+        // A free resource is one statement. Taken: by whom, and an
+        // expired holder is cleared and the claim tried again; at most
+        // three turns (a holder that let go between two statements).
+        for _ in 0..3 {
             if let Some(row) = tx
                 .query_opt(
                     &format!(
@@ -325,18 +353,27 @@ impl PgStore {
                     created: true,
                 });
             }
-            let Some(held) = tx
+            let Some(row) = tx
                 .query_opt(
                     &format!(
-                        "SELECT {LOCK_COLS} FROM locks WHERE project = $1 AND resource = $2 FOR UPDATE"
+                        "SELECT {LOCK_COLS}, expires_at <= $3 FROM locks \
+                         WHERE project = $1 AND resource = $2 FOR UPDATE"
                     ),
-                    &[&l.project, &l.resource],
+                    &[&l.project, &l.resource, &now],
                 )
                 .map_err(db)?
-                .map(|r| lock_row(&r))
             else {
                 continue;
             };
+            let held = lock_row(&row);
+            if row.get::<_, bool>(8) {
+                tx.execute(
+                    "DELETE FROM locks WHERE id = $1 AND expires_at <= $2",
+                    &[&held.id, &now],
+                )
+                .map_err(db)?;
+                continue;
+            }
             if held.session_id != session {
                 return Err(Error::Conflict {
                     detail: format!(
@@ -349,19 +386,24 @@ impl PgStore {
                     lock: Some(Box::new(held)),
                 });
             }
-            let row = tx
-                .query_one(
+            // Renewed only while still ours: outside a transaction the
+            // holder may let go between the two statements.
+            if let Some(row) = tx
+                .query_opt(
                     &format!(
                         "UPDATE locks SET expires_at = $2, note = COALESCE($3, note), \
-                         paths = COALESCE($4, paths) WHERE id = $1 RETURNING {LOCK_COLS}"
+                         paths = COALESCE($4, paths) WHERE id = $1 AND session_id = $5 \
+                         RETURNING {LOCK_COLS}"
                     ),
-                    &[&held.id, &expires, &l.note, &paths],
+                    &[&held.id, &expires, &l.note, &paths, &session],
                 )
-                .map_err(db)?;
-            return Ok(Written::Lock {
-                lock: lock_row(&row),
-                created: false,
-            });
+                .map_err(db)?
+            {
+                return Ok(Written::Lock {
+                    lock: lock_row(&row),
+                    created: false,
+                });
+            }
         }
         Err(Error::Unavailable(format!(
             "{}/{} changed hands while it was claimed; claim it again",
@@ -370,13 +412,7 @@ impl PgStore {
     }
 
     /// Marks broadcast `id` read for `session` (see the SQLite store).
-    fn read_broadcast(
-        &self,
-        tx: &mut Transaction<'_>,
-        id: i64,
-        session: &str,
-        now: i64,
-    ) -> Result<()> {
+    fn read_broadcast(&self, tx: &mut impl Run, id: i64, session: &str, now: i64) -> Result<()> {
         let db = |e| self.db(e);
         tx.execute(
             "UPDATE deliveries SET read_at = $3 WHERE message_id = $1 AND session = $2 AND read_at IS NULL",
@@ -431,12 +467,7 @@ impl PgStore {
         Ok(())
     }
 
-    pub(super) fn message(
-        &self,
-        tx: &mut Transaction<'_>,
-        id: i64,
-        session: &str,
-    ) -> Result<Message> {
+    pub(super) fn message(&self, tx: &mut impl Run, id: i64, session: &str) -> Result<Message> {
         tx.query_opt(
             &format!(
                 "SELECT {MESSAGE_COLS}, {READ_AT} FROM messages m {READ_JOINS} WHERE m.id = $2"
@@ -448,7 +479,7 @@ impl PgStore {
         .ok_or_else(|| Error::not_found(format!("message {id}")))
     }
 
-    fn todo(&self, tx: &mut Transaction<'_>, id: i64) -> Result<Todo> {
+    fn todo(&self, tx: &mut impl Run, id: i64) -> Result<Todo> {
         tx.query_opt(
             &format!("SELECT {TODO_COLS} FROM todos WHERE id = $1"),
             &[&id],
@@ -459,7 +490,7 @@ impl PgStore {
     }
 
     /// The first answer given to `key` (claimed by another request).
-    pub(super) fn replay(&self, tx: &mut Transaction<'_>, w: &Write, key: &str) -> Result<Written> {
+    pub(super) fn replay(&self, tx: &mut impl Run, w: &Write, key: &str) -> Result<Written> {
         let row = tx
             .query_one(
                 "SELECT status, body, op, ref FROM idempotency WHERE key = $1",
