@@ -59,7 +59,7 @@ fn main() {
     }
     if args.first().map(String::as_str) == Some("--load") {
         let Some(url) = args.get(1).filter(|u| u.starts_with("http")) else {
-            eprintln!("usage: cargo bench --bench hook -- --load http://HOST:PORT [SECS] [fleet]");
+            eprintln!("usage: cargo bench --bench hook -- --load http://HOST:PORT [SECS] [fleet] [CLIENTS]");
             std::process::exit(2);
         };
         #[cfg(unix)]
@@ -71,7 +71,7 @@ fn main() {
         };
         let l = load::load_mix(
             url,
-            32,
+            args.get(4).and_then(|n| n.parse().ok()).unwrap_or(32),
             args.get(2).and_then(|n| n.parse().ok()).unwrap_or(5),
             mix,
         );
