@@ -59,7 +59,9 @@ fn main() {
     }
     if args.first().map(String::as_str) == Some("--load") {
         let Some(url) = args.get(1).filter(|u| u.starts_with("http")) else {
-            eprintln!("usage: cargo bench --bench hook -- --load http://HOST:PORT [SECS] [fleet] [CLIENTS]");
+            eprintln!(
+                "usage: cargo bench --bench hook -- --load http://HOST:PORT [SECS] [fleet] [CLIENTS]"
+            );
             std::process::exit(2);
         };
         #[cfg(unix)]

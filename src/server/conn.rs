@@ -60,6 +60,14 @@ pub(crate) struct ConnState {
     /// Asked to close: a held long-poll answers at once.
     pub(super) cut: std::sync::atomic::AtomicBool,
     pub(super) cut_now: tokio::sync::Notify,
+    /// A long-poll that waits may park (see `park`): not while a request
+    /// that could not be parked is replayed.
+    pub(super) parkable: std::sync::atomic::AtomicBool,
+    /// The wait a handler handed over, and the stand-in answer to drop.
+    pub(super) park: Mutex<Option<super::park::Park>>,
+    pub(super) swallow: std::sync::atomic::AtomicBool,
+    /// The deadline of a replayed long-poll (its wait already begun).
+    pub(super) resume: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl ConnState {
@@ -83,7 +91,7 @@ pub(super) fn clock_ms() -> u64 {
 #[derive(Clone)]
 pub(super) struct Counted<S> {
     inner: S,
-    state: Arc<ConnState>,
+    pub(super) state: Arc<ConnState>,
 }
 
 impl<S, B> hyper::service::Service<hyper::Request<B>> for Counted<S>
@@ -263,6 +271,9 @@ pub(super) async fn accept_loop(
             drop(tcp); // over a bound, with nothing to make room: turned away
             continue;
         };
+        state
+            .parkable
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let service = Counted {
             inner: hyper_util::service::TowerToHyperService::new(app.clone()),
             state,
@@ -274,17 +285,25 @@ pub(super) async fn accept_loop(
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve_one(tcp, service, &close, &mut stop).await,
+                None => park::serve_one(tcp, service, &close, &mut stop).await,
                 // The handshake has the header-read deadline: a client that
                 // opens and says nothing is dropped, like one that sends no
                 // request.
                 Some(tls) => {
+                    // Boxed, as the TLS connection: a plain one's task
+                    // stays the size of what it holds.
                     let shake = tokio::select! {
-                        s = tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(tcp)) => s.ok().and_then(|s| s.ok()),
+                        s = tokio::time::timeout(HEADER_READ_TIMEOUT, Box::pin(tls.accept(tcp))) => s.ok().and_then(|s| s.ok()),
                         _ = close.notified() => None,
                     };
                     if let Some(stream) = shake {
-                        serve_one(stream, service, &close, &mut stop).await;
+                        Box::pin(park::serve_one(
+                            Box::new(stream),
+                            service,
+                            &close,
+                            &mut stop,
+                        ))
+                        .await;
                     }
                 }
             }
@@ -300,36 +319,6 @@ pub(super) async fn accept_loop(
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     while live.load(std::sync::atomic::Ordering::SeqCst) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Serves one connection (plain or TLS) with hyper's HTTP/1 until it ends,
-/// it is evicted (`close`) or the server stops.
-async fn serve_one<IO>(
-    io: IO,
-    service: Counted<hyper_util::service::TowerToHyperService<Router>>,
-    close: &tokio::sync::Notify,
-    stop: &mut tokio::sync::watch::Receiver<bool>,
-) where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(hyper_util::rt::TokioIo::new(io), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {},
-        _ = close.notified() => {
-            // Its answer (a long-poll's empty one) gets a moment; a body
-            // that never arrives does not.
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await;
-        },
-        _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.as_mut().await;
-        },
     }
 }
 

@@ -10,6 +10,11 @@ pub(super) async fn log(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let resp = next.run(req).await;
+    // A parked long-poll's stand-in never reaches the client: its replay
+    // is what gets logged.
+    if resp.extensions().get::<super::park::Parked>().is_some() {
+        return resp;
+    }
     let ms = start.elapsed().as_secs_f64() * 1000.0;
     crate::out::note(&format!(
         "{method} {} {} {ms:.1}ms",

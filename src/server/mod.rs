@@ -281,6 +281,7 @@ macro_rules! tri {
 mod conn;
 mod guard;
 mod page;
+mod park;
 mod reply;
 mod routes;
 mod tls;

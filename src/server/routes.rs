@@ -354,15 +354,21 @@ pub(super) async fn list_messages(
     // Long-poll: hold the answer until a message matches or the time is up.
     // The wake-up is armed before each read, so none slips between them.
     let holds = wait > 0 && !query.sent && (query.unread_only || query.after_id.is_some());
-    let until = tokio::time::Instant::now() + Duration::from_secs(wait);
-    let waiting = holds.then(|| st.waiter(&canonical_session(&query.session)));
     let conn = conn.map(|c| c.0);
+    // A replayed long-poll (see `park`) goes on with the wait it began.
+    let resumed = conn
+        .as_ref()
+        .and_then(|c| c.resume.lock().unwrap_or_else(|p| p.into_inner()).take());
+    let until = resumed.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(wait));
+    let mut waiting = holds.then(|| st.waiter(&canonical_session(&query.session)));
     let cut = || {
         conn.as_ref()
             .is_some_and(|c| c.cut.load(std::sync::atomic::Ordering::SeqCst))
     };
     let page = loop {
-        let mut woken = waiting.as_ref().map(|w| Box::pin(w.notify.notified()));
+        let mut woken = waiting
+            .as_ref()
+            .map(|w| Box::pin(w.notify.clone().notified_owned()));
         if let Some(w) = woken.as_mut() {
             w.as_mut().enable();
         }
@@ -376,6 +382,19 @@ pub(super) async fn list_messages(
             (Ok(p), Some(w))
                 if p.messages.is_empty() && tokio::time::Instant::now() < until && !cut() =>
             {
+                // Nothing yet: the connection holds the wait, outside hyper.
+                if let Some(c) = &conn
+                    && c.parkable.load(std::sync::atomic::Ordering::SeqCst)
+                    && let Some(waiting) = waiting.take()
+                {
+                    *c.park.lock().unwrap_or_else(|p| p.into_inner()) = Some(super::park::Park {
+                        waiting,
+                        woken: w,
+                        until,
+                    });
+                    c.swallow.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return super::park::parked_response();
+                }
                 if let Some(c) = &conn {
                     c.holding.store(true, std::sync::atomic::Ordering::SeqCst);
                 }

@@ -553,3 +553,82 @@ fn addresses_outside_the_grammar_are_refused_by_client_and_server_alike() {
     let sessions = m.json(None, &["sessions", "--all"]);
     assert!(!sessions.to_string().contains("EVIL"), "{sessions}");
 }
+
+/// One HTTP/1.1 answer read off a keep-alive connection: its head and body.
+fn read_answer(c: &mut TcpStream) -> (String, String) {
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            c.read(&mut byte).unwrap(),
+            1,
+            "the connection ended mid-answer"
+        );
+        got.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |n| n.trim().parse().unwrap());
+    let mut body = vec![0u8; len];
+    c.read_exact(&mut body).unwrap();
+    (head, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[test]
+fn a_held_long_poll_answers_in_full_and_keeps_its_connection() {
+    // A long-poll that waits is parked outside the HTTP machinery and its
+    // request replayed when the wait ends: the client sees one answer, the
+    // one it asked for, and its connection goes on serving.
+    let s = Server::start(&[]);
+    let mut c = TcpStream::connect(s.addr()).unwrap();
+    let poll = |c: &mut TcpStream, wait: u32| {
+        c.write_all(
+            format!(
+                "GET /api/coord/messages?session=BOX/parked&unread=true&wait={wait} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    };
+    poll(&mut c, 20);
+    std::thread::sleep(Duration::from_millis(400));
+    let m = Machine::remote("OTHER", &s.url);
+    m.coord(&["msg", "send", "--force", "BOX/parked", "while you waited"])
+        .assert()
+        .success();
+    let (head, body) = read_answer(&mut c);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("x-total-count: 1"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v[0]["body"], "while you waited", "{body}");
+    // The same connection: a plain request, then a poll that waits again
+    // and runs out with nothing new.
+    c.write_all(b"GET /api/coord/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let (head, body) = read_answer(&mut c);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(body.contains("locks"), "{body}");
+    let id = v[0]["id"].as_i64().unwrap();
+    c.write_all(
+        format!(
+            "GET /api/coord/messages?session=BOX/parked&after_id={id}&wait=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let (head, body) = read_answer(&mut c);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, "[]");
+    // Only real answers are logged: the three requests, no stand-in.
+    drop(c);
+    let log = s.log_text();
+    assert_eq!(
+        log.matches("GET /api/coord/messages 200").count(),
+        2,
+        "{log}"
+    );
+}
