@@ -73,6 +73,7 @@ impl LocalStore {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| store_err(path, e))?;
         stable_plans(&conn);
+        keep_wal_files(&conn);
         let store = LocalStore {
             conn,
             path: path.to_path_buf(),
@@ -167,6 +168,25 @@ impl LocalStore {
 
     fn db<T>(&self, r: rusqlite::Result<T>) -> Result<T> {
         r.map_err(|e| store_err(&self.path, e))
+    }
+}
+
+/// The WAL and its shared memory stay beside the store when the last
+/// connection closes (checkpointed and emptied, never holding the only
+/// copy of a write): the next hook run opens them instead of creating
+/// and deleting both files, 2.4% of an embedded session-start hook here
+/// (BENCHMARKS.md), more where creating a file costs more.
+fn keep_wal_files(conn: &Connection) {
+    let mut on: std::ffi::c_int = 1;
+    // SAFETY: the handle is this open connection's; the file control reads
+    // one int through the pointer, which outlives the call.
+    unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&mut on as *mut std::ffi::c_int).cast(),
+        );
     }
 }
 

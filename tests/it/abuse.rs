@@ -560,11 +560,9 @@ fn read_answer(c: &mut TcpStream) -> (String, String) {
     let mut got = Vec::new();
     let mut byte = [0u8; 1];
     while !got.ends_with(b"\r\n\r\n") {
-        assert_eq!(
-            c.read(&mut byte).unwrap(),
-            1,
-            "the connection ended mid-answer"
-        );
+        // read_exact: a signal to this process (a child ending) is retried.
+        c.read_exact(&mut byte)
+            .expect("an answer, not the end of the connection");
         got.push(byte[0]);
     }
     let head = String::from_utf8_lossy(&got).to_ascii_lowercase();
