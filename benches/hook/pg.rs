@@ -208,6 +208,45 @@ fn killed_under_load(cluster: &Cluster, tmp: &Path) -> (i64, i64, usize) {
     (200 - distinct, all - distinct, queued)
 }
 
+/// CPU seconds (user + system) spent so far by `pids` and by the cluster's
+/// backends (the postmaster's children): the work a request costs, apart
+/// from how two shared cores were handed out. Linux only.
+#[cfg(target_os = "linux")]
+fn cpu_secs(pids: &[u32], cluster: &Cluster) -> f64 {
+    let fields = |pid: &str| -> Option<Vec<String>> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = &stat[stat.rfind(')')? + 1..];
+        Some(rest.split_whitespace().map(String::from).collect())
+    };
+    // After the name: state, ppid, …, utime (12th), stime (13th).
+    let ticks = |f: &[String]| -> u64 {
+        f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+    };
+    let postmaster = std::fs::read_to_string(cluster.root.join("data/postmaster.pid"))
+        .ok()
+        .and_then(|t| t.lines().next().map(str::to_string));
+    let mut total: u64 = pids
+        .iter()
+        .filter_map(|p| fields(&p.to_string()))
+        .map(|f| ticks(&f))
+        .sum();
+    if let (Some(pm), Ok(procs)) = (postmaster, std::fs::read_dir("/proc")) {
+        for e in procs.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.bytes().all(|b| b.is_ascii_digit())
+                && let Some(f) = fields(&name)
+                && f.get(1) == Some(&pm)
+            {
+                total += ticks(&f);
+            }
+        }
+    }
+    // SAFETY: a plain libc call.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    total as f64 / hz
+}
+
 /// Rounds of the fleet-mix loads, each case in turn.
 const ROUNDS: usize = 3;
 
@@ -264,10 +303,21 @@ pub fn run(tmp: &Path, runs: u64, clients: usize, secs: u64) -> String {
     // times, and each is the sum of its rounds.
     let per = (secs / 2).max(3);
     let (mut l_lite, mut l_pg, mut l_two) = (Vec::new(), Vec::new(), Vec::new());
+    // CPU spent by both replicas and the backends, one replica loaded and
+    // then both (seconds).
+    let (mut cpu_one, mut cpu_two) = (0.0, 0.0);
+    #[cfg(target_os = "linux")]
+    let cpu = || cpu_secs(&[pg_a.child.id(), pg_b.child.id()], &cluster);
+    #[cfg(not(target_os = "linux"))]
+    let cpu = || 0.0;
     for _ in 0..ROUNDS {
         l_lite.push(load_mix(&lite.url, clients, per, Mix::Fleet));
+        let c0 = cpu();
         l_pg.push(load_mix(&pg_a.url, clients, per, Mix::Fleet));
+        let c1 = cpu();
         let (a, b) = load_two(&pg_a.url, &pg_b.url, clients, per);
+        cpu_one += c1 - c0;
+        cpu_two += cpu() - c1;
         l_two.extend([a, b]);
     }
     let wake = cross_wake(&pg_a.url, &pg_b.url, 20);
@@ -282,6 +332,9 @@ pub fn run(tmp: &Path, runs: u64, clients: usize, secs: u64) -> String {
     let (l_lite, l_pg) = (&l_lite[..], &l_pg[..]);
     let two_rps = rps(&l_two);
     let two_err = errors(&l_two);
+    let served = |ls: &[Load]| ls.iter().map(|l| l.requests).sum::<usize>().max(1) as f64;
+    let us_one = cpu_one * 1e6 / served(l_pg);
+    let us_two = cpu_two * 1e6 / served(&l_two);
     let _ = writeln!(
         md,
         "A throw-away PostgreSQL on 127.0.0.1 (fsync on, defaults but max_connections), beside `coord serve` on SQLite, same run, same fixture (`coord store copy` moved it). {SESSION} has 20 unread, 5 todos, 2 locks.\n"
@@ -330,6 +383,13 @@ pub fn run(tmp: &Path, runs: u64, clients: usize, secs: u64) -> String {
         "| the same through two replicas, half the clients each (req/s, errors) | | {two_rps:.0}, {two_err} | {:.2}× one replica | no loss against one |",
         two_rps / rps(l_pg)
     );
+    if us_one > 0.0 {
+        let _ = writeln!(
+            md,
+            "| CPU per request, the replicas and PostgreSQL's backends together (µs; one replica loaded → both) | | {us_one:.0} → {us_two:.0} | {:.2}× | the same work |",
+            us_two / us_one
+        );
+    }
     let _ = writeln!(
         md,
         "| p99 ms (one replica; mean of the rounds) | {:.2} | {:.2} | {:.2}× | |",

@@ -199,7 +199,18 @@ impl PgStore {
     /// The connection, opened again when it was closed.
     fn conn(&self) -> Result<MutexGuard<'_, Option<Conn>>> {
         let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.as_ref().is_none_or(|c| c.client.is_closed()) {
+        // What the server said while the connection sat idle (a backend
+        // terminated, the database restarted) is read first, without
+        // waiting: a connection it closed is replaced before a write is
+        // tried on it, not after (a write is not asked twice).
+        let broken = guard.as_mut().is_none_or(|c| {
+            postgres::fallible_iterator::FallibleIterator::count(
+                c.client.notifications().timeout_iter(Duration::ZERO),
+            )
+            .is_err()
+                || c.client.is_closed()
+        });
+        if broken {
             *guard = Some(Conn::new(self.target.connect().map_err(|e| self.down(&e))?));
         }
         Ok(guard)

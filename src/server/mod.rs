@@ -296,11 +296,16 @@ use routes::*;
 
 /// Read connections: a few, so reads on the workers rarely meet.
 const READERS: usize = 4;
-/// PostgreSQL read connections: reads wait on the network there, so more
-/// of them are in flight at once.
-const PG_READERS: usize = 6;
+/// PostgreSQL read connections. Each is a backend process of the
+/// database: more of them overlap more round trips, and cost more in
+/// switching between processes. Measured on 2 cores (BENCHMARKS.md):
+/// three readers and three writers served 0.57× of serve-on-SQLite at 225
+/// µs of CPU a request, six and six 0.51× at 292 µs. Three round trips in
+/// flight per replica still answer thousands of requests a second across a
+/// network.
+const PG_READERS: usize = 3;
 /// PostgreSQL write connections (see `AppState::writers`).
-const PG_WRITERS: usize = 6;
+const PG_WRITERS: usize = 3;
 
 /// Runs a read. On SQLite it runs on this worker: a read takes tens of
 /// microseconds and never waits for a writer (WAL), so handing it to the
