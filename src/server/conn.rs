@@ -67,7 +67,7 @@ pub(crate) struct ConnState {
     pub(super) park: Mutex<Option<super::park::Park>>,
     pub(super) swallow: std::sync::atomic::AtomicBool,
     /// The deadline of a replayed long-poll (its wait already begun).
-    pub(super) resume: Mutex<Option<tokio::time::Instant>>,
+    pub(super) resume: Mutex<Option<super::park::Resume>>,
 }
 
 impl ConnState {

@@ -121,6 +121,7 @@ struct AppState {
     /// waiters of its recipient (a broadcast, all of them). A waiter holds
     /// no store connection and no worker.
     waiters: Arc<Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>>,
+    wakes: Arc<park::Wakes>,
     /// The dashboard's sign-ins and change signal.
     ui: Arc<ui::Ui>,
 }
@@ -135,8 +136,15 @@ impl AppState {
         }
     }
 
-    fn wake(&self, to: &str) {
+    /// Wakes the long-polls a message to `to` concerns; `row` is the
+    /// message when this server wrote it (see `park::Wakes`).
+    fn wake(&self, to: &str, row: Option<Arc<Message>>) {
         self.ui.changed();
+        if to == ALL_SESSIONS {
+            self.wakes.broadcast(row);
+        } else {
+            self.wakes.direct();
+        }
         let w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
         if to == ALL_SESSIONS {
             w.values().for_each(|n| n.notify_waiters());
@@ -226,6 +234,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         token: opts.token.map(Arc::from),
         listen: Arc::new(Mutex::new(None)),
         waiters: Arc::new(Mutex::new(std::collections::HashMap::new())),
+        wakes: Arc::default(),
     };
     let max_connections = connection_bound(opts.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS));
     let io = |e: std::io::Error| Error::Usage(format!("cannot listen on {}: {e}", opts.listen));
@@ -250,7 +259,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         // A write on another replica wakes the long-polls held here.
         if let Db::Postgres(url) = &opts.db {
             let st = state.clone();
-            crate::pgstore::PgStore::listen(url, move |to| st.wake(to))?;
+            crate::pgstore::PgStore::listen(url, move |to| st.wake(to, None))?;
         }
         // 0: no retention (`coord ui` on a machine's own store).
         let (db, days) = (opts.db, opts.retain_days);

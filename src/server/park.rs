@@ -25,6 +25,99 @@ pub(super) struct Park {
     pub(super) waiting: Waiting,
     pub(super) woken: Pin<Box<tokio::sync::futures::OwnedNotified>>,
     pub(super) until: tokio::time::Instant,
+    /// What had woken the polls before its last read, and what a broadcast
+    /// must be to answer it alone (see `Wakes`).
+    pub(super) seen: (u64, u64),
+    pub(super) wakes: Arc<Wakes>,
+    pub(super) answerable: Option<Answerable>,
+}
+
+/// An unread long-poll of `session` for messages after `after`.
+pub(super) struct Answerable {
+    pub(super) session: String,
+    pub(super) after: i64,
+}
+
+/// How a replayed long-poll goes on: the wait it began, and its answer when
+/// the broadcast that woke it is all there is.
+pub(super) struct Resume {
+    pub(super) until: tokio::time::Instant,
+    pub(super) answer: Option<Arc<Message>>,
+}
+
+/// What has woken the held polls of this server: a broadcast wakes every
+/// one, and a poll that nothing but that broadcast came for since its
+/// last (empty) read is answered from the broadcast's row, not a read of
+/// its own. Anything else since (a direct message to anyone, another
+/// broadcast, one written through another replica, whose row this server
+/// has not got) and the poll reads as before.
+pub(super) struct Wakes {
+    direct: std::sync::atomic::AtomicU64,
+    broadcasts: std::sync::atomic::AtomicU64,
+    last: Mutex<Option<(u64, Arc<Message>)>>,
+    /// Woken polls answer REPLAYS_AT_ONCE at a time: a broadcast to
+    /// thousands of them is answered in batches, never thousands of
+    /// requests in the HTTP machinery at once.
+    turns: Arc<tokio::sync::Semaphore>,
+}
+
+/// How many woken long-polls are replayed at once.
+const REPLAYS_AT_ONCE: usize = 256;
+
+impl Default for Wakes {
+    fn default() -> Wakes {
+        Wakes {
+            direct: Default::default(),
+            broadcasts: Default::default(),
+            last: Default::default(),
+            turns: Arc::new(tokio::sync::Semaphore::new(REPLAYS_AT_ONCE)),
+        }
+    }
+}
+
+impl Wakes {
+    /// Taken before a read: what had woken polls by then.
+    pub(super) fn seen(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let _last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        (self.direct.load(SeqCst), self.broadcasts.load(SeqCst))
+    }
+
+    pub(super) fn direct(&self) {
+        self.direct
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(super) fn broadcast(&self, row: Option<Arc<Message>>) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let n = self
+            .broadcasts
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        *last = row.map(|r| (n, r));
+    }
+
+    /// The one broadcast written since `seen`, when nothing else was.
+    fn only_broadcast_since(&self, seen: (u64, u64)) -> Option<Arc<Message>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if self.direct.load(SeqCst) != seen.0 || self.broadcasts.load(SeqCst) != seen.1 + 1 {
+            return None;
+        }
+        last.as_ref()
+            .filter(|(n, _)| *n == seen.1 + 1)
+            .map(|(_, m)| m.clone())
+    }
+}
+
+/// A broadcast as a recipient reads it before reading it: unread.
+pub(super) fn unread_for_recipient(m: &Message) -> Message {
+    Message {
+        read: false,
+        read_at: None,
+        read_by: None,
+        ..m.clone()
+    }
 }
 
 /// The stand-in answer of a parked request, marked so that the request log
@@ -78,6 +171,9 @@ pub(super) struct Tap<IO> {
     record: Vec<u8>,
     overflow: bool,
     wrote: bool,
+    /// A replay's place among those answering at once, given back with
+    /// its answer's first bytes.
+    turn: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl<IO> Tap<IO> {
@@ -92,6 +188,7 @@ impl<IO> Tap<IO> {
             record: Vec::new(),
             overflow: false,
             wrote: false,
+            turn: None,
         }
     }
 
@@ -137,6 +234,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tap<IO> {
         if this.swallowing() {
             return Poll::Ready(Ok(data.len()));
         }
+        this.turn = None;
         Pin::new(&mut this.io.io).poll_write(cx, data)
     }
 
@@ -150,6 +248,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tap<IO> {
         if this.swallowing() {
             return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
         }
+        this.turn = None;
         Pin::new(&mut this.io.io).poll_write_vectored(cx, bufs)
     }
 
@@ -237,7 +336,10 @@ pub(super) async fn serve_one<IO>(
             // handler hold it inside hyper this time.
             request.extend_from_slice(&leftover);
             state.parkable.store(false, Ordering::SeqCst);
-            *state.resume.lock().unwrap_or_else(|p| p.into_inner()) = Some(park.until);
+            *state.resume.lock().unwrap_or_else(|p| p.into_inner()) = Some(Resume {
+                until: park.until,
+                answer: None,
+            });
             tap.overflow = false;
             tap.io.prefix = request;
             continue;
@@ -248,10 +350,21 @@ pub(super) async fn serve_one<IO>(
             waiting,
             woken,
             until,
+            seen,
+            wakes,
+            answerable,
         } = park;
         let mut peek = [0u8; 64];
+        let mut answer = None;
         let ended = tokio::select! {
-            _ = woken => Ended::Answer,
+            _ = woken => {
+                answer = answerable.and_then(|a| {
+                    wakes
+                        .only_broadcast_since(seen)
+                        .filter(|m| m.from_session != a.session && m.id > a.after)
+                });
+                Ended::Answer
+            }
             _ = tokio::time::sleep_until(until) => Ended::Answer,
             _ = close.notified() => Ended::Closing,
             _ = async { let _ = stop.wait_for(|s| *s).await; } => Ended::Closing,
@@ -270,14 +383,18 @@ pub(super) async fn serve_one<IO>(
         drop(waiting);
         let resume = match ended {
             Ended::Gone => return,
-            Ended::Answer => until,
+            Ended::Answer => Resume { until, answer },
             Ended::Closing => {
                 closing = true;
-                tokio::time::Instant::now()
+                Resume {
+                    until: tokio::time::Instant::now(),
+                    answer: None,
+                }
             }
         };
         state.parkable.store(!closing, Ordering::SeqCst);
         *state.resume.lock().unwrap_or_else(|p| p.into_inner()) = Some(resume);
         tap.io.prefix = request;
+        tap.turn = wakes.turns.clone().acquire_owned().await.ok();
     }
 }

@@ -134,17 +134,23 @@ pub(super) async fn do_write(st: AppState, h: HeaderMap, w: Write) -> Response {
     let state = st.clone();
     let result = with_writer(&st, move |s| {
         let a = s.apply(&w, key.as_deref())?;
+        // The row a broadcast's held polls can be answered from.
+        let row = match (&a.written, a.replayed) {
+            (Written::Message(m), false) => Some(Arc::new(m.clone())),
+            _ => None,
+        };
         Ok((
             wire::status_for(&w, &a.written),
             a.written.to_json(),
             a.replayed,
+            row,
         ))
     })
     .await;
     match result {
-        Ok((status, body, replayed)) => {
+        Ok((status, body, replayed, row)) => {
             match wakes {
-                Some(to) => state.wake(&to),
+                Some(to) => state.wake(&to, row),
                 None => state.ui.changed(),
             }
             let mut resp = ok(status, body);

@@ -359,8 +359,23 @@ pub(super) async fn list_messages(
     let resumed = conn
         .as_ref()
         .and_then(|c| c.resume.lock().unwrap_or_else(|p| p.into_inner()).take());
-    let until = resumed.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(wait));
-    let mut waiting = holds.then(|| st.waiter(&canonical_session(&query.session)));
+    let until = resumed.as_ref().map_or_else(
+        || tokio::time::Instant::now() + Duration::from_secs(wait),
+        |r| r.until,
+    );
+    // Woken by a broadcast and nothing else: that row is the answer.
+    if let Some(m) = resumed.and_then(|r| r.answer) {
+        return messages_answer(Ok(crate::backend::Page {
+            messages: vec![super::park::unread_for_recipient(&m)],
+            total: Some(1),
+        }));
+    }
+    let session = canonical_session(&query.session);
+    let mut answerable = (holds && query.unread_only).then(|| super::park::Answerable {
+        session: session.clone(),
+        after: query.after_id.unwrap_or(0),
+    });
+    let mut waiting = holds.then(|| st.waiter(&session));
     let cut = || {
         conn.as_ref()
             .is_some_and(|c| c.cut.load(std::sync::atomic::Ordering::SeqCst))
@@ -376,6 +391,7 @@ pub(super) async fn list_messages(
         if let Some(c) = closing.as_mut() {
             c.as_mut().enable();
         }
+        let seen = st.wakes.seen();
         let q = query.clone();
         let page = with_reader(&st, move |s| s.messages_page(&q)).await;
         match (&page, woken) {
@@ -391,6 +407,9 @@ pub(super) async fn list_messages(
                         waiting,
                         woken: w,
                         until,
+                        seen,
+                        wakes: st.wakes.clone(),
+                        answerable: answerable.take(),
                     });
                     c.swallow.store(true, std::sync::atomic::Ordering::SeqCst);
                     return super::park::parked_response();
@@ -421,6 +440,11 @@ pub(super) async fn list_messages(
         }
     };
     drop(waiting);
+    messages_answer(page)
+}
+
+/// A page of messages as `GET /messages` answers it (with its count).
+fn messages_answer(page: Result<crate::backend::Page>) -> Response {
     let total = page.as_ref().ok().and_then(|p| p.total);
     let mut resp = json_response(page.map(|p| p.messages));
     if let Some(t) = total.filter(|_| resp.status().is_success()) {

@@ -400,7 +400,7 @@ async fn act(st: AppState, w: Write) -> Response {
     match with_writer(&st, move |s| s.write(&w, None)).await {
         Ok(_) => {
             if let Some(to) = wakes {
-                state.wake(&to);
+                state.wake(&to, None);
             }
             state.ui.changed();
             see_other("/")

@@ -621,12 +621,33 @@ fn a_held_long_poll_answers_in_full_and_keeps_its_connection() {
     let (head, body) = read_answer(&mut c);
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert_eq!(body, "[]");
+    // Parked again, and a broadcast alone comes: answered from its row,
+    // as a read would answer it (unread, counted).
+    c.write_all(
+        format!(
+            "GET /api/coord/messages?session=BOX/parked&unread=true&after_id={id}&wait=20 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    m.coord(&["msg", "send", "ALL", "to everyone"])
+        .assert()
+        .success();
+    let (head, body) = read_answer(&mut c);
+    assert!(head.contains("x-total-count: 1"), "{head}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(v[0]["body"], "to everyone", "{body}");
+    assert_eq!(v[0]["to_session"], "ALL_SESSIONS", "{body}");
+    assert_eq!(v[0]["read"], false, "{body}");
+    assert!(v[0]["read_at"].is_null(), "{body}");
     // Only real answers are logged: the three requests, no stand-in.
     drop(c);
     let log = s.log_text();
     assert_eq!(
         log.matches("GET /api/coord/messages 200").count(),
-        2,
+        3,
         "{log}"
     );
 }
