@@ -69,6 +69,8 @@ pub struct PgStore {
     /// The URL without its password, for every message.
     shown: String,
     client: Mutex<Option<Conn>>,
+    /// The last error was the database ending the connection (see `write`).
+    ended: std::sync::atomic::AtomicBool,
 }
 
 /// What the database (or the socket) said, in one line: the driver's own
@@ -181,6 +183,7 @@ impl PgStore {
             target: target(url)?,
             shown: redact(url),
             client: Mutex::new(None),
+            ended: Default::default(),
         };
         store.migrate()?;
         Ok(store)
@@ -193,24 +196,14 @@ impl PgStore {
             target: self.target.clone(),
             shown: self.shown.clone(),
             client: Mutex::new(None),
+            ended: Default::default(),
         }
     }
 
     /// The connection, opened again when it was closed.
     fn conn(&self) -> Result<MutexGuard<'_, Option<Conn>>> {
         let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
-        // What the server said while the connection sat idle (a backend
-        // terminated, the database restarted) is read first, without
-        // waiting: a connection it closed is replaced before a write is
-        // tried on it, not after (a write is not asked twice).
-        let broken = guard.as_mut().is_none_or(|c| {
-            postgres::fallible_iterator::FallibleIterator::count(
-                c.client.notifications().timeout_iter(Duration::ZERO),
-            )
-            .is_err()
-                || c.client.is_closed()
-        });
-        if broken {
+        if guard.as_ref().is_none_or(|c| c.client.is_closed()) {
             *guard = Some(Conn::new(self.target.connect().map_err(|e| self.down(&e))?));
         }
         Ok(guard)
@@ -237,9 +230,25 @@ impl PgStore {
         }
     }
 
+    /// A write. A connection the database ended while it sat idle (a
+    /// terminated backend, a restart) answers its first statement with
+    /// that ending (57P01-57P03), not having run it: the write is asked
+    /// once more on a new connection rather than answered 503.
+    fn write<T>(&self, f: impl Fn(&mut Conn) -> Result<T>) -> Result<T> {
+        self.ended.store(false, std::sync::atomic::Ordering::SeqCst);
+        match self.with(&f) {
+            Err(Error::Unavailable(_))
+                if self.ended.swap(false, std::sync::atomic::Ordering::SeqCst) =>
+            {
+                self.with(&f)
+            }
+            r => r,
+        }
+    }
+
     /// A transaction on the connection.
-    fn tx<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
-        self.with(|c| {
+    fn tx<T>(&self, f: impl Fn(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        self.write(|c| {
             let tx = c.client.transaction().map_err(|e| self.db(e))?;
             let mut tx = Tx {
                 tx,
@@ -276,6 +285,11 @@ impl PgStore {
         let gone = e
             .code()
             .is_none_or(|c| ["08", "53", "57"].iter().any(|k| c.code().starts_with(k)));
+        if e.code()
+            .is_some_and(|c| ["57P01", "57P02", "57P03"].contains(&c.code()))
+        {
+            self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         if gone || e.is_closed() {
             return self.down(&e);
         }
@@ -356,7 +370,7 @@ impl Coord for PgStore {
                 return Err(Error::invalid(format!("{field}: {why}")));
             }
             let lapsed = now - IDEMPOTENCY_WINDOW_MS;
-            if let Some(m) = self.with(|c| self.send(c, m, Some((key, lapsed)), now))? {
+            if let Some(m) = self.write(|c| self.send(c, m, Some((key, lapsed)), now))? {
                 return Ok(Applied {
                     written: Written::Message(m),
                     replayed: false,
@@ -373,7 +387,7 @@ impl Coord for PgStore {
         // (one statement, or a claim whose every step a unique index
         // decides) runs without BEGIN and COMMIT: two round trips fewer.
         if key.is_none() && !matches!(w, Write::MarkRead { .. } | Write::AddTodo(_)) {
-            return self.with(|c| {
+            return self.write(|c| {
                 Ok(Applied {
                     written: self.apply_in(c, w, now)?,
                     replayed: false,

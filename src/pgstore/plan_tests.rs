@@ -43,6 +43,7 @@ fn store_with_plans() -> Option<(PgStore, Plans, impl FnOnce())> {
         target: t,
         shown: redact(&url),
         client: Mutex::new(None),
+        ended: Default::default(),
     };
     store.migrate().expect("migrate");
     store

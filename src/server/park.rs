@@ -231,10 +231,11 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tap<IO> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         this.wrote = true;
+        // An answer (or a stand-in: parked again) gives back the turn.
+        this.turn = None;
         if this.swallowing() {
             return Poll::Ready(Ok(data.len()));
         }
-        this.turn = None;
         Pin::new(&mut this.io.io).poll_write(cx, data)
     }
 
@@ -245,10 +246,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tap<IO> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         this.wrote = true;
+        this.turn = None;
         if this.swallowing() {
             return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
         }
-        this.turn = None;
         Pin::new(&mut this.io.io).poll_write_vectored(cx, bufs)
     }
 
