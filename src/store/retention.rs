@@ -21,6 +21,9 @@ pub(crate) const TOUCH_KEPT_MS: i64 = 24 * 3600 * 1000;
 /// Rows deleted per transaction: each batch holds the write lock for a few
 /// milliseconds, so writes never wait long behind retention.
 const BATCH: i64 = 250;
+/// The pause after a batch: as long as the batch took, within these.
+const BATCH_PAUSE_MIN: std::time::Duration = std::time::Duration::from_millis(20);
+const BATCH_PAUSE_MAX: std::time::Duration = std::time::Duration::from_millis(200);
 /// Free pages given back per step of the file's shrinking.
 const VACUUM_STEP: i64 = 500;
 
@@ -109,6 +112,7 @@ impl LocalStore {
                 return Ok(total);
             };
             last = max;
+            let started = Instant::now();
             let tx = self.tx()?;
             for id in &ids {
                 total += self.db(tx.exec(delete, params![id, arg]))?;
@@ -117,6 +121,11 @@ impl LocalStore {
             if (ids.len() as i64) < BATCH {
                 return Ok(total);
             }
+            // The store's writers get a turn before the next batch: a
+            // writer that has waited a while polls the lock only every
+            // 50-100 ms (SQLite's busy handler), and batch after batch
+            // would keep it out past that.
+            std::thread::sleep(started.elapsed().clamp(BATCH_PAUSE_MIN, BATCH_PAUSE_MAX));
         }
     }
 }
