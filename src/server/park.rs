@@ -316,7 +316,9 @@ pub(super) async fn serve_one<IO>(
                 let _ = tokio::time::timeout(CLOSE_GRACE, &mut *conn).await;
                 return;
             },
-            _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+            // A replay after a close or a stop is already the last answer
+            // (keep-alive off): it is let through, not cut before it is read.
+            _ = async { let _ = stop.wait_for(|s| *s).await; }, if !closing => {
                 Pin::new(&mut *conn).graceful_shutdown();
                 let _ = (&mut *conn).await;
                 return;
