@@ -2,14 +2,7 @@
 //! caller's transaction, with what decides a race left to a unique index.
 
 use super::*;
-
-fn required(field: &str, v: &str) -> Result<()> {
-    if v.trim().is_empty() {
-        Err(Error::invalid(format!("{field} must not be empty")))
-    } else {
-        Ok(())
-    }
-}
+use crate::store::{message_ends, required};
 
 impl PgStore {
     pub(super) fn apply_in(&self, tx: &mut impl Run, w: &Write, now: i64) -> Result<Written> {
@@ -270,13 +263,7 @@ impl PgStore {
         key: Option<(&str, i64)>,
         now: i64,
     ) -> Result<Option<Message>> {
-        required("to_session", &m.to_session)?;
-        required("body", &m.body)?;
-        required("from_session", &m.from_session)?;
-        let (from, to) = (
-            canonical_session(&m.from_session),
-            canonical_session(&m.to_session),
-        );
+        let (from, to) = message_ends(m)?;
         let (claim, source) = match key {
             Some(_) => (
                 "k AS (INSERT INTO idempotency (key, status, body, created_at, op, ref) \

@@ -26,7 +26,7 @@ use read::*;
 pub(crate) use retention::TOUCH_KEPT_MS;
 pub use retention::{MIN_RETAIN_DAYS, Purged};
 pub(crate) use write::lock_expiry;
-pub(crate) use write::{check_shown, check_touched};
+pub(crate) use write::{check_shown, check_touched, message_ends, required};
 
 /// How long a writer waits for another process before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(15);

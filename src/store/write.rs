@@ -3,12 +3,24 @@
 
 use super::*;
 
-pub(super) fn required(field: &str, v: &str) -> Result<()> {
+pub(crate) fn required(field: &str, v: &str) -> Result<()> {
     if v.trim().is_empty() {
         Err(Error::invalid(format!("{field} must not be empty")))
     } else {
         Ok(())
     }
+}
+
+/// A message's required fields checked, and its sender and recipient as
+/// stored (both stores).
+pub(crate) fn message_ends(m: &NewMessage) -> Result<(String, String)> {
+    required("to_session", &m.to_session)?;
+    required("body", &m.body)?;
+    required("from_session", &m.from_session)?;
+    Ok((
+        canonical_session(&m.from_session),
+        canonical_session(&m.to_session),
+    ))
 }
 
 /// The most files one `TouchFiles` and ids one `MarkShown` may carry.
@@ -67,13 +79,7 @@ impl LocalStore {
         }
         match w {
             Write::SendMessage(m) => {
-                required("to_session", &m.to_session)?;
-                required("body", &m.body)?;
-                required("from_session", &m.from_session)?;
-                let (from, to) = (
-                    canonical_session(&m.from_session),
-                    canonical_session(&m.to_session),
-                );
+                let (from, to) = message_ends(m)?;
                 self.db(tx.exec(
                     "INSERT INTO messages (from_session, to_session, subject, body, \
                      created_by_user, created_by_machine, created_at, in_reply_to) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
